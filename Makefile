@@ -1,0 +1,57 @@
+# Targets a newcomer can guess: `make run`, `make test`, `make build`, `make deploy`, `make bench`.
+# Each sets up .venv itself (Python 3.13 like the Lambda runtime when available, else >= 3.11).
+
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3) \
+                      $(shell command -v python3.13 python3.12 python3 2>/dev/null))
+VENV := .venv
+BIN := $(VENV)/bin
+# The Lambda runs on arm64 (template.yaml); tests build for the host to import the artifact.
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+LAMBDA_PYTHON ?= 3.13
+
+.PHONY: run test lint build deploy bench replay clean build-ForwarderFunction
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(BIN)/.installed  ## map and deliver a sample batch against local AWS + Graph stand-ins
+	$(BIN)/python -m localdev.run $(ARGS)
+
+test: $(BIN)/.installed  ## lint, then every test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/cfn-lint template.yaml
+
+# Called by `sam build` (BuildMethod: makefile) with ARTIFACTS_DIR set, and by tests with a host platform.
+build-ForwarderFunction:
+	rm -rf "$(ARTIFACTS_DIR)/handler" "$(ARTIFACTS_DIR)/forwarder"
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp -r handler forwarder "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt \
+	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
+	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: --upgrade
+
+build:  ## the deployable artifact, with the SAM CLI when installed, else the same Makefile target
+	if command -v sam >/dev/null; then sam build; \
+	else $(MAKE) build-ForwarderFunction ARTIFACTS_DIR=$(CURDIR)/.aws-sam/build/ForwarderFunction; fi
+
+deploy:
+	sam build && sam deploy --guided
+
+bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench $(ARGS)
+
+replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and replay")
+	$(BIN)/python -m localdev.replay $(ARGS)
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,132 @@
+"""Reading an mParticle batch: one typed view over both shapes mParticle sends.
+
+The webhook output (outbound) sends `user_identities` as an array of `{identity_type, identity}`;
+the Events API (inbound) shape, and the official Python SDK, send an object map. Every field is
+optional and unknown fields are ignored (mParticle JSON reference), so nothing here raises on a
+missing or oddly typed field: only a body that is not a batch at all is an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class BatchError(ValueError):
+    """The body is not an mParticle batch; the message says why (and never echoes its content)."""
+
+
+# The Python SDK serialises the customer id identity as `customerid` (mparticle-python-sdk).
+_IDENTITY_ALIASES = {"customerid": "customer_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Who the batch is about; identity types and attribute names are lower-cased."""
+
+    identities: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    ios_advertising_id: str | None = None
+    android_advertising_id: str | None = None
+    ccpa_opted_out: bool = False
+
+    def attribute(self, name: str) -> str | None:
+        """A reserved user attribute such as `$firstname`, matched case-insensitively."""
+        return text(self.attributes.get(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    user: User
+    events: list[Any]
+    timestamp_ms: int | None = None
+    batch_id: str | None = None
+    source_request_id: str | None = None
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string from a string or number; None for anything else."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return None
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a JSON number or numeric string (mParticle's SDKs send both)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def timestamp_ms(value: Any) -> int | None:
+    parsed = number(value)
+    return int(parsed) if parsed is not None and parsed > 0 else None
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _identities(raw: Any) -> dict[str, str]:
+    pairs: list[tuple[Any, Any]]
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        pairs = [(item.get("identity_type"), item.get("identity")) for item in raw if isinstance(item, dict)]
+    else:
+        pairs = []
+    identities: dict[str, str] = {}
+    for kind, value in pairs:
+        name = text(kind)
+        identity = text(value)
+        if name and identity:
+            name = name.lower()
+            identities.setdefault(_IDENTITY_ALIASES.get(name, name), identity)
+    return identities
+
+
+def _ccpa_opted_out(consent_state: Mapping[str, Any]) -> bool:
+    # mParticle: consented == true on `data_sale_opt_out` means the user opted OUT of the sale.
+    opt_out = mapping(mapping(consent_state.get("ccpa")).get("data_sale_opt_out"))
+    return opt_out.get("consented") is True
+
+
+def read_batch(body: Any) -> Batch:
+    """The typed view of a parsed JSON body; raises BatchError if it cannot be a batch."""
+    if not isinstance(body, dict):
+        raise BatchError(f"the body must be a JSON object (an mParticle batch), got {type(body).__name__}")
+    events = body.get("events", [])
+    if events is None:
+        events = []
+    if not isinstance(events, list):
+        raise BatchError(f"'events' must be an array, got {type(events).__name__}")
+    attributes = {
+        key.lower(): value for key, value in mapping(body.get("user_attributes")).items() if isinstance(key, str)
+    }
+    device = mapping(body.get("device_info"))
+    user = User(
+        identities=_identities(body.get("user_identities")),
+        attributes=attributes,
+        ios_advertising_id=text(device.get("ios_advertising_id")),
+        android_advertising_id=text(device.get("android_advertising_id")),
+        ccpa_opted_out=_ccpa_opted_out(mapping(body.get("consent_state"))),
+    )
+    return Batch(
+        user=user,
+        events=events,
+        timestamp_ms=timestamp_ms(body.get("timestamp_unixtime_ms")),
+        batch_id=text(body.get("batch_id")),
+        source_request_id=text(body.get("source_request_id")),
+    )

@@ -1,0 +1,251 @@
+"""Delivering a batch: parse, map, render, send in chunks with retries, and judge the outcome.
+
+The retry budget is the invocation's own deadline (passed in by the handler), so a retry never
+outlives the Lambda; what could not be sent in time is answered with a status mParticle retries.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from forwarder.batch import BatchError, read_batch
+from forwarder.graph_client import CONNECT_TIMEOUT, ErrorClass, GraphClient, GraphError
+from forwarder.mapping import map_batch
+from forwarder.render import render_events, request_fields
+from forwarder.secrets import Credentials, SecretUnavailable
+from forwarder.settings import Settings
+from forwarder.telemetry import logger
+
+MIN_READ_TIMEOUT = 1.0
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 4.0
+RETRY_AFTER_SECONDS = 60
+NOT_ATTEMPTED = "not_attempted"
+DELIVERED = "delivered"
+
+
+class Verdict(StrEnum):
+    """What the batch's sender should do; the handler turns it into an HTTP status."""
+
+    DELIVERED = "delivered"
+    RETRY_LATER = "retry_later"  # transient failure, retries ran out of time
+    OPERATOR_MUST_ACT = "operator_must_act"  # token invalid even after re-reading, or no permission
+    REJECTED = "rejected"  # Facebook refused the payload itself
+
+
+_PROBLEMS = {
+    Verdict.RETRY_LATER: "Facebook failed transiently and retries ran out of time",
+    Verdict.OPERATOR_MUST_ACT: "Facebook refused the access token or its permissions; fix the secret or the token",
+    Verdict.REJECTED: "Facebook rejected the events as invalid",
+}
+
+
+@dataclass(slots=True)
+class RequestOutcome:
+    """What happened to one Graph request (one chunk of the batch)."""
+
+    events: int
+    status: str = NOT_ATTEMPTED  # DELIVERED, NOT_ATTEMPTED or an ErrorClass value
+    attempts: int = 0
+    accepted: int | None = None
+    error: str | None = None
+    code: int | None = None
+    fbtrace_id: str | None = None
+    latency_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = {
+            "events": self.events,
+            "status": self.status,
+            "attempts": self.attempts,
+            "accepted": self.accepted,
+            "error": self.error,
+            "error_class": self.status if self.status not in (DELIVERED, NOT_ATTEMPTED) else None,
+            "code": self.code,
+            "fbtrace_id": self.fbtrace_id,
+            "latency_ms": self.latency_ms,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    received: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    requests: list[RequestOutcome] = field(default_factory=list)
+    retries: int = 0
+    batch_id: str | None = None
+    source_request_id: str | None = None
+
+    @property
+    def forwarded(self) -> int:
+        return sum(request.events for request in self.requests if request.status == DELIVERED)
+
+    def failed(self, *statuses: str) -> list[RequestOutcome]:
+        return [request for request in self.requests if request.status in statuses]
+
+    @property
+    def verdict(self) -> Verdict:
+        statuses = {request.status for request in self.requests}
+        if statuses & {ErrorClass.TOKEN, ErrorClass.PERMISSION}:
+            return Verdict.OPERATOR_MUST_ACT
+        if statuses & {ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, NOT_ATTEMPTED}:
+            return Verdict.RETRY_LATER
+        if ErrorClass.INVALID in statuses:
+            return Verdict.REJECTED
+        return Verdict.DELIVERED
+
+    def problem(self) -> str | None:
+        """One sentence naming what went wrong, for the error body; None when all was delivered."""
+        verdict = self.verdict
+        if verdict is Verdict.DELIVERED:
+            return None
+        wanted = {
+            Verdict.OPERATOR_MUST_ACT: (ErrorClass.TOKEN, ErrorClass.PERMISSION),
+            Verdict.RETRY_LATER: (ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, NOT_ATTEMPTED),
+            Verdict.REJECTED: (ErrorClass.INVALID,),
+        }[verdict]
+        first = self.failed(*wanted)[0]
+        code = f" (code {first.code})" if first.code is not None else ""
+        detail = first.error or "not sent: no time left in this invocation"
+        return f"{_PROBLEMS[verdict]}{code}: {detail}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "forwarded": self.forwarded,
+            "skipped": dict(self.skipped),
+            "requests": [request.as_dict() for request in self.requests],
+            "retries": self.retries,
+        }
+
+
+class TokenSource:
+    """The credentials in force, re-read at most once per invocation after a token error."""
+
+    def __init__(self, credentials: Credentials, reread: Callable[[], Credentials]) -> None:
+        self.credentials = credentials
+        self._reread = reread
+        self._reread_done = False
+
+    def refresh(self) -> bool:
+        """True when a re-read gave a different token worth trying."""
+        if self._reread_done:
+            return False
+        self._reread_done = True
+        previous = self.credentials.access_token
+        self.credentials = self._reread()
+        return self.credentials.access_token != previous
+
+
+def parse_body(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        # orjson's message gives the position, not the content.
+        raise BatchError(f"the body is not valid JSON: {error}") from None
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential with equal jitter, so a burst of retries from many containers spreads out."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class Sender:
+    """Sends chunks for one invocation; `deadline` is a time.monotonic() value."""
+
+    settings: Settings
+    tokens: TokenSource
+    client: GraphClient
+    deadline: float
+    sleep: Callable[[float], None] = time.sleep
+    retries: int = 0
+
+    def _body(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        credentials = self.tokens.credentials
+        body = {"access_token": credentials.access_token, **request_fields(self.settings), "data": events}
+        if proof := credentials.appsecret_proof():
+            body["appsecret_proof"] = proof
+        return body
+
+    def _time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def send(self, events: list[dict[str, Any]]) -> RequestOutcome:
+        outcome = RequestOutcome(events=len(events))
+        while self._time_left() >= CONNECT_TIMEOUT + MIN_READ_TIMEOUT:
+            outcome.attempts += 1
+            credentials = self.tokens.credentials
+            try:
+                accepted = self.client.post(
+                    self.settings.events_url,
+                    self._body(events),
+                    read_timeout=self._time_left() - CONNECT_TIMEOUT,
+                    secrets=(credentials.access_token, credentials.app_secret or ""),
+                )
+            except GraphError as error:
+                outcome.status, outcome.error, outcome.code = error.error_class.value, error.message, error.code
+                outcome.fbtrace_id = error.fbtrace_id
+                if not self._should_retry(error, outcome.attempts):
+                    return outcome
+                self.retries += 1
+                continue
+            except SecretUnavailable as error:
+                outcome.status, outcome.error = ErrorClass.TRANSIENT.value, str(error)
+                return outcome
+            outcome.status, outcome.accepted = DELIVERED, accepted.count
+            outcome.fbtrace_id, outcome.latency_ms = accepted.fbtrace_id, accepted.latency_ms
+            outcome.error = outcome.code = None
+            return outcome
+        if outcome.attempts:
+            outcome.error = f"{outcome.error} (retries ran out of time)"
+        return outcome
+
+    def _should_retry(self, error: GraphError, attempts: int) -> bool:
+        if error.error_class is ErrorClass.TOKEN:
+            # The token may have been rotated since this container cached it.
+            return self.tokens.refresh()
+        if not error.error_class.retryable:
+            return False
+        delay = _backoff(attempts)
+        if self._time_left() - delay < CONNECT_TIMEOUT + MIN_READ_TIMEOUT:
+            return False
+        self.sleep(delay)
+        return True
+
+
+def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [events[start : start + size] for start in range(0, len(events), size)]
+
+
+def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = None) -> BatchOutcome:
+    """Map and send one parsed batch; raises BatchError if it is not a batch."""
+    batch = read_batch(body)
+    mapped = map_batch(batch, settings, time.time() if now is None else now)
+    events, unmatched = render_events(mapped.conversions, settings)
+    outcome = BatchOutcome(
+        received=mapped.received,
+        skipped=mapped.skipped + unmatched,
+        batch_id=batch.batch_id,
+        source_request_id=batch.source_request_id,
+    )
+    chunks = _chunks(events, settings.max_events_per_request)
+    outcome.requests = [RequestOutcome(events=len(chunk)) for chunk in chunks]
+    for index, chunk in enumerate(chunks):
+        result = outcome.requests[index] = sender.send(chunk)
+        if result.status == DELIVERED and result.accepted is not None and result.accepted != result.events:
+            logger.warning("Facebook processed fewer events than sent", extra=result.as_dict())
+        if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
+            break  # without a valid token or permission every later request fails the same way
+    outcome.retries = sender.retries
+    return outcome

@@ -1,0 +1,148 @@
+"""Rendering a neutral `Conversion` for one Facebook API: renames and reshapes, no mapping logic.
+
+Field names are Meta's: Offline Conversions `match_keys` (marketing-api/offline-conversions) and
+Conversions API `user_data`/`custom_data` (conversions-api/parameters). Each API is a `Rendering`
+row; the shared `_commerce_fields` builds what both carry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forwarder.mapping import Content, Conversion, Skip
+from forwarder.match_keys import sha256_hex
+from forwarder.settings import FacebookApi, Settings
+
+ACTION_SOURCE = "physical_store"  # Meta: offline conversions on the Conversions API
+CONTENT_TYPE = "product"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
+    price_field: str
+    hash_madid: bool
+    render: Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+def _content(content: Content, price_field: str) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"id": content.id, "quantity": content.quantity}
+    if content.price is not None:
+        rendered[price_field] = content.price
+    if content.brand:
+        rendered["brand"] = content.brand
+    if content.category:
+        rendered["category"] = content.category
+    return rendered
+
+
+def _commerce_fields(conversion: Conversion, price_field: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if conversion.value is not None:
+        fields["value"] = conversion.value
+        fields["currency"] = conversion.currency
+    if conversion.contents:
+        fields["contents"] = [_content(content, price_field) for content in conversion.contents]
+        fields["content_type"] = CONTENT_TYPE
+    if conversion.order_id:
+        fields["order_id"] = conversion.order_id
+    return fields
+
+
+def _ldu_fields(conversion: Conversion) -> dict[str, Any]:
+    if conversion.ldu is None:
+        return {}
+    return {
+        "data_processing_options": ["LDU"],
+        "data_processing_options_country": conversion.ldu.country,
+        "data_processing_options_state": conversion.ldu.state,
+    }
+
+
+def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_name": conversion.event_name,
+        "event_time": conversion.event_time,
+        "match_keys": keys,
+        **commerce,
+    }
+    if conversion.custom_data:
+        event["custom_data"] = dict(conversion.custom_data)
+    return event | _ldu_fields(conversion)
+
+
+def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+    # Custom attributes never overwrite Meta's own custom_data fields.
+    custom_data = {**conversion.custom_data, **commerce}
+    event: dict[str, Any] = {
+        "event_name": conversion.event_name,
+        "event_time": conversion.event_time,
+        "action_source": ACTION_SOURCE,
+        "event_id": conversion.event_id,
+        "user_data": keys,
+    }
+    if custom_data:
+        event["custom_data"] = custom_data
+    return event | _ldu_fields(conversion)
+
+
+RENDERINGS = {
+    FacebookApi.OFFLINE_CONVERSIONS: Rendering(
+        key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
+        price_field="price",
+        hash_madid=True,  # the seed and Meta's offline uploader hash the advertiser id
+        render=_offline_event,
+    ),
+    FacebookApi.CONVERSIONS_API: Rendering(
+        key_names={
+            "email": "em",
+            "fn": "fn",
+            "ln": "ln",
+            "gen": "ge",
+            "ct": "ct",
+            "country": "country",
+            "external_id": "external_id",
+        },
+        price_field="item_price",
+        hash_madid=False,  # Meta: madid is sent as is, lower-cased
+        render=_conversions_api_event,
+    ),
+}
+
+
+def _keys(conversion: Conversion, rendering: Rendering) -> dict[str, Any]:
+    keys: dict[str, Any] = {
+        rendering.key_names[name]: digest
+        for name, digest in conversion.keys.hashed.items()
+        if name in rendering.key_names
+    }
+    if madid := conversion.keys.madid:
+        keys["madid"] = sha256_hex(madid) if rendering.hash_madid and len(madid) != 64 else madid
+    return keys
+
+
+def render_events(conversions: list[Conversion], settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The events to send, and the ones this API cannot match (no key it accepts)."""
+    rendering = RENDERINGS[settings.api]
+    events: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    rendered_keys: dict[int, dict[str, Any]] = {}  # a batch's events share one user's keys
+    for conversion in conversions:
+        keys = rendered_keys.get(id(conversion.keys))
+        if keys is None:
+            keys = rendered_keys[id(conversion.keys)] = _keys(conversion, rendering)
+        if not keys:
+            skipped[Skip.NO_MATCH_KEY] += 1
+            continue
+        events.append(rendering.render(conversion, keys, _commerce_fields(conversion, rendering.price_field)))
+    return events, skipped
+
+
+def request_fields(settings: Settings) -> dict[str, Any]:
+    """The request-level fields besides `data` and the token."""
+    if settings.api is FacebookApi.OFFLINE_CONVERSIONS:
+        return {"upload_tag": settings.upload_tag}
+    return {"test_event_code": settings.test_event_code} if settings.test_event_code else {}

@@ -1,0 +1,74 @@
+"""The Secrets Manager secret: Facebook's access token and the webhook's Authorization value.
+
+Read through Powertools parameters, cached for the container (warm invocations do not call AWS);
+re-read with `force=True` when Facebook says the token is invalid, since it may have been rotated.
+Nothing here ever puts a secret value in a message, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from forwarder.telemetry import tracer
+
+CACHE_SECONDS = 300
+
+
+class SecretUnavailable(RuntimeError):
+    """Secrets Manager could not be read (throttled, unreachable, denied): worth retrying later."""
+
+
+class SecretInvalid(RuntimeError):
+    """The secret exists but is not the documented JSON: an operator must fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_token: str = field(repr=False)
+    webhook_authorization: str | None = field(default=None, repr=False)
+    app_secret: str | None = field(default=None, repr=False)
+
+    def appsecret_proof(self) -> str | None:
+        """Meta's optional proof that the caller holds the app secret (graph-api/securing-requests)."""
+        if not self.app_secret:
+            return None
+        return hmac.new(self.app_secret.encode(), self.access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _optional_text(value: Any, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SecretInvalid(f"the secret's '{key}' must be a string")
+    return value
+
+
+def parse_credentials(value: Any) -> Credentials:
+    if not isinstance(value, dict):
+        raise SecretInvalid("the secret must be a JSON object with 'access_token' and 'webhook_authorization'")
+    token = _optional_text(value.get("access_token"), "access_token")
+    if not token:
+        raise SecretInvalid("the secret has no 'access_token'")
+    return Credentials(
+        access_token=token,
+        webhook_authorization=_optional_text(value.get("webhook_authorization"), "webhook_authorization"),
+        app_secret=_optional_text(value.get("app_secret"), "app_secret"),
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def get_credentials(secret_id: str, force: bool = False) -> Credentials:
+    """The cached credentials; `force` bypasses the cache after a token error."""
+    try:
+        value = parameters.get_secret(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
+    except parameters.exceptions.TransformParameterError:
+        raise SecretInvalid("the secret is not valid JSON") from None
+    except parameters.exceptions.GetParameterError as error:
+        # The AWS error text names the secret id and the cause, never the value.
+        raise SecretUnavailable(f"could not read the secret from Secrets Manager: {error}") from None
+    return parse_credentials(value)

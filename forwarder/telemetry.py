@@ -1,0 +1,57 @@
+"""Logs, metrics and traces: created once per container, fed only counts, reasons and codes.
+
+Powertools Logger/Metrics/Tracer read POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE. No
+function here receives personal data or secrets, so none can leak them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+def _service() -> dict[str, str]:
+    return {"service": os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")}
+
+
+def _by_dimension(name: str, dimension: str, counts: Mapping[str, int]) -> None:
+    """One EMF blob per dimension value: Metrics' own dimensions apply to the whole invocation."""
+    if is_metrics_disabled():  # single_metric flushes on its own and ignores the switch
+        return
+    for value, count in counts.items():
+        if count:
+            with single_metric(name=name, unit=MetricUnit.Count, value=count, default_dimensions=_service()) as metric:
+                metric.add_dimension(name=dimension, value=value)
+
+
+def record_summary(summary: Mapping[str, Any], status: int) -> None:
+    """The per-invocation metrics and the one summary log line (README, "Observability")."""
+    metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=summary.get("received", 0))
+    metrics.add_metric(name="EventsForwarded", unit=MetricUnit.Count, value=summary.get("forwarded", 0))
+    skipped: Mapping[str, int] = summary.get("skipped", {})
+    metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))
+    _by_dimension("EventsSkippedByReason", "reason", skipped)
+    requests = summary.get("requests", [])
+    metrics.add_metric(name="FacebookRequests", unit=MetricUnit.Count, value=len(requests))
+    errors: dict[str, int] = {}
+    for request in requests:
+        if request.get("error_class"):
+            errors[request["error_class"]] = errors.get(request["error_class"], 0) + 1
+        if request.get("latency_ms") is not None:
+            metrics.add_metric(name="FacebookLatency", unit=MetricUnit.Milliseconds, value=request["latency_ms"])
+    metrics.add_metric(name="FacebookErrors", unit=MetricUnit.Count, value=sum(errors.values()))
+    _by_dimension("FacebookErrorsByClass", "error_class", errors)
+    metrics.add_metric(name="FacebookRetries", unit=MetricUnit.Count, value=summary.get("retries", 0))
+    metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=summary.get("parked", 0))
+    if status >= 500 or status == 422:
+        metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)
+    logger.info("batch processed", extra={"status": status, "summary": summary})

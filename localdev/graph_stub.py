@@ -1,0 +1,187 @@
+"""A local Graph API stand-in on loopback: checks each request the way Facebook would.
+
+Used by `make run`, the integration tests and the benchmarks. It answers like Meta's Offline
+Conversions API (when the body has `upload_tag`) or Conversions API, with Meta's error shapes, and
+can be scripted with faults (`stub.script(...)`) for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_PATH = re.compile(r"/v(\d+)\.\d+/(\d+)/events")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_STANDARD_NAMES = {
+    "ViewContent", "Search", "AddToCart", "AddToWishlist", "InitiateCheckout", "AddPaymentInfo", "Purchase",
+    "Lead", "CompleteRegistration", "Other", "Contact", "CustomizeProduct", "Donate", "FindLocation",
+    "Schedule", "StartTrial", "SubmitApplication", "Subscribe",
+}  # fmt: skip
+MAX_EVENTS = {"offline_conversions": 2000, "conversions_api": 1000}
+
+
+@dataclass
+class Fault:
+    """One scripted answer: an HTTP status and body, a delay, or a dropped connection."""
+
+    status: int = 200
+    body: Any = None  # dict -> JSON, str -> sent as is (e.g. HTML), None -> normal processing
+    delay: float = 0.0
+    drop: bool = False
+
+    @staticmethod
+    def graph_error(code: int, status: int = 400, message: str = "scripted", **extra: Any) -> Fault:
+        error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "StubTrace", **extra}
+        return Fault(status=status, body={"error": error})
+
+
+@dataclass
+class Received:
+    path: str
+    api: str
+    body: dict[str, Any]
+    query: str
+
+
+@dataclass
+class GraphStub:
+    """`with GraphStub(access_token=...) as stub:` serves on `stub.url` until the block ends."""
+
+    access_token: str = "local-access-token"
+    validate: bool = True
+    received: list[Received] = field(default_factory=list)
+    connections: int = 0
+    _faults: deque[Fault] = field(default_factory=deque)
+
+    def script(self, *faults: Fault) -> None:
+        self._faults.extend(faults)
+
+    def __enter__(self) -> GraphStub:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                stub.connections += 1
+                super().setup()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                stub._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [event for request in self.received for event in request.body.get("data", [])]
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length)
+        fault = self._faults.popleft() if self._faults else None
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.drop:
+            request.connection.shutdown(socket.SHUT_RDWR)
+            request.close_connection = True
+            return
+        if fault and fault.body is not None:
+            self._reply(request, fault.status, fault.body)
+            return
+        status, answer = self.answer(request.path, raw)
+        self._reply(request, status, answer)
+
+    def answer(self, target: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        """What Facebook would say to this request."""
+        path, _, query = target.partition("?")
+        if "access_token" in query:
+            return 400, _error(100, "access_token must not be sent in the URL")
+        if not _PATH.fullmatch(path):
+            return 400, _error(100, f"Unknown path components: {path}", subcode=33)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, _error(100, "the body is not JSON")
+        api = "offline_conversions" if "upload_tag" in body else "conversions_api"
+        if body.get("access_token") != self.access_token:
+            return 400, _error(190, "Invalid OAuth access token - Cannot parse access token")
+        data = body.get("data")
+        self.received.append(Received(path=path, api=api, body=body, query=query))
+        if not isinstance(data, list) or not data:
+            return 400, _error(100, "param data must be a non-empty array")
+        if len(data) > MAX_EVENTS[api]:
+            return 400, _error(100, f"at most {MAX_EVENTS[api]} events per request")
+        if self.validate:
+            for index, event in enumerate(data):
+                if problem := _event_problem(event, api):
+                    return 400, _error(100, f"Invalid parameter: data[{index}]: {problem}")
+        if api == "offline_conversions":
+            return 200, {"id": "1234567890", "num_processed_entries": len(data)}
+        return 200, {"events_received": len(data), "messages": [], "fbtrace_id": "StubTrace"}
+
+    @staticmethod
+    def _reply(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+
+def _error(code: int, message: str, **extra: Any) -> dict[str, Any]:
+    error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "StubTrace"}
+    if "subcode" in extra:
+        error["error_subcode"] = extra["subcode"]
+    return {"error": error}
+
+
+def _event_problem(event: Any, api: str) -> str | None:
+    """Meta's per-event rules (facebook-api.md): the checks a real request would fail."""
+    if not isinstance(event, dict):
+        return "event must be an object"
+    if event.get("event_name") not in _STANDARD_NAMES:
+        return f"event_name {event.get('event_name')!r} is not a standard event"
+    event_time = event.get("event_time")
+    if not isinstance(event_time, int) or not time.time() - 62 * 86400 <= event_time <= time.time() + 3600:
+        return "event_time must be unix seconds within the last 62 days"
+    keys = event.get("match_keys") if api == "offline_conversions" else event.get("user_data")
+    if not isinstance(keys, dict) or not keys:
+        return "no match keys"
+    for name, value in keys.items():
+        hashed = name not in ("madid",) or api == "offline_conversions"
+        if hashed and name != "extern_id" and not _HEX64.fullmatch(str(value)):
+            return f"match key {name} must be SHA-256 hex"
+    commerce = event if api == "offline_conversions" else event.get("custom_data", {})
+    if ("value" in commerce) != ("currency" in commerce):
+        return "value and currency must be sent together"
+    if "value" in commerce and not commerce["value"] > 0:
+        return "value must be greater than 0"
+    if event["event_name"] == "Purchase" and "value" not in commerce:
+        return "Purchase requires value and currency"
+    if api == "conversions_api" and event.get("action_source") != "physical_store":
+        return "action_source must be physical_store"
+    return None

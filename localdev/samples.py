@@ -1,0 +1,63 @@
+"""Sample API Gateway events from events/, with their timestamps moved to "now".
+
+Facebook refuses offline events older than 62 days, so a sample recorded once would go stale; the
+local run and the tests shift every `timestamp_unixtime_ms` by the same amount instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+
+
+def _timestamps(node: Any) -> list[int]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == "timestamp_unixtime_ms" and isinstance(v, int)]
+        return found + [t for v in node.values() for t in _timestamps(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in _timestamps(v)]
+    return []
+
+
+def _shift(node: Any, delta: int) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: v + delta if k == "timestamp_unixtime_ms" and isinstance(v, int) else _shift(v, delta)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_shift(v, delta) for v in node]
+    return node
+
+
+def rebase(batch: Any, now_ms: int | None = None) -> Any:
+    """The batch with its newest timestamp one minute before `now_ms` and the others shifted alike."""
+    stamps = _timestamps(batch)
+    if not stamps:
+        return batch
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return _shift(batch, now_ms - 60_000 - max(stamps))
+
+
+def load_api_event(path: str | Path, now_ms: int | None = None) -> dict[str, Any]:
+    """An API Gateway proxy event from events/, its batch rebased to now (a non-JSON body is kept)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = EVENTS_DIR / path
+    event = json.loads(path.read_text())
+    body = event.get("body")
+    if not isinstance(body, str):
+        return event
+    encoded = event.get("isBase64Encoded", False)
+    try:
+        batch = json.loads(base64.b64decode(body) if encoded else body)
+    except ValueError:
+        return event
+    text = json.dumps(rebase(batch, now_ms))
+    event["body"] = base64.b64encode(text.encode()).decode() if encoded else text
+    return event
