@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -155,11 +156,16 @@ def _secret_invalid(error: SecretInvalid) -> Response:
     return _refuse(502, error)
 
 
+@app.not_found
+def _not_found(error: NotFoundError) -> Response:
+    return json_response(404, {"error": "not found: the only route is POST /events"})
+
+
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
     # The type and place only: an unexpected exception's text could quote the input.
-    frame = traceback.extract_tb(error.__traceback__)[-1]
-    where = f"{'/'.join(frame.filename.rsplit('/', 2)[-2:])}:{frame.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{'/'.join(frames[-1].filename.rsplit('/', 2)[-2:])}:{frames[-1].lineno}" if frames else "unknown"
     logger.error("unexpected error", extra={"error_type": type(error).__name__, "where": where})
     record_summary({}, 500)
     return json_response(500, {"error": f"internal error ({type(error).__name__}); mParticle will retry"})

@@ -44,10 +44,18 @@ class Fault:
 
 @dataclass
 class Received:
+    """One request as the stand-in received it, and the status it answered."""
+
     path: str
     api: str
     body: dict[str, Any]
     query: str
+    status: int = 0
+
+    @property
+    def data(self) -> list[Any]:
+        data = self.body.get("data")
+        return data if isinstance(data, list) else []
 
 
 @dataclass
@@ -96,11 +104,20 @@ class GraphStub:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return [event for request in self.received for event in request.body.get("data", [])]
+        """The events Facebook would have accepted (requests answered 200)."""
+        return [event for request in self.received if request.status == 200 for event in request.data]
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length)
+        path, _, query = request.path.partition("?")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        api = "offline_conversions" if isinstance(body, dict) and "upload_tag" in body else "conversions_api"
+        received = Received(path=path, api=api, body=body if isinstance(body, dict) else {}, query=query)
+        self.received.append(received)
         fault = self._faults.popleft() if self._faults else None
         if fault and fault.delay:
             time.sleep(fault.delay)
@@ -109,27 +126,23 @@ class GraphStub:
             request.close_connection = True
             return
         if fault and fault.body is not None:
+            received.status = fault.status
             self._reply(request, fault.status, fault.body)
             return
-        status, answer = self.answer(request.path, raw)
-        self._reply(request, status, answer)
+        received.status, answer = self.answer(path, query, body, api)
+        self._reply(request, received.status, answer)
 
-    def answer(self, target: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+    def answer(self, path: str, query: str, body: Any, api: str) -> tuple[int, dict[str, Any]]:
         """What Facebook would say to this request."""
-        path, _, query = target.partition("?")
         if "access_token" in query:
             return 400, _error(100, "access_token must not be sent in the URL")
         if not _PATH.fullmatch(path):
             return 400, _error(100, f"Unknown path components: {path}", subcode=33)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return 400, _error(100, "the body is not JSON")
-        api = "offline_conversions" if "upload_tag" in body else "conversions_api"
+        if not isinstance(body, dict):
+            return 400, _error(100, "the body is not a JSON object")
         if body.get("access_token") != self.access_token:
             return 400, _error(190, "Invalid OAuth access token - Cannot parse access token")
         data = body.get("data")
-        self.received.append(Received(path=path, api=api, body=body, query=query))
         if not isinstance(data, list) or not data:
             return 400, _error(100, "param data must be a non-empty array")
         if len(data) > MAX_EVENTS[api]:

@@ -1,0 +1,93 @@
+"""Builders shared by the tests: API Gateway events, mParticle batches, secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from localdev.aws import SECRET_ID, WEBHOOK_AUTHORIZATION
+
+EVENT_SET_ID = "1234567890"
+NOW_MS = int(time.time() * 1000)
+BOTH_APIS = ["offline_conversions", "conversions_api"]
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def api_event(
+    batch: Any = None,
+    *,
+    raw: str | None = None,
+    authorization: str | None = WEBHOOK_AUTHORIZATION,
+    base64_body: bool = False,
+    method: str = "POST",
+    path: str = "/events",
+) -> dict[str, Any]:
+    """A REST API (v1) proxy event like API Gateway sends."""
+    body = raw if raw is not None else json.dumps(batch)
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    if base64_body:
+        body = base64.b64encode(body.encode()).decode()
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {key: [value] for key, value in headers.items()},
+        "queryStringParameters": None,
+        "requestContext": {"requestId": "test-request", "stage": "prod", "httpMethod": method, "path": path},
+        "body": body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def put_secret(env: dict[str, str], value: dict[str, Any] | str) -> None:
+    client = boto3.client("secretsmanager", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    client.put_secret_value(SecretId=SECRET_ID, SecretString=value if isinstance(value, str) else json.dumps(value))
+
+
+def commerce_event(action: str = "purchase", **data: Any) -> dict[str, Any]:
+    """One commerce event, recent, with one product unless `products` is given."""
+    product_action = {
+        "action": action,
+        "transaction_id": "T-1",
+        "products": data.pop("products", [{"id": "sku-1", "name": "Shirt", "price": 10.0, "quantity": 3}]),
+        **data.pop("product_action", {}),
+    }
+    return {
+        "event_type": "commerce_event",
+        "data": {
+            "timestamp_unixtime_ms": NOW_MS - 3_600_000,
+            "source_message_id": data.pop("source_message_id", f"msg-{action}"),
+            "currency_code": "USD",
+            "custom_attributes": {"store": "SF-01"},
+            "product_action": product_action,
+            **data,
+        },
+    }
+
+
+def make_batch(events: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    """An outbound (webhook) batch for Jane, with her email, IDFA and reserved attributes."""
+    return {
+        "batch_id": 42,
+        "source_request_id": "req-1",
+        "timestamp_unixtime_ms": NOW_MS,
+        "events": [commerce_event()] if events is None else events,
+        "user_identities": [{"identity_type": "email", "identity": "Jane.Doe@Example.com "}],
+        "user_attributes": {"$firstname": "Jane", "$lastname": "Doe", "$country": "US", "$city": "San Francisco"},
+        "device_info": {"ios_advertising_id": "6D92078A-8246-4BA4-AE5B-76104861E7DC"},
+        **fields,
+    }
