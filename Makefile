@@ -51,7 +51,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench $(ARGS)
 
 replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and replay")
-	$(BIN)/python -m localdev.replay $(ARGS)
+	$(BIN)/python -m forwarder.replay $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -19,6 +19,7 @@ import orjson
 from forwarder.batch import BatchError, read_batch
 from forwarder.graph_client import CONNECT_TIMEOUT, ErrorClass, GraphClient, GraphError
 from forwarder.mapping import map_batch
+from forwarder.parking import park
 from forwarder.render import render_events, request_fields
 from forwarder.secrets import Credentials, SecretUnavailable
 from forwarder.settings import Settings
@@ -60,6 +61,18 @@ class RequestOutcome:
     code: int | None = None
     fbtrace_id: str | None = None
     latency_ms: float | None = None
+    parked: bool = False
+    payload: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the rendered events sent
+
+    @property
+    def parking_reason(self) -> str | None:
+        """Why this request's events must be parked, or None: only answers mParticle will not retry."""
+        if self.status == ErrorClass.INVALID:
+            code = f" (code {self.code})" if self.code is not None else ""
+            return f"rejected by Facebook{code}: {self.error}"
+        if self.status == DELIVERED and self.accepted is not None and self.accepted < self.events:
+            return f"Facebook processed {self.accepted} of {self.events} events"
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         fields = {
@@ -72,6 +85,7 @@ class RequestOutcome:
             "code": self.code,
             "fbtrace_id": self.fbtrace_id,
             "latency_ms": self.latency_ms,
+            "parked": self.parked or None,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
@@ -118,10 +132,15 @@ class BatchOutcome:
         detail = first.error or "not sent: no time left in this invocation"
         return f"{_PROBLEMS[verdict]}{code}: {detail}"
 
+    @property
+    def parked(self) -> int:
+        return sum(request.events for request in self.requests if request.parked)
+
     def summary(self) -> dict[str, Any]:
         return {
             "received": self.received,
             "forwarded": self.forwarded,
+            "parked": self.parked,
             "skipped": dict(self.skipped),
             "requests": [request.as_dict() for request in self.requests],
             "retries": self.retries,
@@ -229,7 +248,7 @@ def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]
 
 
 def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = None) -> BatchOutcome:
-    """Map and send one parsed batch; raises BatchError if it is not a batch."""
+    """Map, send and park what needs it; raises BatchError (not a batch) or ParkingFailed."""
     batch = read_batch(body)
     mapped = map_batch(batch, settings, time.time() if now is None else now)
     events, unmatched = render_events(mapped.conversions, settings)
@@ -240,12 +259,16 @@ def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = N
         source_request_id=batch.source_request_id,
     )
     chunks = _chunks(events, settings.max_events_per_request)
-    outcome.requests = [RequestOutcome(events=len(chunk)) for chunk in chunks]
+    outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
     for index, chunk in enumerate(chunks):
         result = outcome.requests[index] = sender.send(chunk)
-        if result.status == DELIVERED and result.accepted is not None and result.accepted != result.events:
-            logger.warning("Facebook processed fewer events than sent", extra=result.as_dict())
+        result.payload = chunk
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
             break  # without a valid token or permission every later request fails the same way
+    for request in outcome.requests:
+        if reason := request.parking_reason:
+            logger.warning("parking events mParticle will not resend", extra={"events": request.events})
+            park(request.payload, reason, settings, outcome.batch_id, outcome.source_request_id)
+            request.parked = True
     outcome.retries = sender.retries
     return outcome

@@ -59,6 +59,7 @@ E = TypeVar("E", bound=StrEnum)
 class Settings:
     secret_id: str
     event_set_id: str
+    parking_queue_url: str
     ldu_mode: LduMode = LduMode.NEVER
     api: FacebookApi = FacebookApi.OFFLINE_CONVERSIONS
     api_version: str = DEFAULT_VERSION[FacebookApi.OFFLINE_CONVERSIONS]
@@ -67,7 +68,6 @@ class Settings:
     default_currency: str = "USD"
     event_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_NAMES))
     test_event_code: str | None = None
-    parking_queue_url: str | None = None
 
     @property
     def max_events_per_request(self) -> int:
@@ -168,5 +168,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_currency=currency,
         event_names=_event_names(env.get("EVENT_NAME_OVERRIDES", "")),
         test_event_code=env.get("TEST_EVENT_CODE", "").strip() or None,
-        parking_queue_url=env.get("PARKING_QUEUE_URL", "").strip() or None,
+        parking_queue_url=_required(env, "PARKING_QUEUE_URL"),
     )

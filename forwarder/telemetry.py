@@ -55,3 +55,8 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     if status >= 500 or status == 422:
         metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)
     logger.info("batch processed", extra={"status": status, "summary": summary})
+
+
+def record_parking_failure() -> None:
+    """Undeliverable events could not be parked (the batch was answered 500 so mParticle retries)."""
+    metrics.add_metric(name="ParkingFailures", unit=MetricUnit.Count, value=1)

@@ -22,9 +22,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from forwarder.batch import BatchError
 from forwarder.delivery import RETRY_AFTER_SECONDS, Sender, TokenSource, Verdict, deliver, parse_body
 from forwarder.graph_client import GraphClient
+from forwarder.parking import ParkingFailed
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.settings import Settings, SettingsError, load_settings
-from forwarder.telemetry import logger, metrics, record_summary, tracer
+from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, tracer
 
 # Lambda's synchronous payload limit is 6 MB; a body beyond this cannot be an mParticle batch we accept.
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -124,10 +125,13 @@ def receive_batch() -> Response:
     return json_response(status, {"error": outcome.problem(), **summary}, headers)
 
 
-def _refuse(status: int, error: Exception, headers: dict[str, str] | None = None) -> Response:
-    logger.warning("request refused", extra={"status": status, "error": str(error)})
+def _refuse(
+    status: int, error: Exception, headers: dict[str, str] | None = None, message: str | None = None
+) -> Response:
+    message = message or str(error)
+    logger.warning("request refused", extra={"status": status, "error": message})
     record_summary({}, status)
-    return json_response(status, {"error": str(error)}, headers)
+    return json_response(status, {"error": message}, headers)
 
 
 @app.exception_handler(HttpProblem)
@@ -158,7 +162,14 @@ def _secret_invalid(error: SecretInvalid) -> Response:
 
 @app.not_found
 def _not_found(error: NotFoundError) -> Response:
-    return json_response(404, {"error": "not found: the only route is POST /events"})
+    return _refuse(404, error, message="not found: the only route is POST /events")
+
+
+@app.exception_handler(ParkingFailed)
+def _parking_failed(error: ParkingFailed) -> Response:
+    # Never a final answer without a durable copy: 500 makes mParticle send the batch again.
+    record_parking_failure()
+    return _refuse(500, error)
 
 
 @app.exception_handler(Exception)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import boto3
+import requests
 from moto.server import ThreadedMotoServer
 
 SECRET_ID = "mparticle-facebook-forwarder"
@@ -42,8 +43,11 @@ def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start every server empty.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=5)
     try:
-        yield f"http://{host}:{port}"
+        yield endpoint
     finally:
         server.stop()
 

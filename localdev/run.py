@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from localdev.aws import environment, local_aws
-from localdev.graph_stub import GraphStub
+from localdev.graph_stub import Fault, GraphStub
 from localdev.lambda_context import LocalContext
 from localdev.samples import EVENTS_DIR, load_api_event
 
@@ -30,6 +30,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ldu", choices=["never", "always", "opted_out"], default="never")
     parser.add_argument("--live", action="store_true", help="use the real AWS and Facebook from the environment")
     parser.add_argument("--quiet", action="store_true", help="print the responses only")
+    parser.add_argument(
+        "--park-demo",
+        action="store_true",
+        help="make the stand-in reject the first request (code 100), then replay the parked events",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print the JSON logs and EMF metrics")
     return parser.parse_args(argv)
 
@@ -62,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(environment(local_env))
         from handler.app import lambda_handler  # after the environment is in place
 
+        if stub and args.park_demo:
+            stub.script(Fault.graph_error(100, message="Invalid parameter (scripted by --park-demo)"))
+
         worst = 200
         for name in names:
             seen = len(stub.received) if stub else 0
@@ -73,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                 for request in stub.received[seen:]:
                     shown = {k: v for k, v in request.body.items() if k not in ("access_token", "appsecret_proof")}
                     _print(f"{name}: POST {request.path} as the Graph API stand-in received it", shown)
+        if args.park_demo:
+            from forwarder.replay import replay
+            from forwarder.settings import load_settings
+
+            _print("replay of the parking queue (python -m forwarder.replay)", replay(load_settings()).as_dict())
     return 0 if worst < 500 else 1
 
 
