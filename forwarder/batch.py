@@ -51,7 +51,10 @@ def text(value: Any) -> str | None:
     if isinstance(value, str):
         stripped = value.strip()
         return stripped or None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, bool):
+        return None
+    # An int is always finite, and math.isfinite would overflow on one beyond a float's range.
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return str(value)
     return None
 
@@ -65,8 +68,12 @@ def number(value: Any) -> float | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float):
+        try:
+            parsed = float(value)
+        except OverflowError:  # an integer beyond a float's range (json.loads makes them)
+            return None
+        return parsed if math.isfinite(parsed) else None
     return None
 
 

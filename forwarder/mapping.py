@@ -8,6 +8,7 @@ conversion is counted under a reason (README, "Skipped events").
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -81,7 +82,12 @@ def _event_id(event: Mapping[str, Any], data: Mapping[str, Any], batch: Batch) -
     for key in ("source_message_id", "message_id", "event_id"):
         if identifier := text(data.get(key)):
             return identifier
-    canonical = orjson.dumps([batch.source_request_id, batch.batch_id, event], option=orjson.OPT_SORT_KEYS, default=str)
+    parts = [batch.source_request_id, batch.batch_id, event]
+    try:
+        canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
+    except orjson.JSONEncodeError:
+        # orjson.loads accepts nesting (1024) that orjson.dumps refuses (254); repr is as stable per body.
+        canonical = repr(parts).encode()
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
@@ -118,7 +124,10 @@ def _value(action: Mapping[str, Any], products: list[Any]) -> float | None:
         prices = [(number(p.get("price")), _quantity(p)) for p in products]
         known = [price * quantity for price, quantity in prices if price is not None]
         total = sum(known) if known else None
-    return round(total, 6) if total is not None and total > 0 else None
+    if total is None or not math.isfinite(total):  # a sum of huge prices can overflow to inf
+        return None
+    total = round(total, 6)  # rounded before the check: a tiny amount must not become a value of 0
+    return total if total > 0 else None
 
 
 def _custom_data(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,11 @@ _COUNTRY_ALIASES = {"usa": "us", "unitedstates": "us", "unitedstatesofamerica": 
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 
+def is_sha256_hex(value: str) -> bool:
+    """A lower-case SHA-256 hex digest: Meta takes such a value as already hashed."""
+    return _HASHED.fullmatch(value) is not None
+
+
 @lru_cache(maxsize=8192)
 def sha256_hex(value: str) -> str:
     """Cached: a batch repeats its user on every event, and warm containers see the same users again."""
@@ -100,7 +105,7 @@ class MatchKeys:
 def hash_key(value: str, normalize: Callable[[str], str | None]) -> str | None:
     """A value already hashed (64 hex) passes through; one that normalises to nothing is omitted."""
     lowered = value.strip().lower()
-    if _HASHED.fullmatch(lowered):
+    if is_sha256_hex(lowered):
         return lowered
     normalized = normalize(value)
     return sha256_hex(normalized) if normalized else None

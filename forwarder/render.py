@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from forwarder.mapping import Content, Conversion, Skip
-from forwarder.match_keys import sha256_hex
+from forwarder.match_keys import is_sha256_hex, sha256_hex
 from forwarder.settings import FacebookApi, Settings
 
 ACTION_SOURCE = "physical_store"  # Meta: offline conversions on the Conversions API
 CONTENT_TYPE = "product"
+# The custom_data fields this forwarder fills; Meta reads them even when we leave them out.
+COMMERCE_FIELDS = frozenset({"value", "currency", "contents", "content_type", "order_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,10 @@ def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[
 
 
 def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
-    # Custom attributes never overwrite Meta's own custom_data fields.
-    custom_data = {**conversion.custom_data, **commerce}
+    # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
+    # a custom "value" on an event without one would be read by Meta (and may reject the request).
+    custom_data = {key: value for key, value in conversion.custom_data.items() if key not in COMMERCE_FIELDS}
+    custom_data.update(commerce)
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
         "event_time": conversion.event_time,
@@ -120,7 +124,7 @@ def _keys(conversion: Conversion, rendering: Rendering) -> dict[str, Any]:
         if name in rendering.key_names
     }
     if madid := conversion.keys.madid:
-        keys["madid"] = sha256_hex(madid) if rendering.hash_madid and len(madid) != 64 else madid
+        keys["madid"] = sha256_hex(madid) if rendering.hash_madid and not is_sha256_hex(madid) else madid
     return keys
 
 

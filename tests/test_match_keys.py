@@ -1,0 +1,265 @@
+"""Match keys against the normalisation table in shared/reference/facebook-api.md.
+
+Every expected hash is computed here from the expected *normalised* string, so a wrong
+normalisation rule fails the test instead of being copied into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from forwarder.batch import read_batch
+from forwarder.match_keys import MatchKeys, match_keys
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+ZERO_IDFA = "00000000-0000-0000-0000-000000000000"
+IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+GAID = "38400000-8CF0-11BD-B23E-10B96E40000D"
+
+
+def sha(normalised: str) -> str:
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def keys_of(**batch: Any) -> MatchKeys:
+    return match_keys(read_batch({"events": [], **batch}).user)
+
+
+def keys_for_attribute(name: str, value: Any) -> dict[str, str]:
+    return keys_of(user_attributes={name: value}).hashed
+
+
+EMAILS = [
+    ("Jane.Doe@Example.com ", "jane.doe@example.com"),
+    ("  JOHN@EXAMPLE.ORG\t", "john@example.org"),
+    ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
+    ("not-an-email", None),
+    ("jane@", None),
+    ("@example.com", None),
+    ("jane@example", None),
+    ("jane doe@example.com", None),
+    ("   ", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "normalised"), EMAILS)
+def test_email_is_trimmed_lower_cased_and_validated(raw: str, normalised: str | None) -> None:
+    keys = keys_of(user_identities={"email": raw}).hashed
+    assert keys.get("email") == (sha(normalised) if normalised else None)
+
+
+@pytest.mark.parametrize("shape", ["outbound_array", "inbound_map"])
+def test_email_is_read_from_both_identity_shapes(shape: str) -> None:
+    email = "Jane.Doe@Example.com "
+    identities: Any = (
+        [{"identity_type": "email", "identity": email, "timestamp_unixtime_ms": 1}]
+        if shape == "outbound_array"
+        else {"email": email}
+    )
+    assert keys_of(user_identities=identities).hashed == {"email": sha("jane.doe@example.com")}
+
+
+NAMES = [
+    ("Jane", "jane"),
+    ("  JANE ", "jane"),
+    ("O'Doe", "odoe"),
+    ("Mary Ann", "maryann"),
+    ("Jean-Luc", "jeanluc"),
+    ("Dr. Smith, Jr.", "drsmithjr"),
+    ("Émilie", "émilie"),
+    ("José\u00a0María", "josémaría"),  # a no-break space is whitespace too
+    ("Zoë!", "zoë"),
+    ("Anne+Marie `Jo`", "annemariejo"),  # ASCII punctuation includes + and ` (Unicode calls them symbols)
+    ("O\u2019Brien", "obrien"),  # a typographic apostrophe
+    ("!!!", None),
+    ("  ", None),
+    ("-", None),
+]
+
+
+@pytest.mark.parametrize("attribute", ["$firstname", "$lastname"])
+@pytest.mark.parametrize(("raw", "normalised"), NAMES)
+def test_names_drop_whitespace_and_punctuation_but_keep_letters(
+    attribute: str, raw: str, normalised: str | None
+) -> None:
+    key = {"$firstname": "fn", "$lastname": "ln"}[attribute]
+    expected = {key: sha(normalised)} if normalised else {}
+    assert keys_for_attribute(attribute, raw) == expected
+
+
+GENDERS = [
+    ("Male", "m"),
+    ("FEMALE", "f"),
+    ("m", "m"),
+    ("f", "f"),
+    ("M", "m"),
+    (" female ", "f"),
+    ("other", None),
+    ("x", None),
+    ("unknown", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "normalised"), GENDERS)
+def test_gender_maps_to_m_or_f_else_is_omitted(raw: str, normalised: str | None) -> None:
+    expected = {"gen": sha(normalised)} if normalised else {}
+    assert keys_for_attribute("$gender", raw) == expected
+
+
+CITIES = [
+    ("San Francisco", "sanfrancisco"),
+    ("St. Louis", "stlouis"),
+    ("New York 10001", "newyork"),
+    ("Winston-Salem", "winstonsalem"),
+    ("Zürich", "zürich"),
+    ("Paris <75>", "paris"),
+    ("12345", None),
+    ("--", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "normalised"), CITIES)
+def test_city_drops_whitespace_punctuation_and_digits(raw: str, normalised: str | None) -> None:
+    expected = {"ct": sha(normalised)} if normalised else {}
+    assert keys_for_attribute("$city", raw) == expected
+
+
+COUNTRIES = [
+    ("US", "us"),
+    (" us ", "us"),
+    ("Us", "us"),
+    ("GB", "gb"),
+    ("fr", "fr"),
+    ("Germany", None),
+    ("XYZ", None),
+    ("1", None),
+    ("U", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "normalised"), COUNTRIES)
+def test_country_is_a_lower_case_two_letter_code_else_omitted(raw: str, normalised: str | None) -> None:
+    expected = {"country": sha(normalised)} if normalised else {}
+    assert keys_for_attribute("$country", raw) == expected
+
+
+DEVICES = [
+    ({"ios_advertising_id": IDFA}, IDFA.lower()),
+    ({"android_advertising_id": GAID}, GAID.lower()),
+    ({"ios_advertising_id": IDFA, "android_advertising_id": GAID}, IDFA.lower()),
+    ({"ios_advertising_id": ZERO_IDFA, "android_advertising_id": GAID}, GAID.lower()),
+    ({"ios_advertising_id": ZERO_IDFA}, None),
+    ({"ios_advertising_id": "", "android_advertising_id": "  "}, None),
+    ({}, None),
+]
+
+
+@pytest.mark.parametrize(("device_info", "madid"), DEVICES)
+def test_madid_is_the_lower_cased_idfa_else_the_gaid(device_info: dict[str, str], madid: str | None) -> None:
+    keys = keys_of(device_info=device_info)
+    assert keys.madid == madid
+    assert keys.hashed == {}  # the madid is hashed (or not) by the renderer, per API
+
+
+HASHED_LOWER = sha("already hashed by the customer")
+HASHED_UPPER = HASHED_LOWER.upper()
+
+
+@pytest.mark.parametrize(
+    ("attribute", "key"),
+    [("$firstname", "fn"), ("$lastname", "ln"), ("$gender", "gen"), ("$city", "ct"), ("$country", "country")],
+)
+@pytest.mark.parametrize("value", [HASHED_LOWER, HASHED_UPPER, f"  {HASHED_LOWER} "])
+def test_already_hashed_attributes_pass_through_lower_cased(attribute: str, key: str, value: str) -> None:
+    assert keys_for_attribute(attribute, value) == {key: HASHED_LOWER}
+
+
+@pytest.mark.parametrize("value", [HASHED_LOWER, HASHED_UPPER])
+def test_already_hashed_email_passes_through(value: str) -> None:
+    assert keys_of(user_identities={"email": value}).hashed == {"email": HASHED_LOWER}
+
+
+def test_a_63_character_hex_value_is_not_taken_for_a_hash() -> None:
+    almost = HASHED_LOWER[:63]
+    assert keys_for_attribute("$firstname", almost) == {"fn": sha(almost)}
+
+
+def test_values_that_normalise_to_nothing_are_omitted_never_hashed_as_empty() -> None:
+    keys = keys_of(
+        user_identities={"email": "   ", "customerid": "  "},
+        user_attributes={"$firstname": "!!", "$lastname": " . ", "$gender": "other", "$city": "123", "$country": "?"},
+        device_info={"ios_advertising_id": ZERO_IDFA},
+    )
+    assert keys.hashed == {}
+    assert keys.madid is None
+    assert EMPTY_SHA256 not in keys.hashed.values()
+
+
+@pytest.mark.parametrize("value", [None, ["Jane"], {"first": "Jane"}, True])
+def test_non_text_attribute_values_are_ignored(value: Any) -> None:
+    assert keys_for_attribute("$firstname", value) == {}
+
+
+@pytest.mark.parametrize("spelling", ["$firstname", "$FirstName", "$FIRSTNAME", "$firstName"])
+def test_reserved_attributes_are_matched_case_insensitively(spelling: str) -> None:
+    assert keys_for_attribute(spelling, "Jane") == {"fn": sha("jane")}
+
+
+def test_all_reserved_attributes_in_sdk_spelling() -> None:
+    keys = keys_of(
+        user_attributes={
+            "$FirstName": "Jane",
+            "$LastName": "O'Doe",
+            "$Gender": "Female",
+            "$City": "San Francisco",
+            "$Country": "US",
+            "$Zip": "94107",  # not a match key the seed forwards
+        }
+    ).hashed
+    assert keys == {
+        "fn": sha("jane"),
+        "ln": sha("odoe"),
+        "gen": sha("f"),
+        "ct": sha("sanfrancisco"),
+        "country": sha("us"),
+    }
+
+
+@pytest.mark.parametrize(
+    "identities",
+    [
+        {"customerid": " 123 "},
+        {"customer_id": "123"},
+        [{"identity_type": "customer_id", "identity": "123"}],
+        [{"identity_type": "Customer_ID", "identity": 123}],
+    ],
+)
+def test_customer_id_becomes_a_hashed_external_id(identities: Any) -> None:
+    assert keys_of(user_identities=identities).hashed == {"external_id": sha("123")}
+
+
+# Cross-check against Meta's own SDK where its rules and the reference table coincide. The SDK does not
+# strip punctuation from names, so only plain names are compared for fn.
+SDK_CASES = [
+    ("em", " Jane.Doe@Example.com ", "email", {"user_identities": {"email": " Jane.Doe@Example.com "}}),
+    ("em", "JOHN@EXAMPLE.ORG", "email", {"user_identities": {"email": "JOHN@EXAMPLE.ORG"}}),
+    ("ct", "San Francisco", "ct", {"user_attributes": {"$city": "San Francisco"}}),
+    ("ct", "St. Louis", "ct", {"user_attributes": {"$City": "St. Louis"}}),
+    ("country", "US", "country", {"user_attributes": {"$country": "US"}}),
+    ("country", " gb ", "country", {"user_attributes": {"$Country": " gb "}}),
+    ("fn", "Jane", "fn", {"user_attributes": {"$firstname": "Jane"}}),
+    ("fn", " ÉMILIE ", "fn", {"user_attributes": {"$FirstName": " ÉMILIE "}}),
+    ("fn", HASHED_UPPER, "fn", {"user_attributes": {"$firstname": HASHED_UPPER}}),
+]
+
+
+@pytest.mark.parametrize(("sdk_field", "raw", "key", "batch"), SDK_CASES)
+def test_hashes_agree_with_metas_sdk(sdk_field: str, raw: str, key: str, batch: dict[str, Any]) -> None:
+    normalize = pytest.importorskip("facebook_business.adobjects.serverside.normalize").Normalize
+    assert keys_of(**batch).hashed[key] == normalize.normalize_field(sdk_field, raw)
