@@ -107,7 +107,8 @@ def hash_key(value: str, normalize: Callable[[str], str | None]) -> str | None:
     lowered = value.strip().lower()
     if is_sha256_hex(lowered):
         return lowered
-    normalized = normalize(value)
+    # NFC first: "é" typed as e + combining accent must hash like the single character.
+    normalized = normalize(unicodedata.normalize("NFC", value))
     return sha256_hex(normalized) if normalized else None
 
 

@@ -73,6 +73,7 @@ NAMES = [
     ("Émilie", "émilie"),
     ("José\u00a0María", "josémaría"),  # a no-break space is whitespace too
     ("Zoë!", "zoë"),
+    ("Ze\u0301lie", "z\u00e9lie"),  # a decomposed é hashes like the composed one
     ("Anne+Marie `Jo`", "annemariejo"),  # ASCII punctuation includes + and ` (Unicode calls them symbols)
     ("O\u2019Brien", "obrien"),  # a typographic apostrophe
     ("!!!", None),
