@@ -64,6 +64,13 @@ def _ldu_fields(conversion: Conversion) -> dict[str, Any]:
     }
 
 
+def _with_ldu(event: dict[str, Any], conversion: Conversion) -> dict[str, Any]:
+    """The event with the LDU fields added in place: no copy of every event for the usual no-LDU case."""
+    if conversion.ldu is not None:
+        event.update(_ldu_fields(conversion))
+    return event
+
+
 def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
@@ -73,7 +80,7 @@ def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[
     }
     if conversion.custom_data:
         event["custom_data"] = dict(conversion.custom_data)
-    return event | _ldu_fields(conversion)
+    return _with_ldu(event, conversion)
 
 
 def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +97,7 @@ def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerc
     }
     if custom_data:
         event["custom_data"] = custom_data
-    return event | _ldu_fields(conversion)
+    return _with_ldu(event, conversion)
 
 
 RENDERINGS = {
@@ -134,6 +141,7 @@ def render_events(conversions: list[Conversion], settings: Settings) -> tuple[li
     events: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     rendered_keys: dict[int, dict[str, Any]] = {}  # a batch's events share one user's keys
+    render, price_field = rendering.render, rendering.price_field
     for conversion in conversions:
         keys = rendered_keys.get(id(conversion.keys))
         if keys is None:
@@ -141,7 +149,7 @@ def render_events(conversions: list[Conversion], settings: Settings) -> tuple[li
         if not keys:
             skipped[Skip.NO_MATCH_KEY] += 1
             continue
-        events.append(rendering.render(conversion, keys, _commerce_fields(conversion, rendering.price_field)))
+        events.append(render(conversion, keys, _commerce_fields(conversion, price_field)))
     return events, skipped
 
 

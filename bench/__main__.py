@@ -1,0 +1,114 @@
+"""`python -m bench` (`make bench`): the six measurements of issue 7, one table, bench/RESULTS.md.
+
+Servers are local: moto for Secrets Manager and `bench.responder` for Facebook. Progress goes to
+stderr, the table to stdout. `--quick` cuts the repetitions (a smoke run, not numbers to publish).
+Targets are reported; only `--strict` turns a missed one into a failing exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.harness import LAMBDA_ENV, QUIET_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make bench ARGS=...", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; do not write RESULTS.md")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the 2000-event handler run")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
+    return parser.parse_args(argv)
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _in_child(kind: str, repeat: int, aws_env: dict[str, str], telemetry: dict[str, str], api: str = "") -> dict:
+    """One timed measurement in a clean interpreter (`bench.child`); the responder stays here."""
+    from bench import latency, throughput
+    from bench.responder import Responder
+
+    api = api or "offline_conversions"
+    answer = throughput.answer(api, latency.EVENTS if kind == "latency" else throughput.EVENTS)
+    with tempfile.TemporaryDirectory() as scratch, Responder(answer) as server:
+        out = Path(scratch) / "result.json"
+        env = {**os.environ, **aws_env, **telemetry, "PYTHONPATH": str(ROOT)}
+        subprocess.run(
+            [sys.executable, "-m", "bench.child", kind, str(out), str(repeat), api, server.url],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,  # EMF metrics and log lines, as they would go to CloudWatch
+        )
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    os.environ.update(QUIET_ENV)  # before anything imports Powertools (it reads the log level at import)
+
+    from bench import coldstart, latency, memory, profiling, report, sdk_compare, throughput, wire
+    from bench.harness import Function
+    from localdev.aws import local_aws
+
+    repeat, runs, invocations = (5, 3, 50) if args.quick else (30, 9, 300)
+    notes: list[str] = []
+    # Powertools prints the cold-start metric, and a full metric buffer, even with metrics disabled.
+    with local_aws() as aws_env, contextlib.redirect_stdout(io.StringIO()):
+        _progress("1/6 throughput (Offline Conversions, Conversions API, then with Lambda's telemetry)")
+        offline = _in_child("throughput", repeat, aws_env, QUIET_ENV)
+        capi = _in_child("throughput", repeat, aws_env, QUIET_ENV, "conversions_api")
+        telemetry = _in_child("throughput", repeat, aws_env, LAMBDA_ENV)
+        rows = [throughput.row(offline)]
+        rows[0].notes += [
+            f"Throughput with Conversions API rendering (2 requests of 1000): {capi['handler_ms']:.1f} ms = "
+            f"{capi['events'] / capi['handler_ms'] * 1000:,.0f} events/s, {capi['handler_ms'] / capi['floor_ms']:.2f}x "
+            f"its floor ({capi['floor_ms']:.1f} ms, one POST of the 2000 events).",
+            f"Throughput with Lambda's telemetry settings (metrics on, log level INFO, stdout to /dev/null): "
+            f"{telemetry['handler_ms']:.1f} ms = {telemetry['events'] / telemetry['handler_ms'] * 1000:,.0f} "
+            f"events/s, {telemetry['handler_ms'] / telemetry['floor_ms']:.2f}x the floor "
+            f"({telemetry['floor_ms']:.1f} ms); one EMF blob and one summary line per invocation.",
+        ]
+        _progress("2/6 Conversions API events: ours vs Meta's SDK")
+        rows.append(sdk_compare.row(_in_child("sdk", max(5, repeat // 2), aws_env, QUIET_ENV)))
+        _progress("3/6 cold start (fresh interpreters)")
+        rows.append(coldstart.row(coldstart.measure(aws_env, runs)))
+        _progress("4/6 peak memory (fresh processes, 6 MB invoke payloads)")
+        rows.append(memory.row(memory.measure(aws_env)))
+        _progress("5/6 wire efficiency")
+        function = Function(aws_env)
+        rows.append(wire.row(wire.measure(function)))
+        _progress("6/6 warm latency")
+        rows.append(latency.row(_in_child("latency", invocations, aws_env, QUIET_ENV)))
+        profile = profiling.profile(function) if args.profile else None
+
+    notes.append(
+        "Logs at WARNING and metrics off unless said otherwise (as `make run`); tracing is off outside Lambda. "
+        "Measurements 1, 2 and 6 run in a fresh child interpreter (moto and the responder stay in the parent "
+        "process); times are medians of interleaved runs (handler, floor, handler, ...) after one warm-up call."
+    )
+    text = report.markdown(rows, notes, "python -m bench")
+    print(text)
+    if profile:
+        print(profile)
+    if not (args.quick or args.no_write):
+        report.RESULTS.write_text(text)
+        _progress(f"wrote {report.RESULTS.relative_to(ROOT)}")
+    missed = [row.metric for row in rows if row.met is False]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

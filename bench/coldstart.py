@@ -1,0 +1,132 @@
+"""Measurement 3: cold start, a fresh interpreter per run, timed from spawn to exit.
+
+Ours imports `handler.app` and serves one request (secret from the local Secrets Manager, one POST
+to the responder); the floor only imports boto3 and requests and creates a Secrets Manager client,
+the work any implementation must do. Both run with the same environment and warm bytecode caches.
+A second pair runs with an empty bytecode cache, which is what a Lambda artifact built with
+`pip install --no-compile` gets on every cold start (/var/task is read-only, nothing is cached).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import workload
+from bench.harness import QUIET_ENV, Row, function_env
+from bench.responder import Responder, success_body
+
+TARGET = 1.3
+ROOT = Path(__file__).resolve().parent.parent
+
+OURS = """
+import json, sys
+from handler.app import lambda_handler
+
+class Context:
+    function_name = "ForwarderFunction"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ForwarderFunction"
+    aws_request_id = "cold-start"
+
+    def get_remaining_time_in_millis(self):
+        return 25000
+
+with open(sys.argv[1]) as file:
+    event = json.load(file)
+response = lambda_handler(event, Context())
+assert response["statusCode"] == 200, response
+"""
+FLOOR = """
+import boto3, requests
+boto3.client("secretsmanager")
+"""
+
+
+def _run(code: str, env: dict[str, str], *args: str, pycache: str | None = None) -> float:
+    flags = ["-X", f"pycache_prefix={pycache}"] if pycache else []
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, *flags, "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def import_offenders(env: dict[str, str], top: int = 10) -> list[tuple[str, float]]:
+    """`python -X importtime -c 'import handler.app'`: self time summed per top-level package, in ms."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import handler.app"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    packages: dict[str, float] = {}
+    for line in result.stderr.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or not fields[0].strip().isdigit():
+            continue
+        package = fields[2].strip().split(".")[0]
+        packages[package] = packages.get(package, 0.0) + int(fields[0]) / 1000
+    return sorted(packages.items(), key=lambda item: item[1], reverse=True)[:top]
+
+
+def measure(aws_env: dict[str, str], runs: int) -> dict[str, object]:
+    event = workload.api_event(workload.batch(1))
+    with Responder(success_body(1)) as server, tempfile.TemporaryDirectory() as scratch:
+        event_file = Path(scratch) / "event.json"
+        event_file.write_text(json.dumps(event))
+        env = {**os.environ, **QUIET_ENV, **function_env(aws_env, server.url, "offline_conversions")}
+        env["PYTHONPATH"] = str(ROOT)
+        _run(OURS, env, str(event_file))  # fill the OS page cache and bytecode caches for both
+        _run(FLOOR, env)
+        ours, floor = [], []
+        for _ in range(runs):
+            ours.append(_run(OURS, env, str(event_file)))
+            floor.append(_run(FLOOR, env))
+        uncached_ours, uncached_floor = [], []
+        for index in range(max(1, runs // 3)):
+            uncached_ours.append(_run(OURS, env, str(event_file), pycache=f"{scratch}/ours{index}"))
+            uncached_floor.append(_run(FLOOR, env, pycache=f"{scratch}/floor{index}"))
+        offenders = import_offenders(env)
+    return {
+        "ours_ms": statistics.median(ours) * 1000,
+        "floor_ms": statistics.median(floor) * 1000,
+        "uncached_ours_ms": statistics.median(uncached_ours) * 1000,
+        "uncached_floor_ms": statistics.median(uncached_floor) * 1000,
+        "offenders": offenders,
+        "runs": runs,
+    }
+
+
+def row(result: dict[str, object]) -> Row:
+    ours, floor = float(result["ours_ms"]), float(result["floor_ms"])  # type: ignore[arg-type]
+    ratio = ours / floor
+    offenders = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result["offenders"])  # type: ignore[attr-defined]
+    uncached_ours, uncached_floor = float(result["uncached_ours_ms"]), float(result["uncached_floor_ms"])  # type: ignore[arg-type]
+    return Row(
+        metric="3. Cold start: fresh interpreter, import handler + one request",
+        measured=f"{ours:.0f} ms (median of {result['runs']})",
+        reference=f"import boto3 + requests, Secrets Manager client: {floor:.0f} ms",
+        ratio=f"{ratio:.2f}x floor",
+        target=f"<= {TARGET}x",
+        met=ratio <= TARGET,
+        notes=[
+            f"`python -X importtime -c 'import handler.app'`, self time per package: {offenders}.",
+            f"Without bytecode caches (every module compiled at import, as on Lambda for an artifact built "
+            f"with `pip install --no-compile`, since /var/task is read-only): ours {uncached_ours:.0f} ms, floor "
+            f"{uncached_floor:.0f} ms ({uncached_ours / uncached_floor:.2f}x); an upper bound, as here the "
+            f"standard library is compiled too, which the Lambda runtime ships compiled.",
+        ],
+    )

@@ -1,0 +1,106 @@
+"""The benchmark's inputs: mParticle batches of any size built from the repository's own sample.
+
+Every event is a supported commerce event (view_detail, add_to_cart, checkout, purchase, as in
+events/multi_event_batch.json) with one to three products and distinct ids, timestamped in the last
+hour, so every event received is an event forwarded and request counts are easy to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+from typing import Any
+
+from localdev.samples import EVENTS_DIR
+
+SAMPLE = EVENTS_DIR / "multi_event_batch.json"
+# Lambda's invoke payload limit (synchronous): the whole API Gateway event, body escaped inside it.
+INVOKE_PAYLOAD_LIMIT = 6 * 1024 * 1024
+_ACTIONS = ("view_detail", "add_to_cart", "checkout", "purchase")
+_PRODUCTS = [
+    {"id": "SKU-3307", "name": "Waxed Leather Boots", "brand": "Acme Outfitters", "category": "Footwear",
+     "variant": "Brown/42", "price": 149.0},
+    {"id": "SKU-2042", "name": "Canvas Tote", "brand": "Acme Outfitters", "category": "Accessories/Bags",
+     "variant": "Natural", "price": 29.81},
+    {"id": "SKU-5120", "name": "Merino Crew Socks", "brand": "Northwind", "category": "Apparel/Socks",
+     "variant": "Grey/M", "price": 12.5},
+]  # fmt: skip
+
+
+def _sample() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sample's API Gateway envelope and batch (user, device, consent) without its events."""
+    envelope = json.loads(SAMPLE.read_text())
+    batch = json.loads(envelope["body"])
+    batch["events"] = []
+    return envelope, batch
+
+
+def commerce_event(index: int, now_ms: int) -> dict[str, Any]:
+    action = _ACTIONS[index % len(_ACTIONS)]
+    products = []
+    for offset in range(1 + index % 3):
+        product = dict(_PRODUCTS[(index + offset) % len(_PRODUCTS)])
+        product["quantity"] = 1 + (index + offset) % 2
+        product["total_product_amount"] = round(product["price"] * product["quantity"], 2)
+        products.append(product)
+    product_action: dict[str, Any] = {"action": action, "products": products}
+    if action == "purchase":
+        product_action["transaction_id"] = f"T-{100000 + index}"
+        product_action["total_amount"] = round(sum(p["total_product_amount"] for p in products) * 1.08, 2)
+    data: dict[str, Any] = {
+        "event_id": 7351246130512349401 + index,
+        "source_message_id": f"5f3a9c2e-7b1d-4e6f-8a34-{index:012x}",
+        "message_id": f"5f3a9c2e-7b1d-4e6f-8c28-{index:012x}",
+        "session_id": 5863245110298765004,
+        "session_uuid": "5f3a9c2e-7b1d-4e6f-8b3b-1d5d3f7f5b9b",
+        "timestamp_unixtime_ms": now_ms - 3_600_000 + index,
+        "currency_code": "USD",
+        "product_action": product_action,
+    }
+    if index % 2:
+        data["custom_attributes"] = {"store": f"SF-{index % 7:02d}", "channel": "pos"}
+    return {"event_type": "commerce_event", "data": data}
+
+
+def batch(events: int, now_ms: int | None = None) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    _, body = _sample()
+    body["timestamp_unixtime_ms"] = now_ms
+    body["events"] = [commerce_event(index, now_ms) for index in range(events)]
+    return body
+
+
+def api_event(body: dict[str, Any] | str, base64_body: bool = False) -> dict[str, Any]:
+    """The sample's API Gateway (REST, proxy) event carrying this batch."""
+    envelope, _ = _sample()
+    text = body if isinstance(body, str) else json.dumps(body)
+    envelope["body"] = base64.b64encode(text.encode()).decode() if base64_body else text
+    envelope["isBase64Encoded"] = base64_body
+    return copy.deepcopy(envelope)
+
+
+def largest_event(base64_body: bool = False) -> tuple[dict[str, Any], int]:
+    """The API Gateway event with the most events whose invoke payload stays under 6 MB."""
+    probe = 200
+    per_event = (len(json.dumps(api_event(batch(probe), base64_body))) - len(json.dumps(api_event(batch(0))))) / probe
+    events = int((INVOKE_PAYLOAD_LIMIT - len(json.dumps(api_event(batch(0), base64_body)))) / per_event)
+    while True:
+        event = api_event(batch(events), base64_body)
+        if len(json.dumps(event)) <= INVOKE_PAYLOAD_LIMIT:
+            return event, events
+        events -= max(1, events // 200)
+
+
+def match_key_values(body: dict[str, Any]) -> list[str]:
+    """The distinct raw values the forwarder hashes for this batch's user (one SHA-256 each)."""
+    identities = {item["identity_type"]: item["identity"] for item in body.get("user_identities", [])}
+    attributes = body.get("user_attributes", {})
+    values = [
+        identities.get("email"),
+        identities.get("customer_id"),
+        *(attributes.get(name) for name in ("$firstname", "$lastname", "$gender", "$city", "$country")),
+        body.get("device_info", {}).get("ios_advertising_id"),
+    ]
+    return list(dict.fromkeys(value for value in values if value))
