@@ -25,29 +25,27 @@ COMMERCE_FIELDS = frozenset({"value", "currency", "contents", "content_type", "o
 @dataclass(frozen=True, slots=True)
 class Rendering:
     key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
-    price_field: str
+    rename_price: bool
     hash_madid: bool
     render: Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
-def _content(content: Content, price_field: str) -> dict[str, Any]:
-    rendered: dict[str, Any] = {"id": content.id, "quantity": content.quantity}
-    if content.price is not None:
-        rendered[price_field] = content.price
-    if content.brand:
-        rendered["brand"] = content.brand
-    if content.category:
-        rendered["category"] = content.category
-    return rendered
+def _item_price(content: Content) -> dict[str, Any]:
+    """The Conversions API calls a content's unit price `item_price`."""
+    renamed: dict[str, Any] = dict(content)
+    if "price" in renamed:
+        renamed["item_price"] = renamed.pop("price")
+    return renamed
 
 
-def _commerce_fields(conversion: Conversion, price_field: str) -> dict[str, Any]:
+def _commerce_fields(conversion: Conversion, rename_price: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if conversion.value is not None:
         fields["value"] = conversion.value
         fields["currency"] = conversion.currency
     if conversion.contents:
-        fields["contents"] = [_content(content, price_field) for content in conversion.contents]
+        contents = conversion.contents
+        fields["contents"] = [_item_price(content) for content in contents] if rename_price else contents
         fields["content_type"] = CONTENT_TYPE
     if conversion.order_id:
         fields["order_id"] = conversion.order_id
@@ -86,8 +84,10 @@ def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[
 def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
     # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
     # a custom "value" on an event without one would be read by Meta (and may reject the request).
-    custom_data = {key: value for key, value in conversion.custom_data.items() if key not in COMMERCE_FIELDS}
-    custom_data.update(commerce)
+    custom_data = conversion.custom_data
+    if not COMMERCE_FIELDS.isdisjoint(custom_data):
+        custom_data = {key: value for key, value in custom_data.items() if key not in COMMERCE_FIELDS}
+    custom_data = {**custom_data, **commerce}
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
         "event_time": conversion.event_time,
@@ -103,7 +103,7 @@ def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerc
 RENDERINGS = {
     FacebookApi.OFFLINE_CONVERSIONS: Rendering(
         key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
-        price_field="price",
+        rename_price=False,
         hash_madid=True,  # the seed and Meta's offline uploader hash the advertiser id
         render=_offline_event,
     ),
@@ -117,7 +117,7 @@ RENDERINGS = {
             "country": "country",
             "external_id": "external_id",
         },
-        price_field="item_price",
+        rename_price=True,
         hash_madid=False,  # Meta: madid is sent as is, lower-cased
         render=_conversions_api_event,
     ),
@@ -141,7 +141,7 @@ def render_events(conversions: list[Conversion], settings: Settings) -> tuple[li
     events: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     rendered_keys: dict[int, dict[str, Any]] = {}  # a batch's events share one user's keys
-    render, price_field = rendering.render, rendering.price_field
+    render, rename_price = rendering.render, rendering.rename_price
     for conversion in conversions:
         keys = rendered_keys.get(id(conversion.keys))
         if keys is None:
@@ -149,7 +149,7 @@ def render_events(conversions: list[Conversion], settings: Settings) -> tuple[li
         if not keys:
             skipped[Skip.NO_MATCH_KEY] += 1
             continue
-        events.append(render(conversion, keys, _commerce_fields(conversion, price_field)))
+        events.append(render(conversion, keys, _commerce_fields(conversion, rename_price)))
     return events, skipped
 
 

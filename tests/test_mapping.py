@@ -298,17 +298,17 @@ def test_contents_come_from_products() -> None:
         "not a product",
     ]
     conversion = only(make_batch([commerce_event("view_detail", products=products)]))
-    assert conversion.contents == (
+    assert conversion.contents == [
         Content(id="sku-1", quantity=3, price=10.0, brand="Acme", category="Shirts"),
         Content(id="42", quantity=1, price=2.5),
         Content(id="sku-half", quantity=1, price=3.0),
-    )
+    ]
 
 
 @pytest.mark.parametrize("products", [None, [], "sku-1", {"id": "sku-1"}])
 def test_no_products_means_no_contents(products: Any) -> None:
     event = commerce_event("view_detail", products=products)
-    assert only(make_batch([event])).contents == ()
+    assert only(make_batch([event])).contents == []
 
 
 def test_custom_data_is_the_events_custom_attributes() -> None:

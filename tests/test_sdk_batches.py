@@ -157,7 +157,7 @@ def test_conversions(mapped: Mapped) -> None:
             30.0,
             "USD",
             "T-1",
-            (Content(id="sku-1", quantity=3, price=10.0, brand="Acme", category="Tops"),),
+            [Content(id="sku-1", quantity=3, price=10.0, brand="Acme", category="Tops")],
         ),
         (
             "AddToCart",
@@ -166,9 +166,9 @@ def test_conversions(mapped: Mapped) -> None:
             4.5 * 2 + 1.0,
             "EUR",
             None,
-            (Content(id="sku-2", quantity=2, price=4.5), Content(id="sku-3", quantity=1, price=1.0)),
+            [Content(id="sku-2", quantity=2, price=4.5), Content(id="sku-3", quantity=1, price=1.0)],
         ),
-        ("ViewContent", EVENT_MS // 1000, "m-view", None, None, None, (Content(id="sku-4", quantity=1),)),
+        ("ViewContent", EVENT_MS // 1000, "m-view", None, None, None, [Content(id="sku-4", quantity=1)]),
     ]
     assert all(dict(c.custom_data) == {"store": "SF-01", "channel": "pos"} for c in mapped.conversions)
 
