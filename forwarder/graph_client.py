@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import requests
 
-from forwarder.telemetry import tracer
+from forwarder.telemetry import traced
 
 CONNECT_TIMEOUT = 3.05
 MAX_READ_TIMEOUT = 10.0
@@ -127,11 +127,10 @@ class GraphClient:
 
     def post(self, url: str, body: dict[str, Any], read_timeout: float, secrets: tuple[str, ...]) -> Accepted:
         """POST one request (token in the body, never the URL); raises GraphError."""
-        # A subsegment rather than capture_method, which logs a traceback for every expected GraphError.
-        with tracer.provider.in_subsegment("## Graph API events POST") as subsegment:
-            accepted = self._post(url, body, read_timeout, secrets)
-            subsegment.put_annotation("events", len(body.get("data", [])))
-            return accepted
+        with traced("Graph API events POST") as subsegment:
+            if subsegment is not None:
+                subsegment.put_annotation("events", len(body.get("data", [])))
+            return self._post(url, body, read_timeout, secrets)
 
     def _post(self, url: str, body: dict[str, Any], read_timeout: float, secrets: tuple[str, ...]) -> Accepted:
         started = time.perf_counter()

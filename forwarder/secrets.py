@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from forwarder.telemetry import tracer
+from forwarder.telemetry import traced
 
 CACHE_SECONDS = 300
 
@@ -61,11 +61,11 @@ def parse_credentials(value: Any) -> Credentials:
     )
 
 
-@tracer.capture_method(capture_response=False)
 def get_credentials(secret_id: str, force: bool = False) -> Credentials:
     """The cached credentials; `force` bypasses the cache after a token error."""
     try:
-        value = parameters.get_secret(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
+        with traced("Secrets Manager GetSecretValue"):
+            value = parameters.get_secret(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
     except parameters.exceptions.TransformParameterError:
         raise SecretInvalid("the secret is not valid JSON") from None
     except parameters.exceptions.GetParameterError as error:

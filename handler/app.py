@@ -1,21 +1,20 @@
 """API Gateway in, HTTP out: authenticate, decode, enforce limits, then hand the batch to `forwarder`.
 
 Statuses follow the outside contract (README, "HTTP contract"); every domain error maps to one
-status in the exception handlers below, not in try/except blocks scattered through the route.
+status in `ERROR_STATUS`, in one place. One route needs no router: Powertools' event handler
+package costs about 45 ms of cold start (it imports every resolver and asyncio) for a method and
+path check, so this module does that check itself and uses Powertools for logs, metrics and traces.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import time
 import traceback
 from typing import Any
 
 import orjson
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -25,8 +24,9 @@ from forwarder.graph_client import GraphClient
 from forwarder.parking import ParkingFailed
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.settings import Settings, SettingsError, load_settings
-from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, tracer
+from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, trace_handler
 
+ROUTE = ("POST", "/events")
 # Lambda's synchronous payload limit is 6 MB; a body beyond this cannot be an mParticle batch we accept.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 # Time kept back from the Lambda timeout for answering, logging and metrics after the last retry.
@@ -39,17 +39,27 @@ VERDICT_STATUS = {
     Verdict.REJECTED: 422,
 }
 
-app = APIGatewayRestResolver()
-graph_client = GraphClient()  # one keep-alive session per container
-_settings: Settings | None = None
-
 
 class HttpProblem(Exception):
-    """A request the handler answers itself (401, 413); the message is safe to return."""
+    """A request the handler answers itself (401, 404, 413); the message is safe to return."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+# Domain errors -> status. 502 (not 4xx) for a malformed secret and 500 for bad configuration or a
+# failed parking: mParticle keeps retrying while an operator fixes the cause, so nothing is lost.
+ERROR_STATUS: dict[type[Exception], int] = {
+    BatchError: 400,
+    SettingsError: 500,
+    ParkingFailed: 500,
+    SecretInvalid: 502,
+    SecretUnavailable: 503,
+}
+
+graph_client = GraphClient()  # one keep-alive session per container
+_settings: Settings | None = None
 
 
 def settings() -> Settings:
@@ -60,40 +70,43 @@ def settings() -> Settings:
     return _settings
 
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=orjson.dumps(body).decode(),
-        headers=headers or {},
-    )
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": orjson.dumps(body).decode(),
+        "isBase64Encoded": False,
+    }
 
 
-def _header(name: str) -> str | None:
-    headers = app.current_event.get("headers") or {}
-    return next((value for key, value in headers.items() if key.lower() == name), None)
+def _header(event: dict[str, Any], name: str) -> str | None:
+    headers = event.get("headers") or {}
+    return next((value for key, value in headers.items() if str(key).lower() == name), None)
 
 
-def _authenticate(expected: str | None) -> None:
+def _authenticate(event: dict[str, Any], expected: str | None) -> None:
     """Constant-time comparison; a secret without webhook_authorization refuses everyone."""
-    received = _header("authorization") or ""
-    if not expected or not hmac.compare_digest(received.encode(), expected.encode()):
+    received = _header(event, "authorization")
+    received = received if isinstance(received, str) else ""
+    if not expected or not hmac.compare_digest(
+        received.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    ):
         raise HttpProblem(401, "missing or invalid Authorization header")
 
 
-def _raw_body() -> bytes:
-    body = app.current_event.get("body") or ""
+def _raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
     if not isinstance(body, str):
         raise BatchError("the request has no text body")
     if len(body) > MAX_BODY_BYTES * 4 // 3:
         raise HttpProblem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-    if app.current_event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(body, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a plain ValueError for non-ASCII text
             raise BatchError("the body is marked base64-encoded but is not valid base64") from None
     else:
-        raw = body.encode()
+        raw = body.encode("utf-8", "surrogatepass")  # invalid UTF-8 is then refused by the JSON parser
     if len(raw) > MAX_BODY_BYTES:
         raise HttpProblem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
@@ -101,13 +114,13 @@ def _raw_body() -> bytes:
     return raw
 
 
-@app.post("/events")
-def receive_batch() -> Response:
+def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """POST /events: the whole job for one mParticle batch."""
     config = settings()
     credentials = get_credentials(config.secret_id)
-    _authenticate(credentials.webhook_authorization)
-    body = parse_body(_raw_body())
-    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000
+    _authenticate(event, credentials.webhook_authorization)
+    body = parse_body(_raw_body(event))
+    remaining = context.get_remaining_time_in_millis() / 1000
     sender = Sender(
         settings=config,
         tokens=TokenSource(credentials, lambda: get_credentials(config.secret_id, force=True)),
@@ -125,55 +138,14 @@ def receive_batch() -> Response:
     return json_response(status, {"error": outcome.problem(), **summary}, headers)
 
 
-def _refuse(
-    status: int, error: Exception, headers: dict[str, str] | None = None, message: str | None = None
-) -> Response:
-    message = message or str(error)
+def _refuse(status: int, message: str) -> dict[str, Any]:
     logger.warning("request refused", extra={"status": status, "error": message})
     record_summary({}, status)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     return json_response(status, {"error": message}, headers)
 
 
-@app.exception_handler(HttpProblem)
-def _http_problem(error: HttpProblem) -> Response:
-    return _refuse(error.status, error)
-
-
-@app.exception_handler(BatchError)
-def _bad_batch(error: BatchError) -> Response:
-    return _refuse(400, error)
-
-
-@app.exception_handler(SettingsError)
-def _bad_settings(error: SettingsError) -> Response:
-    return _refuse(500, SettingsError(f"invalid configuration: {error}"))
-
-
-@app.exception_handler(SecretUnavailable)
-def _secret_unavailable(error: SecretUnavailable) -> Response:
-    return _refuse(503, error, {"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-
-@app.exception_handler(SecretInvalid)
-def _secret_invalid(error: SecretInvalid) -> Response:
-    # 502, not 4xx: mParticle keeps retrying while an operator fixes the secret.
-    return _refuse(502, error)
-
-
-@app.not_found
-def _not_found(error: NotFoundError) -> Response:
-    return _refuse(404, error, message="not found: the only route is POST /events")
-
-
-@app.exception_handler(ParkingFailed)
-def _parking_failed(error: ParkingFailed) -> Response:
-    # Never a final answer without a durable copy: 500 makes mParticle send the batch again.
-    record_parking_failure()
-    return _refuse(500, error)
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
+def _unexpected(error: Exception) -> dict[str, Any]:
     # The type and place only: an unexpected exception's text could quote the input.
     frames = traceback.extract_tb(error.__traceback__)
     where = f"{'/'.join(frames[-1].filename.rsplit('/', 2)[-2:])}:{frames[-1].lineno}" if frames else "unknown"
@@ -182,8 +154,20 @@ def _unexpected(error: Exception) -> Response:
     return json_response(500, {"error": f"internal error ({type(error).__name__}); mParticle will retry"})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@trace_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    try:
+        if (event.get("httpMethod"), event.get("resource") or event.get("path")) != ROUTE:
+            raise HttpProblem(404, "not found: the only route is POST /events")
+        return receive_batch(event, context)
+    except HttpProblem as problem:
+        return _refuse(problem.status, str(problem))
+    except tuple(ERROR_STATUS) as error:
+        if isinstance(error, ParkingFailed):
+            record_parking_failure()
+        message = f"invalid configuration: {error}" if isinstance(error, SettingsError) else str(error)
+        return _refuse(next(code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), message)
+    except Exception as error:
+        return _unexpected(error)
