@@ -18,6 +18,15 @@ class BatchError(ValueError):
     """The body is not an mParticle batch; the message says why (and never echoes its content)."""
 
 
+class BatchTooLarge(BatchError):
+    """More events than one invocation should map and send (answered 413)."""
+
+
+# mParticle batches hold one user's events (typically tens); this bounds the work of one invocation
+# well inside the timeout, and what 6 MB of small events could hold.
+MAX_EVENTS_PER_BATCH = 10_000
+
+
 # The Python SDK serialises the customer id identity as `customerid` (mparticle-python-sdk).
 _IDENTITY_ALIASES = {"customerid": "customer_id"}
 
@@ -121,6 +130,8 @@ def read_batch(body: Any) -> Batch:
         events = []
     if not isinstance(events, list):
         raise BatchError(f"'events' must be an array, got {type(events).__name__}")
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        raise BatchTooLarge(f"the batch has {len(events)} events; at most {MAX_EVENTS_PER_BATCH} are accepted")
     attributes = {
         key.lower(): value for key, value in mapping(body.get("user_attributes")).items() if isinstance(key, str)
     }

@@ -42,6 +42,27 @@ class Skip:
     PURCHASE_WITHOUT_VALUE = "purchase_without_value"
     INVALID_CURRENCY = "invalid_currency"
     NO_MATCH_KEY = "no_match_key"
+    TOO_MANY_PRODUCTS = "too_many_products"
+    VALUE_TOO_LONG = "value_too_long"
+
+
+# Limits on what one event may carry; an event over them is skipped (counted), not the whole batch.
+MAX_PRODUCTS_PER_EVENT = 1000
+MAX_TEXT_LENGTH = 1000  # ids, brands, categories, order ids, custom attribute names and values
+
+
+class _TooMany(ValueError):
+    """More than MAX_PRODUCTS_PER_EVENT products."""
+
+
+class _TooLong(ValueError):
+    """A forwarded text is over MAX_TEXT_LENGTH (raised from deep in the product loop)."""
+
+
+def _bounded(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_TEXT_LENGTH:
+        raise _TooLong
+    return value
 
 
 class Content(TypedDict, total=False):
@@ -106,6 +127,8 @@ def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
     products = action.get("products")
     if type(products) is not list:
         return [], None
+    if len(products) > MAX_PRODUCTS_PER_EVENT:
+        raise _TooMany
     contents: list[Content] = []
     total: float | None = None
     for product in products:
@@ -122,7 +145,7 @@ def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
         if price is not None:
             total = price * quantity if total is None else total + price * quantity
         product_id = product.get("id")
-        product_id = product_id.strip() if type(product_id) is str else text(product_id)
+        product_id = _bounded(product_id.strip() if type(product_id) is str else text(product_id))
         if not product_id or quantity <= 0:
             continue
         # Meta wants whole quantities; mParticle allows decimals (0.5 kg), so round, at least 1.
@@ -130,9 +153,9 @@ def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
         content: Content = {"id": product_id, "quantity": whole}
         if price is not None:
             content["price"] = price
-        if (brand := product.get("brand")) is not None and (brand := text(brand)):
+        if (brand := product.get("brand")) is not None and (brand := _bounded(text(brand))):
             content["brand"] = brand
-        if (category := product.get("category")) is not None and (category := text(category)):
+        if (category := product.get("category")) is not None and (category := _bounded(text(category))):
             content["category"] = category
         contents.append(content)
     return contents, total
@@ -150,7 +173,12 @@ def _custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
     attributes = data.get("custom_attributes")
     if type(attributes) is not dict or not attributes:
         return {}
-    return {key: value for key, value in attributes.items() if type(key) is str and type(value) in _SCALARS}
+    custom = {key: value for key, value in attributes.items() if type(key) is str and type(value) in _SCALARS}
+    for key, value in custom.items():
+        _bounded(key)
+        if type(value) is str:
+            _bounded(value)
+    return custom
 
 
 def map_event(
@@ -174,7 +202,14 @@ def map_event(
         return Skip.TOO_OLD
     if event_time > now + MAX_FUTURE_SECONDS:
         return Skip.IN_FUTURE
-    contents, total = _products(action)
+    try:
+        contents, total = _products(action)
+        custom_data = _custom_data(data)
+        order_id = _bounded(text(action.get("transaction_id")))
+    except _TooMany:
+        return Skip.TOO_MANY_PRODUCTS
+    except _TooLong:
+        return Skip.VALUE_TOO_LONG
     amount = number(action.get("total_amount"))
     value = _value(total if amount is None else amount)
     currency = (text(data.get("currency_code")) or settings.default_currency).upper()
@@ -192,8 +227,8 @@ def map_event(
         value=value,
         currency=currency if value is not None else None,
         contents=contents,
-        custom_data=_custom_data(data),
-        order_id=text(action.get("transaction_id")),
+        custom_data=custom_data,
+        order_id=order_id,
         ldu=ldu,
     )
 

@@ -18,7 +18,7 @@ import orjson
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from forwarder.batch import BatchError
+from forwarder.batch import BatchError, BatchTooLarge
 from forwarder.delivery import RETRY_AFTER_SECONDS, Sender, TokenSource, Verdict, deliver, parse_body
 from forwarder.graph_client import GraphClient
 from forwarder.parking import ParkingFailed
@@ -51,6 +51,7 @@ class HttpProblem(Exception):
 # Domain errors -> status. 502 (not 4xx) for a malformed secret and 500 for bad configuration or a
 # failed parking: mParticle keeps retrying while an operator fixes the cause, so nothing is lost.
 ERROR_STATUS: dict[type[Exception], int] = {
+    BatchTooLarge: 413,  # before BatchError, its base: the first match wins
     BatchError: 400,
     SettingsError: 500,
     ParkingFailed: 500,
