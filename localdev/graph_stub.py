@@ -19,7 +19,8 @@ from typing import Any
 
 _PATH = re.compile(r"/v(\d+)\.\d+/(\d+)/events")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_STANDARD_NAMES = {
+# Meta: standard event names, exact spelling (marketing-api/offline-conversions, conversions-api/parameters).
+META_STANDARD_EVENTS = {
     "ViewContent", "Search", "AddToCart", "AddToWishlist", "InitiateCheckout", "AddPaymentInfo", "Purchase",
     "Lead", "CompleteRegistration", "Other", "Contact", "CustomizeProduct", "Donate", "FindLocation",
     "Schedule", "StartTrial", "SubmitApplication", "Subscribe",
@@ -176,7 +177,7 @@ def _event_problem(event: Any, api: str) -> str | None:
     """Meta's per-event rules (facebook-api.md): the checks a real request would fail."""
     if not isinstance(event, dict):
         return "event must be an object"
-    if event.get("event_name") not in _STANDARD_NAMES:
+    if event.get("event_name") not in META_STANDARD_EVENTS:
         return f"event_name {event.get('event_name')!r} is not a standard event"
     event_time = event.get("event_time")
     if not isinstance(event_time, int) or not time.time() - 62 * 86400 <= event_time <= time.time() + 3600:

@@ -15,6 +15,7 @@ from forwarder.batch import read_batch
 from forwarder.ldu import Ldu
 from forwarder.mapping import Content, Conversion, Mapped, map_batch
 from forwarder.settings import Settings, SettingsError, load_settings
+from localdev.graph_stub import META_STANDARD_EVENTS
 from tests.support import NOW_MS, commerce_event, make_batch
 
 NOW = NOW_MS / 1000
@@ -26,11 +27,6 @@ BASE_ENV = {
 }
 
 # Meta's standard event names (shared/reference/facebook-api.md).
-META_STANDARD_EVENTS = {
-    "ViewContent", "Search", "AddToCart", "AddToWishlist", "InitiateCheckout", "AddPaymentInfo", "Purchase",
-    "Lead", "CompleteRegistration", "Other", "Contact", "CustomizeProduct", "Donate", "FindLocation",
-    "Schedule", "StartTrial", "SubmitApplication", "Subscribe",
-}  # fmt: skip
 
 
 def settings(**env: str) -> Settings:

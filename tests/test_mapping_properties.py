@@ -20,6 +20,7 @@ from forwarder.batch import BatchError, read_batch
 from forwarder.mapping import map_batch
 from forwarder.render import render_events
 from forwarder.settings import Settings, load_settings
+from localdev.graph_stub import META_STANDARD_EVENTS
 
 NOW = 1_790_000_000.0
 DAY = 24 * 3600
@@ -27,11 +28,6 @@ OLDEST = NOW - 62 * DAY
 NEWEST = NOW + 3600
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 CURRENCY = re.compile(r"[A-Z]{3}")
-META_STANDARD_EVENTS = {
-    "ViewContent", "Search", "AddToCart", "AddToWishlist", "InitiateCheckout", "AddPaymentInfo", "Purchase",
-    "Lead", "CompleteRegistration", "Other", "Contact", "CustomizeProduct", "Donate", "FindLocation",
-    "Schedule", "StartTrial", "SubmitApplication", "Subscribe",
-}  # fmt: skip
 LDU_FIELDS = {"data_processing_options", "data_processing_options_country", "data_processing_options_state"}
 
 CONFIGS = [
