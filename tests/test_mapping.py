@@ -26,7 +26,6 @@ BASE_ENV = {
     "PARKING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/parked-batches",
 }
 
-# Meta's standard event names (shared/reference/facebook-api.md).
 
 
 def settings(**env: str) -> Settings:
