@@ -27,7 +27,6 @@ BASE_ENV = {
 }
 
 
-
 def settings(**env: str) -> Settings:
     return load_settings({**BASE_ENV, **env})
 
