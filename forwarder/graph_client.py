@@ -140,6 +140,8 @@ class GraphClient:
                 data=orjson.dumps(body),
                 headers={"Content-Type": "application/json"},
                 timeout=(CONNECT_TIMEOUT, max(0.5, min(read_timeout, MAX_READ_TIMEOUT))),
+                # A 307/308 resends the body, token included, wherever Location points (even http://).
+                allow_redirects=False,
             )
         except requests.Timeout:
             raise GraphError(ErrorClass.TRANSIENT, "Facebook did not answer in time") from None
