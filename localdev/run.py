@@ -9,6 +9,8 @@ FACEBOOK_GRAPH_URL...) must point at real AWS and Facebook.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from contextlib import ExitStack
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         worst = 200
         for name in names:
             seen = len(stub.received) if stub else 0
-            response = lambda_handler(load_api_event(name), LocalContext())
+            with contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext():
+                # Powertools prints the ColdStart EMF blob even with metrics disabled.
+                response = lambda_handler(load_api_event(name), LocalContext())
             worst = max(worst, response["statusCode"])
             body = json.loads(response["body"]) if response.get("body") else None
             _print(f"{name}: HTTP {response['statusCode']} (what mParticle gets back)", body)
