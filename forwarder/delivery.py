@@ -21,7 +21,7 @@ from forwarder.graph_client import CONNECT_TIMEOUT, ErrorClass, GraphClient, Gra
 from forwarder.mapping import map_batch
 from forwarder.parking import park
 from forwarder.render import render_events, request_fields
-from forwarder.secrets import Credentials, SecretUnavailable
+from forwarder.secrets import Credentials
 from forwarder.settings import Settings
 from forwarder.telemetry import logger
 
@@ -219,9 +219,6 @@ class Sender:
                     return outcome
                 self.retries += 1
                 continue
-            except SecretUnavailable as error:
-                outcome.status, outcome.error = ErrorClass.TRANSIENT.value, str(error)
-                return outcome
             outcome.status, outcome.accepted = DELIVERED, accepted.count
             outcome.fbtrace_id, outcome.latency_ms = accepted.fbtrace_id, accepted.latency_ms
             outcome.error = outcome.code = None
@@ -232,7 +229,8 @@ class Sender:
 
     def _should_retry(self, error: GraphError, attempts: int) -> bool:
         if error.error_class is ErrorClass.TOKEN:
-            # The token may have been rotated since this container cached it.
+            # The token may have been rotated since this container cached it. A failed re-read raises
+            # SecretUnavailable/SecretInvalid to the handler (503/502): mParticle retries either way.
             return self.tokens.refresh()
         if not error.error_class.retryable:
             return False

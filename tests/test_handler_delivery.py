@@ -274,3 +274,15 @@ def test_fewer_processed_than_sent_is_reported(function_env, invoke, graph):
     answer = invoke(api_event(make_batch()))
     assert answer.body["requests"][0]["accepted"] == 0
     assert answer.body["requests"][0]["events"] == 1
+
+
+def test_a_token_error_when_the_secret_cannot_be_reread_is_a_503(aws, function_env, invoke, graph):
+    import boto3
+
+    assert invoke(api_event(make_batch())).status == 200  # caches the token
+    client = boto3.client("secretsmanager", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    client.delete_secret(SecretId="mparticle-facebook-forwarder", ForceDeleteWithoutRecovery=True)
+    graph.access_token = "rotated elsewhere"
+    answer = invoke(api_event(make_batch()))
+    assert answer.status == 503
+    assert "Secrets Manager" in answer.body["error"]
