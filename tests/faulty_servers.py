@@ -1,0 +1,164 @@
+"""Fault tools for the integration tests: a Graph stand-in that can also cut or reset a connection,
+a loopback AWS endpoint that answers every call with one scripted error, and closed ports.
+
+Everything listens on 127.0.0.1 only. `reset_aws_clients()` forgets the process-wide AWS clients
+(Powertools' SecretsProvider and its cache, the parking SQS client) so a changed endpoint takes effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import base
+
+from forwarder.parking import sqs_client
+from localdev.aws import REGION
+from localdev.graph_stub import GraphStub
+
+
+class Truncated(str):
+    """A fault body cut short: Content-Length promises more bytes than are sent, then the connection closes."""
+
+
+class Reset(str):
+    """A fault body never sent: the connection is reset (TCP RST) after the request was read."""
+
+
+class FaultyGraph(GraphStub):
+    """The Graph stand-in plus two faults it cannot script itself: a truncated answer and a reset."""
+
+    @staticmethod
+    def _reply(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+        if isinstance(body, Reset):
+            # SO_LINGER 0: close() sends RST instead of FIN.
+            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.connection.close()
+            request.close_connection = True
+            return
+        if isinstance(body, Truncated):
+            payload = body.encode()
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(payload) + 64))
+            request.end_headers()
+            request.wfile.write(payload)
+            request.connection.shutdown(socket.SHUT_RDWR)
+            request.close_connection = True
+            return
+        GraphStub._reply(request, status, body)
+
+    def __exit__(self, *exc: object) -> None:
+        stop_quickly(self._server)
+
+
+class AwsFaultServer:
+    """Answers every AWS call with one status and JSON body, e.g. a ThrottlingException; records the targets."""
+
+    def __init__(self, status: int = 400, body: dict[str, Any] | None = None) -> None:
+        self.status = status
+        self.body = json.dumps(body or {"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        self.targets: list[str] = []
+
+    def __enter__(self) -> AwsFaultServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.targets.append(self.headers.get("X-Amz-Target") or "")
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_quickly(self._server)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def stop_quickly(server: ThreadingHTTPServer) -> None:
+    """shutdown() waits for serve_forever's 0.5 s poll; a connection wakes it at once."""
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    for _ in range(100):
+        with contextlib.suppress(OSError), socket.create_connection(server.server_address[:2], timeout=0.5):
+            pass
+        stopper.join(0.02)
+        if not stopper.is_alive():
+            break
+    server.server_close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def reset_aws_clients() -> None:
+    base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()
+    sqs_client.cache_clear()
+
+
+@contextmanager
+def fresh_aws_clients() -> Iterator[None]:
+    reset_aws_clients()
+    try:
+        yield
+    finally:
+        reset_aws_clients()
+
+
+@functools.cache
+def _moto_sqs(endpoint: str) -> Any:
+    return boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+
+
+def parked_messages(env: dict[str, str]) -> list[dict[str, Any]]:
+    """Every message in the parking queue, read from moto directly (whatever endpoint the function uses).
+
+    Each message is hidden while the queue is read, so more than ten are all found, then made visible
+    again so replay can still receive them.
+    """
+    sqs = _moto_sqs(env["AWS_ENDPOINT_URL"])
+    queue = env["PARKING_QUEUE_URL"]
+    found: dict[str, dict[str, Any]] = {}
+    handles: list[str] = []
+    for _ in range(200):  # bounded: 2000 messages is far more than any test parks
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        fresh = [message for message in received.get("Messages", []) if message["MessageId"] not in found]
+        if not fresh:
+            break
+        found.update((message["MessageId"], json.loads(message["Body"])) for message in fresh)
+        handles.extend(message["ReceiptHandle"] for message in fresh)
+    for handle in handles:
+        sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=handle, VisibilityTimeout=0)
+    return list(found.values())
