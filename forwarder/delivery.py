@@ -263,6 +263,9 @@ def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = N
         result.payload = chunk
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
             break  # without a valid token or permission every later request fails the same way
+    if outcome.verdict in (Verdict.RETRY_LATER, Verdict.OPERATOR_MUST_ACT):
+        outcome.retries = sender.retries
+        return outcome  # mParticle resends the whole batch: parking a part now would park it twice
     for request in outcome.requests:
         if reason := request.parking_reason:
             logger.warning("parking events mParticle will not resend", extra={"events": request.events})

@@ -49,6 +49,7 @@ class Skip:
 # Limits on what one event may carry; an event over them is skipped (counted), not the whole batch.
 MAX_PRODUCTS_PER_EVENT = 1000
 MAX_TEXT_LENGTH = 1000  # ids, brands, categories, order ids, custom attribute names and values
+MAX_QUANTITY = 2**31 - 1  # Meta's quantity is a 32-bit int; a larger one is left out of the contents
 
 
 class _TooMany(ValueError):
@@ -146,7 +147,7 @@ def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
             total = price * quantity if total is None else total + price * quantity
         product_id = product.get("id")
         product_id = _bounded(product_id.strip() if type(product_id) is str else text(product_id))
-        if not product_id or quantity <= 0:
+        if not product_id or not 0 < quantity <= MAX_QUANTITY:
             continue
         # Meta wants whole quantities; mParticle allows decimals (0.5 kg), so round, at least 1.
         whole = quantity if type(quantity) is int else max(1, round(quantity))

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
+from botocore.config import Config
 
-from forwarder.telemetry import traced
+from forwarder.telemetry import logger, traced
 
 CACHE_SECONDS = 300
+# Fail fast enough that mParticle gets a 503 well before the Lambda timeout, after one SDK retry.
+_SECRETS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+_AWS_ERROR_CODE = re.compile(r"An error occurred \((\w+)\)")
 
 
 class SecretUnavailable(RuntimeError):
@@ -61,14 +67,23 @@ def parse_credentials(value: Any) -> Credentials:
     )
 
 
+@cache
+def provider() -> parameters.SecretsProvider:
+    """One provider (client and cache) per container, with timeouts that fit inside the invocation."""
+    return parameters.SecretsProvider(boto_config=_SECRETS_CONFIG)
+
+
 def get_credentials(secret_id: str, force: bool = False) -> Credentials:
     """The cached credentials; `force` bypasses the cache after a token error."""
     try:
         with traced("Secrets Manager GetSecretValue"):
-            value = parameters.get_secret(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
+            value = provider().get(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
     except parameters.exceptions.TransformParameterError:
         raise SecretInvalid("the secret is not valid JSON") from None
     except parameters.exceptions.GetParameterError as error:
-        # The AWS error text names the secret id and the cause, never the value.
-        raise SecretUnavailable(f"could not read the secret from Secrets Manager: {error}") from None
+        # The answer goes to callers not yet authenticated: the AWS error code only (no ARN, account or
+        # role); the full text, which never holds the secret's value, goes to the operator's log.
+        logger.warning("could not read the secret", extra={"aws_error": str(error)})
+        code = match.group(1) if (match := _AWS_ERROR_CODE.search(str(error))) else "connection failed"
+        raise SecretUnavailable(f"could not read the secret from Secrets Manager ({code})") from None
     return parse_credentials(value)

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from aws_lambda_powertools.utilities import parameters
 
 from localdev.aws import moto_server, provision
 from localdev.graph_stub import GraphStub
@@ -58,6 +57,7 @@ def api(request: pytest.FixtureRequest) -> str:
 def function_env(aws: dict[str, str], graph: GraphStub, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Configure the function like the template does; call again with overrides (e.g. FACEBOOK_API)."""
     import handler.app
+    from forwarder import secrets
 
     def configure(**overrides: str) -> None:
         values = {
@@ -70,7 +70,7 @@ def function_env(aws: dict[str, str], graph: GraphStub, monkeypatch: pytest.Monk
         for key, value in values.items():
             monkeypatch.setenv(key, value)
         monkeypatch.setattr(handler.app, "_settings", None)
-        parameters.clear_caches()
+        secrets.provider().clear_cache()  # the same moto endpoint: keep the client, drop cached values
 
     configure()
     return configure

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base
 
 from forwarder.parking import sqs_client
+from forwarder.secrets import provider as secrets_provider
 from localdev.aws import REGION
 from localdev.graph_stub import GraphStub
 
@@ -126,6 +127,7 @@ def reset_aws_clients() -> None:
     base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
     sqs_client.cache_clear()
+    secrets_provider.cache_clear()
 
 
 @contextmanager

@@ -238,7 +238,7 @@ FAULTS = [
         (Fault.graph_error(100), *[graph_5xx()] * 30),
         503,
         "none",
-        "first",  # parked although mParticle resends the batch: the copy is kept either way
+        "none",  # not parked: mParticle resends the whole batch, so a copy now would be parked twice
         timeout=SHORT,
         apis=ONE_API,
         split=True,
