@@ -74,7 +74,7 @@ POLICY_TEMPLATES: dict[str, dict[str, Any]] = {
 
 METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_ENV = "POWERTOOLS_SERVICE_NAME"
-# docs/DESIGN-NOTES.md: the custom metrics that must page someone.
+# README, "Observability": the custom metrics that must page someone.
 CUSTOM_ALARM_METRICS = {"DeliveryFailures", "EventsSkipped", "EventsParked", "ParkingFailures"}
 
 
