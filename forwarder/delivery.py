@@ -101,7 +101,12 @@ class BatchOutcome:
 
     @property
     def forwarded(self) -> int:
-        return sum(request.events for request in self.requests if request.status == DELIVERED)
+        """Events Facebook acknowledged (its own count when it gives one)."""
+        return sum(
+            request.events if request.accepted is None else min(request.accepted, request.events)
+            for request in self.requests
+            if request.status == DELIVERED
+        )
 
     def failed(self, *statuses: str) -> list[RequestOutcome]:
         return [request for request in self.requests if request.status in statuses]
@@ -248,6 +253,8 @@ def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]
 def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = None) -> BatchOutcome:
     """Map, send and park what needs it; raises BatchError (not a batch) or ParkingFailed."""
     batch = read_batch(body)
+    # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
+    logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
     mapped = map_batch(batch, settings, time.time() if now is None else now)
     events, unmatched = render_events(mapped.conversions, settings)
     outcome = BatchOutcome(

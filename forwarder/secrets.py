@@ -22,6 +22,13 @@ from forwarder.telemetry import logger, traced
 CACHE_SECONDS = 300
 # Fail fast enough that mParticle gets a 503 well before the Lambda timeout, after one SDK retry.
 _SECRETS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+# Errors that retrying cannot fix: a wrong SECRET_ID, a missing permission or KMS key access.
+_OPERATOR_MUST_ACT = {
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "DecryptionFailure",
+    "InvalidRequestException",
+}
 _AWS_ERROR_CODE = re.compile(r"An error occurred \((\w+)\)")
 
 
@@ -30,7 +37,7 @@ class SecretUnavailable(RuntimeError):
 
 
 class SecretInvalid(RuntimeError):
-    """The secret exists but is not the documented JSON: an operator must fix it."""
+    """The secret is missing, not readable by the function, or not the documented JSON: an operator must act."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,5 +92,8 @@ def get_credentials(secret_id: str, force: bool = False) -> Credentials:
         # role); the full text, which never holds the secret's value, goes to the operator's log.
         logger.warning("could not read the secret", extra={"aws_error": str(error)})
         code = match.group(1) if (match := _AWS_ERROR_CODE.search(str(error))) else "connection failed"
+        if code in _OPERATOR_MUST_ACT:
+            message = f"Secrets Manager refused the secret ({code}): check SECRET_ID and its policy"
+            raise SecretInvalid(message) from None
         raise SecretUnavailable(f"could not read the secret from Secrets Manager ({code})") from None
     return parse_credentials(value)

@@ -111,11 +111,11 @@ def _graph_url(raw: str) -> str:
     """HTTPS only, except an explicit loopback base URL for local runs and tests."""
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
+    if secure and parts.hostname and not (parts.username or parts.password):
         return url
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return url
-    raise SettingsError(f"FACEBOOK_GRAPH_URL must be an https:// URL (or http:// on loopback), got {raw!r}")
+    # The value is not echoed: this message can reach callers, and a URL may carry credentials.
+    raise SettingsError("FACEBOOK_GRAPH_URL must be an https:// URL without credentials (or http:// on loopback)")
 
 
 def _is_loopback(host: str) -> bool:

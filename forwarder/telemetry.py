@@ -27,7 +27,8 @@ def _tracing_enabled() -> bool:
 
 
 logger = Logger()
-metrics = Metrics()
+# A default namespace: without one Powertools raises at flush, after Facebook already took the events.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MParticleFacebookForwarder")
 _tracer = Tracer() if _tracing_enabled() else None
 
 

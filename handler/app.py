@@ -48,13 +48,13 @@ class HttpProblem(Exception):
         self.status = status
 
 
-# Domain errors -> status. 502 (not 4xx) for a malformed secret and 500 for bad configuration or a
-# failed parking: mParticle keeps retrying while an operator fixes the cause, so nothing is lost.
+# Domain errors -> status. 502 (not 4xx) for a secret an operator must fix and 500 for bad
+# configuration: mParticle keeps retrying while the cause is fixed, so nothing is lost.
 ERROR_STATUS: dict[type[Exception], int] = {
     BatchTooLarge: 413,  # before BatchError, its base: the first match wins
     BatchError: 400,
     SettingsError: 500,
-    ParkingFailed: 500,
+    ParkingFailed: 503,  # AWS failed transiently: the contract's 503 + Retry-After
     SecretInvalid: 502,
     SecretUnavailable: 503,
 }
@@ -81,7 +81,9 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
-    headers = event.get("headers") or {}
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return None
     return next((value for key, value in headers.items() if str(key).lower() == name), None)
 
 
@@ -129,7 +131,6 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
         deadline=time.monotonic() + remaining - SAFETY_MARGIN_SECONDS,
     )
     outcome = deliver(body, config, sender)
-    logger.append_keys(batch_id=outcome.batch_id, source_request_id=outcome.source_request_id)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}
     record_summary(summary, status)

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(environment(local_env))
         from handler.app import lambda_handler  # after the environment is in place
 
+        if args.park_demo and stub is None:
+            raise SystemExit("--park-demo scripts the local stand-in; it cannot be combined with --live")
         if stub and args.park_demo:
             stub.script(Fault.graph_error(100, message="Invalid parameter (scripted by --park-demo)"))
 

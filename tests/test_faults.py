@@ -195,7 +195,7 @@ FAULTS = [
     Case(
         "SQS unreachable while parking a rejection",
         (Fault.graph_error(100),),
-        500,
+        503,
         "none",
         env={"AWS_ENDPOINT_URL_SQS": "{closed}"},
         error="could not park",
@@ -203,7 +203,7 @@ FAULTS = [
     Case(
         "SQS throttled while parking a rejection",
         (Fault.graph_error(100),),
-        500,
+        503,
         "none",
         env={"AWS_ENDPOINT_URL_SQS": "{throttling}"},
         error="ThrottlingException",
@@ -212,7 +212,7 @@ FAULTS = [
     Case(
         "SQS unreachable while parking a partial answer",
         partial,
-        500,
+        503,
         "all",
         env={"AWS_ENDPOINT_URL_SQS": "{closed}"},
         apis=ONE_API,
@@ -247,7 +247,7 @@ FAULTS = [
     Case(
         "split: second part rejected, SQS unreachable",
         (OK, Fault.graph_error(100)),
-        500,
+        503,
         "first",
         env={"AWS_ENDPOINT_URL_SQS": "{closed}"},
         split=True,

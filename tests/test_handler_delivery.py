@@ -212,13 +212,14 @@ def test_connection_refused_is_a_503(function_env, invoke):
     assert "could not reach Facebook" in answer.body["error"]
 
 
-def test_an_unreadable_secret_is_a_503(function_env, invoke, monkeypatch):
+def test_a_missing_secret_is_a_502_for_the_operator(function_env, invoke, monkeypatch):
     monkeypatch.setenv("SECRET_ID", "no-such-secret")
     answer = invoke(api_event(make_batch()))
-    assert answer.status == 503
-    assert answer.headers["Retry-After"]
+    assert answer.status == 502
     # The caller is not authenticated yet: the AWS error code, not AWS's text with ids and ARNs.
-    assert answer.body["error"] == "could not read the secret from Secrets Manager (ResourceNotFoundException)"
+    assert answer.body["error"] == (
+        "Secrets Manager refused the secret (ResourceNotFoundException): check SECRET_ID and its policy"
+    )
 
 
 @pytest.mark.parametrize("value", ["not json", json.dumps({"webhook_authorization": WEBHOOK_AUTHORIZATION})])
@@ -237,6 +238,7 @@ def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invok
         ("OFFLINE_EVENT_SET_ID", ""),
         ("FACEBOOK_GRAPH_URL", "http://graph.facebook.com"),
         ("FACEBOOK_API_VERSION", "16"),
+        ("FACEBOOK_GRAPH_URL", "https://user:hunter2@graph.facebook.com"),
     ],
 )
 def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke, variable, value):
@@ -244,6 +246,15 @@ def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke
     answer = invoke(api_event(make_batch()))
     assert answer.status == 500
     assert variable in answer.body["error"]
+    assert "hunter2" not in answer.body["error"]
+
+
+@pytest.mark.parametrize("headers", [None, [], "Authorization: x", 42])
+def test_headers_that_are_not_an_object_are_a_401(function_env, invoke, graph, headers):
+    event = api_event(make_batch())
+    event["headers"] = headers
+    assert invoke(event).status == 401
+    assert graph.received == []
 
 
 def test_a_batch_with_nothing_to_forward_is_a_200(function_env, invoke, graph):
@@ -277,7 +288,7 @@ def test_fewer_processed_than_sent_is_reported(function_env, invoke, graph):
     assert answer.body["requests"][0]["events"] == 1
 
 
-def test_a_token_error_when_the_secret_cannot_be_reread_is_a_503(aws, function_env, invoke, graph):
+def test_a_token_error_when_the_secret_is_gone_on_reread_is_a_502(aws, function_env, invoke, graph):
     import boto3
 
     assert invoke(api_event(make_batch())).status == 200  # caches the token
@@ -285,5 +296,5 @@ def test_a_token_error_when_the_secret_cannot_be_reread_is_a_503(aws, function_e
     client.delete_secret(SecretId="mparticle-facebook-forwarder", ForceDeleteWithoutRecovery=True)
     graph.access_token = "rotated elsewhere"
     answer = invoke(api_event(make_batch()))
-    assert answer.status == 503
-    assert "Secrets Manager" in answer.body["error"]
+    assert answer.status == 502
+    assert "ResourceNotFoundException" in answer.body["error"]

@@ -31,6 +31,9 @@ def settings(**env: str) -> Settings:
     return load_settings({**BASE_ENV, **env})
 
 
+CAPI = load_settings({**BASE_ENV, "FACEBOOK_API": "conversions_api"})
+
+
 def run(body: dict[str, Any], config: Settings | None = None, now: float = NOW) -> Mapped:
     return map_batch(read_batch(body), config or settings(), now)
 
@@ -334,15 +337,15 @@ def test_order_id_is_the_transaction_id(transaction_id: Any, order_id: str | Non
     ],
 )
 def test_event_id_prefers_source_message_id(ids: dict[str, Any], expected: str) -> None:
-    assert only(make_batch([commerce_event(**ids)])).event_id == expected
+    assert only(make_batch([commerce_event(**ids)]), CAPI).event_id == expected
 
 
 def test_event_id_is_stable_across_redeliveries_without_ids() -> None:
     first = commerce_event("purchase", source_message_id=None)
     second = commerce_event("purchase", source_message_id=None, product_action={"transaction_id": "T-2"})
     body = make_batch([first, second])
-    ids = [conversion.event_id for conversion in run(body).conversions]
-    again = [conversion.event_id for conversion in run(copy.deepcopy(body), now=NOW + 600).conversions]
+    ids = [conversion.event_id for conversion in run(body, CAPI).conversions]
+    again = [conversion.event_id for conversion in run(copy.deepcopy(body), CAPI, now=NOW + 600).conversions]
     assert ids == again
     assert len(set(ids)) == 2
     assert all(event_id for event_id in ids)
@@ -354,7 +357,12 @@ def test_event_id_survives_deeply_nested_custom_attributes() -> None:
     for _ in range(400):
         deep = [deep]
     event = commerce_event(source_message_id=None, custom_attributes={"deep": deep})
-    assert only(make_batch([event])).event_id
+    assert only(make_batch([event]), CAPI).event_id
+
+
+def test_event_id_is_left_out_for_the_offline_conversions_api() -> None:
+    # That API has no event_id; hashing id-less events for it would be wasted work.
+    assert only(make_batch([commerce_event(source_message_id=None)])).event_id is None
 
 
 # ---- limited data use --------------------------------------------------------------------------
@@ -421,3 +429,15 @@ def sha(normalised: str) -> str:
 def test_both_identity_shapes_give_the_same_keys(identities: Any) -> None:
     conversion = only(make_batch(user_identities=identities, user_attributes={}, device_info={}))
     assert conversion.keys.hashed == {"email": sha("jane.doe@example.com"), "external_id": sha("123")}
+
+
+def test_products_outside_meta_quantities_count_neither_in_value_nor_contents() -> None:
+    products = [
+        {"id": "a", "price": 10.0, "quantity": 3},
+        {"id": "b", "price": 10.0, "quantity": -2},
+        {"id": "c", "price": 5.0, "quantity": 0},
+        {"id": "d", "price": 1.0, "quantity": 2**31},
+    ]
+    conversion = only(make_batch([commerce_event("add_to_cart", products=products)]))
+    assert [content["id"] for content in conversion.contents] == ["a"]
+    assert conversion.value == 30.0

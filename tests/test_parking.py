@@ -51,6 +51,7 @@ def test_partially_processed_requests_are_parked_and_answered_200(aws, function_
     events = [commerce_event("add_to_cart", source_message_id=f"m-{i}") for i in range(3)]
     answer = invoke(api_event(make_batch(events)))
     assert answer.status == 200
+    assert answer.body["forwarded"] == 1  # what Facebook acknowledged, not what was sent
     assert answer.body["parked"] == 3
     [message] = parked_messages(aws)
     assert message["reason"] == "Facebook processed 1 of 3 events"
@@ -63,12 +64,12 @@ def test_nothing_is_parked_when_mparticle_will_retry(aws, function_env, invoke, 
     assert parked_messages(aws) == []
 
 
-def test_an_sqs_failure_turns_the_final_answer_into_a_500(aws, function_env, invoke, graph, monkeypatch):
-    monkeypatch.setenv("PARKING_QUEUE_URL", aws["PARKING_QUEUE_URL"] + "-missing")
+def test_an_sqs_failure_turns_the_final_answer_into_a_503(aws, function_env, invoke, graph):
     function_env(PARKING_QUEUE_URL=aws["PARKING_QUEUE_URL"] + "-missing")
     graph.script(Fault.graph_error(100))
     answer = invoke(api_event(make_batch()))
-    assert answer.status == 500
+    assert answer.status == 503  # retried by mParticle: never a final answer without a durable copy
+    assert int(answer.headers["Retry-After"]) > 0
     assert "could not park" in answer.body["error"]
 
 

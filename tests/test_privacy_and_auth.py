@@ -207,8 +207,8 @@ SCENARIOS = {
     "503": (transient, [503]),
     "rotation": (rotation, [200, 200]),
     "replay": (replayed, [422, 200]),
-    "parking failure": (parking_failure, [500]),
-    "secret unreadable": (secret_unreadable, [503]),
+    "parking failure": (parking_failure, [503]),
+    "secret unreadable": (secret_unreadable, [502]),
     "unexpected error": (unexpected_error, [500]),
 }
 
