@@ -206,7 +206,7 @@ class Sender:
         return self.deadline - time.monotonic()
 
     def send(self, events: list[dict[str, Any]]) -> RequestOutcome:
-        outcome = RequestOutcome(events=len(events))
+        outcome = RequestOutcome(events=len(events), payload=events)
         while self._time_left() >= CONNECT_TIMEOUT + MIN_READ_TIMEOUT:
             outcome.attempts += 1
             credentials = self.tokens.credentials
@@ -264,19 +264,18 @@ def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = N
         source_request_id=batch.source_request_id,
     )
     chunks = _chunks(events, settings.max_events_per_request)
+    # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
     outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
     for index, chunk in enumerate(chunks):
         result = outcome.requests[index] = sender.send(chunk)
-        result.payload = chunk
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
             break  # without a valid token or permission every later request fails the same way
+    outcome.retries = sender.retries
     if outcome.verdict in (Verdict.RETRY_LATER, Verdict.OPERATOR_MUST_ACT):
-        outcome.retries = sender.retries
         return outcome  # mParticle resends the whole batch: parking a part now would park it twice
     for request in outcome.requests:
         if reason := request.parking_reason:
             logger.warning("parking events mParticle will not resend", extra={"events": request.events})
             park(request.payload, reason, settings, outcome.batch_id, outcome.source_request_id)
             request.parked = True
-    outcome.retries = sender.retries
     return outcome

@@ -41,14 +41,14 @@ class ErrorClass(StrEnum):
 class GraphError(Exception):
     """A failed Graph call; the message is Meta's own text, trimmed and scrubbed of the token."""
 
-    def __init__(self, error_class: ErrorClass, message: str, code: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self, error_class: ErrorClass, message: str, code: int | None = None, fbtrace_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.code = code
-        self.subcode: int | None = extra.get("subcode")
-        self.fbtrace_id: str | None = extra.get("fbtrace_id")
-        self.http_status: int | None = extra.get("http_status")
+        self.fbtrace_id = fbtrace_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +98,13 @@ def _error_from(response: requests.Response, secrets: tuple[str, ...]) -> GraphE
         return GraphError(
             error_class,
             f"Facebook answered HTTP {response.status_code} without a Graph error ({kind})",
-            http_status=response.status_code,
         )
     parts = [str(error.get(key)) for key in ("message", "error_user_msg") if error.get(key)]
     return GraphError(
         classify(response.status_code, error),
         _scrub(" - ".join(parts) or "no message", secrets),
         code=error.get("code") if isinstance(error.get("code"), int) else None,
-        subcode=error.get("error_subcode"),
         fbtrace_id=error.get("fbtrace_id"),
-        http_status=response.status_code,
     )
 
 
@@ -159,6 +156,5 @@ class GraphClient:
             raise GraphError(
                 ErrorClass.TRANSIENT,
                 "Facebook answered HTTP 200 with a body that is not a Graph success",
-                http_status=200,
             )
         return Accepted(_accepted_count(payload), payload.get("fbtrace_id"), latency_ms)

@@ -8,7 +8,6 @@ conversion is counted under a reason (README, "Skipped events").
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ import orjson
 from forwarder.batch import Batch, mapping, number, text, timestamp_ms
 from forwarder.ldu import Ldu, limited_data_use
 from forwarder.match_keys import MatchKeys, match_keys
-from forwarder.settings import FacebookApi, Settings
+from forwarder.settings import CURRENCY, FacebookApi, Settings
 
 # Meta: offline/physical_store events older than 62 days are refused or not attributed.
 MAX_AGE_SECONDS = 62 * 24 * 3600
 MAX_FUTURE_SECONDS = 3600
-_CURRENCY = re.compile(r"[A-Z]{3}")
 # Exact JSON scalar types: a set lookup of type() is the cheapest check, and this runs per value.
 _SCALARS = frozenset({str, int, float, bool})
 
@@ -216,7 +214,7 @@ def map_event(
     amount = number(action.get("total_amount"))
     value = _value(total if amount is None else amount)
     currency = (text(data.get("currency_code")) or settings.default_currency).upper()
-    if value is not None and not _CURRENCY.fullmatch(currency):
+    if value is not None and not CURRENCY.fullmatch(currency):
         if action_name == "purchase":
             return Skip.INVALID_CURRENCY
         value = None

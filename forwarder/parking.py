@@ -67,9 +67,8 @@ def park(
     settings: Settings,
     batch_id: str | None = None,
     source_request_id: str | None = None,
-) -> int:
-    """Write the events to the parking queue; returns how many messages it took."""
-    messages = 0
+) -> None:
+    """Write the events to the parking queue, split into messages SQS accepts; raises ParkingFailed."""
     for part in _parts(events):
         body = {
             "format": FORMAT_VERSION,
@@ -87,8 +86,6 @@ def park(
             raise ParkingFailed(f"could not park undeliverable events in SQS ({code})") from None
         except BotoCoreError as error:
             raise ParkingFailed(f"could not park undeliverable events in SQS ({type(error).__name__})") from None
-        messages += 1
-    return messages
 
 
 def read_part(body: str) -> ParkedPart:

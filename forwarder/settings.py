@@ -48,7 +48,7 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
 
 _VERSION = re.compile(r"v\d+\.\d+")
 _EVENT_SET_ID = re.compile(r"\d{1,30}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
+CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code, upper-cased
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
 
@@ -152,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not _VERSION.fullmatch(version):
         raise SettingsError(f"FACEBOOK_API_VERSION must look like v16.0 (got {version!r})")
     currency = env.get("DEFAULT_CURRENCY", "").strip().upper() or "USD"
-    if not _CURRENCY.fullmatch(currency):
+    if not CURRENCY.fullmatch(currency):
         raise SettingsError(f"DEFAULT_CURRENCY must be an ISO 4217 code such as USD (got {currency!r})")
     upload_tag = env.get("UPLOAD_TAG", "").strip() or DEFAULT_UPLOAD_TAG
     if len(upload_tag) > 256:

@@ -71,10 +71,13 @@ def settings() -> Settings:
     return _settings
 
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def json_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if status == 503:  # the contract: every 503 says when to come back
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "headers": headers,
         "body": orjson.dumps(body).decode(),
         "isBase64Encoded": False,
     }
@@ -136,15 +139,13 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     record_summary(summary, status)
     if status == 200:
         return json_response(200, summary)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return json_response(status, {"error": outcome.problem(), **summary}, headers)
+    return json_response(status, {"error": outcome.problem(), **summary})
 
 
 def _refuse(status: int, message: str) -> dict[str, Any]:
     logger.warning("request refused", extra={"status": status, "error": message})
     record_summary({}, status)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return json_response(status, {"error": message}, headers)
+    return json_response(status, {"error": message})
 
 
 def _unexpected(error: Exception) -> dict[str, Any]:
