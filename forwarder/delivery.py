@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 
 from forwarder.batch import BatchError, read_batch
+from forwarder.deadline import Deadline
 from forwarder.graph_client import CONNECT_TIMEOUT, ErrorClass, GraphClient, GraphError
 from forwarder.mapping import map_batch
-from forwarder.parking import park
+from forwarder.parking import Request, park
+from forwarder.redaction import Redactor, user_values
 from forwarder.render import render_events, request_fields
 from forwarder.secrets import Credentials
 from forwarder.settings import Settings
@@ -74,6 +76,11 @@ class RequestOutcome:
             return f"Facebook processed {self.accepted} of {self.events} events"
         return None
 
+    @property
+    def settled(self) -> bool:
+        """Facebook took it, or a copy is parked: nothing about it asks mParticle to resend."""
+        return self.status == DELIVERED or self.parked
+
     def as_dict(self) -> dict[str, Any]:
         fields = {
             "events": self.events,
@@ -113,12 +120,13 @@ class BatchOutcome:
 
     @property
     def verdict(self) -> Verdict:
-        statuses = {request.status for request in self.requests}
+        """Parked requests are settled; a rejection stays REJECTED (the contract's 422) even once parked."""
+        statuses = {request.status for request in self.requests if not request.parked}
         if statuses & {ErrorClass.TOKEN, ErrorClass.PERMISSION}:
             return Verdict.OPERATOR_MUST_ACT
         if statuses & {ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, NOT_ATTEMPTED}:
             return Verdict.RETRY_LATER
-        if ErrorClass.INVALID in statuses:
+        if any(request.status == ErrorClass.INVALID for request in self.requests):
             return Verdict.REJECTED
         return Verdict.DELIVERED
 
@@ -186,12 +194,12 @@ def _backoff(attempt: int) -> float:
 
 @dataclass
 class Sender:
-    """Sends chunks for one invocation; `deadline` is a time.monotonic() value."""
+    """Sends chunks for one invocation; every attempt, wait and retry ends by `deadline`."""
 
     settings: Settings
     tokens: TokenSource
     client: GraphClient
-    deadline: float
+    deadline: Deadline
     sleep: Callable[[float], None] = time.sleep
     retries: int = 0
 
@@ -203,9 +211,10 @@ class Sender:
         return body
 
     def _time_left(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline.left()
 
-    def send(self, events: list[dict[str, Any]]) -> RequestOutcome:
+    def send(self, events: list[dict[str, Any]], redactor: Redactor) -> RequestOutcome:
+        """One request's events, retried within the deadline; `redactor` knows the batch's personal values."""
         outcome = RequestOutcome(events=len(events), payload=events)
         while self._time_left() >= CONNECT_TIMEOUT + MIN_READ_TIMEOUT:
             outcome.attempts += 1
@@ -214,8 +223,9 @@ class Sender:
                 accepted = self.client.post(
                     self.settings.events_url,
                     self._body(events),
-                    read_timeout=self._time_left() - CONNECT_TIMEOUT,
-                    secrets=(credentials.access_token, credentials.app_secret or ""),
+                    time_limit=self._time_left(),
+                    redact=redactor.with_values(credentials.secret_values()),
+                    count_field=self.settings.accepted_count_field,
                 )
             except GraphError as error:
                 outcome.status, outcome.error, outcome.code = error.error_class.value, error.message, error.code
@@ -250,8 +260,30 @@ def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]
     return [events[start : start + size] for start in range(0, len(events), size)]
 
 
-def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = None) -> BatchOutcome:
-    """Map, send and park what needs it; raises BatchError (not a batch) or ParkingFailed."""
+def _to_park(outcome: BatchOutcome, settings: Settings) -> list[RequestOutcome]:
+    """The requests to park, or none when the answer is one mParticle retries (it resends the whole batch,
+    so a copy now would be parked twice).
+
+    Without Meta's de-duplication (the Offline Conversions API), resending a batch of which Facebook took
+    a part counts that part twice: then everything not delivered is parked instead, and the answer is final.
+    """
+    pending = [request for request in outcome.requests if request.status != DELIVERED]
+    must_resend = any(request.status != ErrorClass.INVALID for request in pending)
+    if must_resend:
+        delivered_part = any(request.status == DELIVERED for request in outcome.requests)
+        return pending if delivered_part and not settings.deduplicates else []
+    return [request for request in outcome.requests if request.parking_reason]
+
+
+def _parking_reason(request: RequestOutcome) -> str:
+    if reason := request.parking_reason:
+        return reason
+    detail = request.error or "not sent: no time left in this invocation"
+    return f"not delivered ({request.status}): {detail}; parked because Facebook took another part of the batch"
+
+
+def deliver(body: Any, settings: Settings, sender: Sender, park_by: Deadline, now: float | None = None) -> BatchOutcome:
+    """Map, send and park what needs it (writes end by `park_by`); raises BatchError or ParkingFailed."""
     batch = read_batch(body)
     # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
     logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
@@ -266,16 +298,16 @@ def deliver(body: Any, settings: Settings, sender: Sender, now: float | None = N
     chunks = _chunks(events, settings.max_events_per_request)
     # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
     outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
+    redactor = Redactor(user_values(batch.user))
     for index, chunk in enumerate(chunks):
-        result = outcome.requests[index] = sender.send(chunk)
+        result = outcome.requests[index] = sender.send(chunk, redactor)
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
             break  # without a valid token or permission every later request fails the same way
     outcome.retries = sender.retries
-    if outcome.verdict in (Verdict.RETRY_LATER, Verdict.OPERATOR_MUST_ACT):
-        return outcome  # mParticle resends the whole batch: parking a part now would park it twice
-    for request in outcome.requests:
-        if reason := request.parking_reason:
-            logger.warning("parking events mParticle will not resend", extra={"events": request.events})
-            park(request.payload, reason, settings, outcome.batch_id, outcome.source_request_id)
+    if to_park := _to_park(outcome, settings):
+        logger.warning("parking events mParticle will not resend", extra={"events": sum(r.events for r in to_park)})
+        requests = [Request(_parking_reason(request), request.payload) for request in to_park]
+        park(requests, settings, park_by, outcome.batch_id, outcome.source_request_id)
+        for request in to_park:
             request.parked = True
     return outcome

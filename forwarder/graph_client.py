@@ -6,7 +6,9 @@ marketing-api/overview/rate-limiting); the table is in README ("Facebook errors"
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -14,16 +16,24 @@ from typing import Any
 import orjson
 import requests
 
+from forwarder.deadline import OutOfTime, bounded
 from forwarder.telemetry import traced
 
 CONNECT_TIMEOUT = 3.05
 MAX_READ_TIMEOUT = 10.0
-_MESSAGE_LIMIT = 300
+# Meta's answers are a few hundred bytes; a bigger one is not a Graph answer, and is not read further.
+MAX_ANSWER_BYTES = 64 * 1024
+# Meta's trace ids are short base64-like tokens; anything else is not kept (it travels to logs and answers).
+_FBTRACE_ID = re.compile(r"[A-Za-z0-9_+/=-]{1,64}")
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9.+/-]{1,64}")
+_MAX_CODE = 2**31 - 1
 
 _RATE_LIMIT_CODES = {4, 17, 32, 341, 613, *range(80000, 80015)}
 _TRANSIENT_CODES = {1, 2, 368} | _RATE_LIMIT_CODES
 _TOKEN_CODE = 190
 _PERMISSION_CODES = {10, *range(200, 300)}
+
+Redact = Callable[[str], str]  # forwarder.redaction.Redactor
 
 
 class ErrorClass(StrEnum):
@@ -39,7 +49,7 @@ class ErrorClass(StrEnum):
 
 
 class GraphError(Exception):
-    """A failed Graph call; the message is Meta's own text, trimmed and scrubbed of the token."""
+    """A failed Graph call; the message is Meta's own text, redacted (secrets, personal values) and trimmed."""
 
     def __init__(
         self, error_class: ErrorClass, message: str, code: int | None = None, fbtrace_id: str | None = None
@@ -53,18 +63,17 @@ class GraphError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """Facebook's success answer: how many events it says it processed."""
+    """Facebook's success answer: how many events it says it processed (0..events sent)."""
 
-    count: int | None
+    count: int
     fbtrace_id: str | None
     latency_ms: float
 
 
-def classify(http_status: int, error: dict[str, Any]) -> ErrorClass:
-    code = error.get("code")
+def classify(http_status: int, code: int | None, is_transient: bool) -> ErrorClass:
     if code in _RATE_LIMIT_CODES:
         return ErrorClass.RATE_LIMITED
-    if code in _TRANSIENT_CODES or error.get("is_transient") is True:
+    if code in _TRANSIENT_CODES or is_transient:
         return ErrorClass.TRANSIENT
     if code == _TOKEN_CODE:
         return ErrorClass.TOKEN
@@ -75,45 +84,71 @@ def classify(http_status: int, error: dict[str, Any]) -> ErrorClass:
     return ErrorClass.INVALID
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text[:_MESSAGE_LIMIT]
+def _code(value: Any) -> int | None:
+    """A Graph error code: a JSON integer in range (not a bool, a float or a string)."""
+    return value if type(value) is int and 0 <= value <= _MAX_CODE else None
 
 
-def _error_from(response: requests.Response, secrets: tuple[str, ...]) -> GraphError:
+def fbtrace_id(value: Any) -> str | None:
+    """Meta's request trace id when it is one; None for anything else (nested, huge, odd characters)."""
+    return value if isinstance(value, str) and _FBTRACE_ID.fullmatch(value) else None
+
+
+def _content_type(response: requests.Response) -> str:
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return kind if _CONTENT_TYPE.fullmatch(kind) else "no or an unusual content type"
+
+
+def _error_from(status: int, answer: bytes | None, response: requests.Response, redact: Redact) -> GraphError:
     try:
-        error = orjson.loads(response.content).get("error")
+        error = orjson.loads(answer).get("error") if answer is not None else None
     except (orjson.JSONDecodeError, AttributeError):
         error = None
     if not isinstance(error, dict):
-        if response.status_code == 429:
+        if status == 429:
             error_class = ErrorClass.RATE_LIMITED
-        elif response.status_code >= 500:
+        elif status >= 500:
             error_class = ErrorClass.TRANSIENT
         else:
             error_class = ErrorClass.INVALID
-        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
         return GraphError(
-            error_class,
-            f"Facebook answered HTTP {response.status_code} without a Graph error ({kind})",
+            error_class, f"Facebook answered HTTP {status} without a Graph error ({_content_type(response)})"
         )
-    parts = [str(error.get(key)) for key in ("message", "error_user_msg") if error.get(key)]
+    code = _code(error.get("code"))
+    parts = [error[key] for key in ("message", "error_user_msg") if isinstance(error.get(key), str) and error[key]]
     return GraphError(
-        classify(response.status_code, error),
-        _scrub(" - ".join(parts) or "no message", secrets),
-        code=error.get("code") if isinstance(error.get("code"), int) else None,
-        fbtrace_id=error.get("fbtrace_id"),
+        classify(status, code, error.get("is_transient") is True),
+        redact(" - ".join(parts) or "no message"),
+        code=code,
+        fbtrace_id=fbtrace_id(error.get("fbtrace_id")),
     )
 
 
-def _accepted_count(payload: dict[str, Any]) -> int | None:
-    # Offline Conversions answers num_processed_entries, the Conversions API events_received.
-    for key in ("num_processed_entries", "events_received"):
-        if isinstance(payload.get(key), int):
-            return payload[key]
-    return None
+def _accepted(answer: bytes | None, events: int, count_field: str, latency_ms: float) -> Accepted:
+    """Facebook's success answer, checked: its count must be a whole number between 0 and what was sent."""
+    try:
+        payload = orjson.loads(answer) if answer is not None else None
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict) and "error" not in payload:
+        count = payload.get(count_field)
+        if type(count) is int and 0 <= count <= events:
+            return Accepted(count, fbtrace_id(payload.get("fbtrace_id")), latency_ms)
+    raise GraphError(
+        ErrorClass.TRANSIENT, f"Facebook answered HTTP 200 without a valid {count_field} (not a Graph success)"
+    )
+
+
+def _read_answer(response: requests.Response) -> bytes | None:
+    """The body, or None when it is larger than any Graph answer (then it is not read further)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(16 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class GraphClient:
@@ -122,24 +157,34 @@ class GraphClient:
     def __init__(self, session: requests.Session | None = None) -> None:
         self.session = session or requests.Session()
 
-    def post(self, url: str, body: dict[str, Any], read_timeout: float, secrets: tuple[str, ...]) -> Accepted:
-        """POST one request (token in the body, never the URL); raises GraphError."""
+    def post(self, url: str, body: dict[str, Any], time_limit: float, redact: Redact, count_field: str) -> Accepted:
+        """POST one request (token in the body, never the URL) and wait at most `time_limit` seconds in total,
+        connection and every read included; raises GraphError. `redact` cleans Facebook's text of secrets and
+        personal values; `count_field` is the API's count of processed events."""
         with traced("Graph API events POST") as subsegment:
             if subsegment is not None:
                 subsegment.put_annotation("events", len(body.get("data", [])))
-            return self._post(url, body, read_timeout, secrets)
+            try:
+                with bounded(min(time_limit, CONNECT_TIMEOUT + MAX_READ_TIMEOUT)):
+                    return self._post(url, body, time_limit, redact, count_field)
+            except OutOfTime:
+                # The connection was abandoned mid-request: never reuse it.
+                self.session.close()
+                raise GraphError(ErrorClass.TRANSIENT, "Facebook did not answer in time") from None
 
-    def _post(self, url: str, body: dict[str, Any], read_timeout: float, secrets: tuple[str, ...]) -> Accepted:
+    def _post(self, url: str, body: dict[str, Any], time_limit: float, redact: Redact, count_field: str) -> Accepted:
         started = time.perf_counter()
         try:
-            response = self.session.post(
+            with self.session.post(
                 url,
                 data=orjson.dumps(body),
                 headers={"Content-Type": "application/json"},
-                timeout=(CONNECT_TIMEOUT, max(0.5, min(read_timeout, MAX_READ_TIMEOUT))),
+                timeout=(CONNECT_TIMEOUT, max(0.5, min(time_limit - CONNECT_TIMEOUT, MAX_READ_TIMEOUT))),
                 # A 307/308 resends the body, token included, wherever Location points (even http://).
                 allow_redirects=False,
-            )
+                stream=True,  # the answer is read with a size limit
+            ) as response:
+                answer = _read_answer(response)
         except requests.Timeout:
             raise GraphError(ErrorClass.TRANSIENT, "Facebook did not answer in time") from None
         except requests.RequestException as error:
@@ -147,14 +192,5 @@ class GraphClient:
             raise GraphError(ErrorClass.TRANSIENT, f"could not reach Facebook ({type(error).__name__})") from None
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         if response.status_code != 200:
-            raise _error_from(response, secrets)
-        try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict) or "error" in payload:
-            raise GraphError(
-                ErrorClass.TRANSIENT,
-                "Facebook answered HTTP 200 with a body that is not a Graph success",
-            )
-        return Accepted(_accepted_count(payload), payload.get("fbtrace_id"), latency_ms)
+            raise _error_from(response.status_code, answer, response, redact)
+        return _accepted(answer, len(body.get("data", [])), count_field, latency_ms)

@@ -3,12 +3,21 @@
 mParticle retries only 408/429/5xx. Events Facebook rejects (422) or processes only in part would
 otherwise be lost, so they are written to the parking queue first, with the reason and the settings
 in force (never the token), for `python -m forwarder.replay` to send again once the cause is fixed.
-If the write fails the caller answers 500, so mParticle retries: no final answer without a copy.
+If the write fails the caller answers 503, so mParticle retries: no final answer without a copy.
+
+One invocation parks one *set*: its parts (SQS messages under the size limit) carry the set's id, a
+digest of the parked events, and their number. SQS writes one message at a time, so a set can be left
+incomplete (a later part failed: the batch was answered 503 and mParticle resends it) or written twice
+(SQS stored a message but its answer was lost, and the SDK sent it again; or mParticle resent a batch
+whose set was already written). Replay therefore sends only complete sets, each once, and discards
+incomplete ones once no invocation can still be writing them (README, "Parking and replay").
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -18,28 +27,26 @@ import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from forwarder.deadline import Deadline, OutOfTime, bounded
 from forwarder.settings import Settings
 
-FORMAT_VERSION = 1
-# SQS accepts up to 256 KiB per message by default; keep headroom for the envelope and attributes.
+FORMAT_VERSION = 2
+# SQS accepts up to 256 KiB per message; keep headroom for the envelope (reason, settings, ids).
 MAX_MESSAGE_BYTES = 240_000
-# Parking runs after delivery, inside the invocation's safety margin: fail fast, once.
-_SQS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+# Per attempt; the whole write is also bounded by the invocation's time (`park`).
+_SQS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"})
 
 
 class ParkingFailed(RuntimeError):
-    """SQS refused or could not be reached; the message names the AWS error code, not the data."""
+    """SQS refused or could not be reached in time; the message names the AWS error code, not the data."""
 
 
 @dataclass(frozen=True, slots=True)
-class ParkedPart:
-    """One SQS message's worth of events, and what they were meant for."""
+class Request:
+    """The events of one Graph request to park, and why."""
 
     reason: str
-    settings: dict[str, Any]
-    events: list[dict[str, Any]]
-    batch_id: str | None = None
-    source_request_id: str | None = None
+    events: Sequence[dict[str, Any]]
 
 
 @cache
@@ -48,59 +55,140 @@ def sqs_client() -> Any:
     return boto3.client("sqs", config=_SQS_CONFIG)
 
 
-def _parts(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    parts: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for event in events:
-        event_size = len(orjson.dumps(event)) + 1
-        if parts[-1] and size + event_size > MAX_MESSAGE_BYTES:
-            parts.append([])
-            size = 0
-        parts[-1].append(event)
-        size += event_size
-    return [part for part in parts if part]
+def _parts(requests: Sequence[Request]) -> list[tuple[str, list[bytes]]]:
+    """(reason, serialised events) per message: a request's events, split where a message would overflow."""
+    parts: list[tuple[str, list[bytes]]] = []
+    for request in requests:
+        current: list[bytes] = []
+        size = 0
+        for event in request.events:
+            encoded = orjson.dumps(event)
+            if current and size + len(encoded) + 1 > MAX_MESSAGE_BYTES:
+                parts.append((request.reason, current))
+                current, size = [], 0
+            current.append(encoded)
+            size += len(encoded) + 1
+        if current:
+            parts.append((request.reason, current))
+    return parts
+
+
+def set_id(parts: Sequence[Sequence[bytes]]) -> str:
+    """The same events in the same parts give the same id, whichever invocation parks them."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(b"[" + b",".join(part) + b"]\n")
+    return digest.hexdigest()
+
+
+def _sqs_safe(body: bytes) -> str:
+    """SQS refuses U+FFFE and U+FFFF in a message; inside JSON strings their escapes mean the same."""
+    return body.decode().replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
 def park(
-    events: list[dict[str, Any]],
-    reason: str,
+    requests: Sequence[Request],
     settings: Settings,
+    deadline: Deadline,
     batch_id: str | None = None,
     source_request_id: str | None = None,
-) -> None:
-    """Write the events to the parking queue, split into messages SQS accepts; raises ParkingFailed."""
-    for part in _parts(events):
-        body = {
+) -> int:
+    """Write the events as one set of messages, each write bounded by `deadline`; returns the messages
+    written. Raises ParkingFailed (the set may then be incomplete: replay discards it)."""
+    parts = _parts(requests)
+    identity = set_id([events for _, events in parts])
+    for index, (reason, events) in enumerate(parts):
+        envelope = {
             "format": FORMAT_VERSION,
+            "set_id": identity,
+            "part": index,
+            "parts": len(parts),
             "parked_at": int(time.time()),
             "reason": reason,
             "settings": settings.public_view(),
             "batch_id": batch_id,
             "source_request_id": source_request_id,
-            "events": part,
+            "events": orjson.Fragment(b"[" + b",".join(events) + b"]"),
         }
-        try:
-            sqs_client().send_message(QueueUrl=settings.parking_queue_url, MessageBody=orjson.dumps(body).decode())
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "unknown")
-            raise ParkingFailed(f"could not park undeliverable events in SQS ({code})") from None
-        except BotoCoreError as error:
-            raise ParkingFailed(f"could not park undeliverable events in SQS ({type(error).__name__})") from None
+        _send(settings.parking_queue_url, _sqs_safe(orjson.dumps(envelope)), deadline)
+    return len(parts)
+
+
+def _send(queue_url: str, body: str, deadline: Deadline) -> None:
+    try:
+        with bounded(deadline.left()):
+            sqs_client().send_message(QueueUrl=queue_url, MessageBody=body)
+    except OutOfTime:
+        raise ParkingFailed("could not park undeliverable events in SQS in time") from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "unknown")
+        raise ParkingFailed(f"could not park undeliverable events in SQS ({code})") from None
+    except BotoCoreError as error:
+        raise ParkingFailed(f"could not park undeliverable events in SQS ({type(error).__name__})") from None
+
+
+class MalformedPart(ValueError):
+    """A message in the parking queue that this code did not write, or that was altered; says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedPart:
+    """One parking message, read back and checked."""
+
+    set_id: str
+    part: int
+    parts: int
+    parked_at: int
+    reason: str
+    destination: dict[str, str]  # api, api_version, event_set_id, upload_tag as they were when parked
+    events: list[dict[str, Any]]
+    batch_id: str | None = None
+    source_request_id: str | None = None
+
+
+_DESTINATION_KEYS = ("api", "api_version", "event_set_id", "upload_tag")
+_MAX_PARTS = 10_000  # a 6 MB batch makes a few dozen messages
+
+
+def _short_text(value: Any, limit: int = 128) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
 
 
 def read_part(body: str) -> ParkedPart:
-    """A parked message back; raises ValueError if it is not one this code wrote."""
-    value = orjson.loads(body)
-    if (
-        not isinstance(value, dict)
-        or value.get("format") != FORMAT_VERSION
-        or not isinstance(value.get("events"), list)
-    ):
-        raise ValueError("not a parked batch of this format")
+    """A parked message back; raises MalformedPart. Format 1 (one message per request, before sets
+    existed) reads as a set of one part."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedPart("not JSON") from None
+    if not isinstance(value, dict) or value.get("format") not in (1, FORMAT_VERSION):
+        raise MalformedPart(f"not a parked part of format 1 or {FORMAT_VERSION}")
+    events = value.get("events")
+    if not isinstance(events, list) or not events or not all(isinstance(event, dict) for event in events):
+        raise MalformedPart("'events' is not a non-empty array of objects")
+    settings = value.get("settings")
+    if not isinstance(settings, dict):
+        raise MalformedPart("'settings' is not an object")
+    destination = {key: settings[key] for key in _DESTINATION_KEYS if settings.get(key) is not None}
+    if not all(isinstance(item, str) for item in destination.values()):
+        raise MalformedPart("a destination setting is not a string")
+    if value["format"] == 1:
+        identity, part, parts = set_id([[orjson.dumps(event) for event in events]]), 0, 1
+    else:
+        identity, part, parts = value.get("set_id"), value.get("part"), value.get("parts")
+        if not (isinstance(identity, str) and len(identity) == 64 and identity.isalnum() and identity.isascii()):
+            raise MalformedPart("'set_id' is not a digest")
+        if not (type(parts) is int and type(part) is int and 0 <= part < parts <= _MAX_PARTS):
+            raise MalformedPart("'part' and 'parts' are not a part number and a count")
+    parked_at = value.get("parked_at")
     return ParkedPart(
-        reason=str(value.get("reason")),
-        settings=value.get("settings") or {},
-        events=value["events"],
-        batch_id=value.get("batch_id"),
-        source_request_id=value.get("source_request_id"),
+        set_id=identity,
+        part=part,
+        parts=parts,
+        parked_at=parked_at if type(parked_at) is int else 0,
+        reason=_short_text(value.get("reason"), 512) or "no reason recorded",
+        destination=destination,
+        events=events,
+        batch_id=_short_text(value.get("batch_id")),
+        source_request_id=_short_text(value.get("source_request_id")),
     )

@@ -1,9 +1,13 @@
 """Replay parked events: `python -m forwarder.replay` (README, "Parking and replay").
 
-Reads the parking queue, sends each parked part again through the same `Sender` the function uses
-(same retries, token re-read, timeouts), deletes what Facebook accepted in full and keeps the rest
-for a later run. Works against real AWS or the local moto server: it uses the function's own
-environment variables (SECRET_ID, PARKING_QUEUE_URL, FACEBOOK_GRAPH_URL, AWS_ENDPOINT_URL...).
+Reads the parking queue and sends every complete set of parked events once, through the same `Sender`
+the function uses (retries, token re-read, time limits), to the destination configured now
+(FACEBOOK_API_VERSION, OFFLINE_EVENT_SET_ID, UPLOAD_TAG: the usual fix for a parked batch is a
+corrected variable), or with `--parked-destination` to the one recorded when it was parked. It deletes
+what Facebook accepted, parks again only what it did not take of a set it took in part, keeps the rest,
+and sets aside messages it cannot read. Every message it holds stays invisible to other consumers for as
+long as it works (a heartbeat extends the visibility timeout), so two replays never send the same set.
+It uses the function's own environment (SECRET_ID, PARKING_QUEUE_URL, AWS_ENDPOINT_URL...).
 """
 
 from __future__ import annotations
@@ -11,96 +15,326 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from forwarder.delivery import DELIVERED, Sender, TokenSource
+from forwarder.deadline import Deadline, OutOfTime, bounded
+from forwarder.delivery import DELIVERED, RequestOutcome, Sender, TokenSource
 from forwarder.graph_client import GraphClient
-from forwarder.parking import read_part, sqs_client
-from forwarder.secrets import get_credentials
-from forwarder.settings import FacebookApi, Settings, load_settings
+from forwarder.parking import MalformedPart, ParkedPart, ParkingFailed, Request, park, read_part, sqs_client
+from forwarder.redaction import Redactor, raw_values
+from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
+from forwarder.settings import Settings, SettingsError, load_settings
 
-# Long enough for one part's retries; a message not deleted reappears after it for the next run.
 VISIBILITY_TIMEOUT = 120
-SEND_BUDGET_SECONDS = 60.0
+HEARTBEAT_SECONDS = 30  # well inside the visibility timeout, so a held message never reappears
+SEND_BUDGET_SECONDS = 60.0  # per Graph request, every retry included
+AWS_CALL_SECONDS = 15.0  # per SQS or Secrets Manager call, its SDK retry included
+# A set with parts missing after this long can never be completed: every invocation that parks ends
+# within Lambda's maximum timeout. Its batch was answered 503 and resent by mParticle.
+INCOMPLETE_AFTER_SECONDS = 15 * 60
+
+
+class ReplayFailed(RuntimeError):
+    """SQS or Secrets Manager could not be used; the message says which, never any data."""
 
 
 @dataclass
 class ReplayReport:
-    messages: int = 0
+    messages: int = 0  # received in this run
     delivered_events: int = 0
     deleted: int = 0
+    duplicates: int = 0  # copies of a part already handled (deleted with their set)
+    incomplete_discarded: int = 0  # parts of sets that can never be completed (deleted)
+    reparked_events: int = 0  # undelivered rest of a set Facebook took in part, parked again as a new set
     kept: Counter[str] = field(default_factory=Counter)  # reason -> messages left in the queue
+    malformed: Counter[str] = field(default_factory=Counter)  # what is wrong -> messages left, never sent
+    waiting: int | None = None  # visible messages left when the run ended
+    in_flight: int | None = None  # messages other consumers were holding when the run ended
+
+    @property
+    def finished(self) -> bool:
+        return not (self.kept or self.malformed or self.waiting or self.in_flight)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "delivered_events": self.delivered_events,
-            "deleted": self.deleted,
-            "kept": dict(self.kept),
-        }
+        fields = dataclasses.asdict(self)
+        fields["kept"], fields["malformed"] = dict(self.kept), dict(self.malformed)
+        return fields
 
 
-def _settings_for(settings: Settings, parked: dict[str, Any]) -> Settings:
-    """Parked events go where they were rendered for: same API, version and event set."""
+@dataclass
+class _Set:
+    """The parts of one parked set seen so far, and the receipt handles of every copy of them."""
+
+    parts: dict[int, ParkedPart] = field(default_factory=dict)
+    handles: list[str] = field(default_factory=list)
+    kept: str | None = None  # why it stays in the queue, once a send was tried and did not finish it
+
+    @property
+    def complete(self) -> bool:
+        first = next(iter(self.parts.values()))
+        return len(self.parts) == first.parts
+
+    def first(self) -> ParkedPart:
+        return self.parts[min(self.parts)]
+
+
+class _Holding:
+    """Receipt handles this run holds: kept invisible by a heartbeat until deleted or released."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs, self._queue_url = sqs, queue_url
+        self._handles: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="replay-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Holding:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.set_visibility(list(self._handles), 0)  # what is kept is visible to the next run at once
+
+    def hold(self, handle: str) -> None:
+        with self._lock:
+            self._handles.add(handle)
+
+    def delete(self, handles: list[str]) -> None:
+        for batch in _tens(handles):
+            entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)]
+            _aws(self._sqs.delete_message_batch, QueueUrl=self._queue_url, Entries=entries)
+        with self._lock:
+            self._handles.difference_update(handles)
+
+    def set_visibility(self, handles: list[str], seconds: int) -> None:
+        for batch in _tens(handles):
+            entries = [
+                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                for index, handle in enumerate(batch)
+            ]
+            _aws(self._sqs.change_message_visibility_batch, QueueUrl=self._queue_url, Entries=entries)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                handles = list(self._handles)
+            try:
+                self.set_visibility(handles, VISIBILITY_TIMEOUT)
+            except Exception as error:
+                print(f"replay: could not extend the visibility timeout ({type(error).__name__})", file=sys.stderr)
+
+
+def _tens(items: list[str]) -> Iterator[list[str]]:
+    """SQS batch calls take at most ten entries."""
+    for start in range(0, len(items), 10):
+        yield items[start : start + 10]
+
+
+def _aws(call: Callable[..., Any], **arguments: Any) -> Any:
+    """One SQS call, bounded in total (on the main thread); raises ReplayFailed."""
     try:
-        api = FacebookApi(parked.get("api", settings.api))
-    except ValueError:
+        with bounded(AWS_CALL_SECONDS):
+            return call(**arguments)
+    except OutOfTime:
+        raise ReplayFailed("SQS did not answer in time") from None
+    except Exception as error:  # botocore's ClientError/BotoCoreError: name the kind, not the text
+        raise ReplayFailed(f"SQS refused or could not be reached ({type(error).__name__})") from None
+
+
+def destination(settings: Settings, parked: dict[str, str], use_parked: bool) -> Settings:
+    """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for.
+
+    With `use_parked`, the recorded destination, checked by the same rules as the environment (so a
+    tampered message cannot steer the token to another path). Raises SettingsError or ValueError.
+    """
+    api = parked.get("api", settings.api.value)
+    if not use_parked:
+        if api != settings.api.value:
+            raise ValueError(f"rendered for {api}, but FACEBOOK_API is {settings.api.value}")
         return settings
+    recorded = load_settings(
+        {
+            "SECRET_ID": settings.secret_id,
+            "PARKING_QUEUE_URL": settings.parking_queue_url,
+            "FACEBOOK_API": api,
+            "FACEBOOK_API_VERSION": parked.get("api_version", ""),
+            "OFFLINE_EVENT_SET_ID": parked.get("event_set_id", ""),
+            "UPLOAD_TAG": parked.get("upload_tag", ""),
+        }
+    )
     return dataclasses.replace(
         settings,
-        api=api,
-        api_version=str(parked.get("api_version") or settings.api_version),
-        event_set_id=str(parked.get("event_set_id") or settings.event_set_id),
-        upload_tag=str(parked.get("upload_tag") or settings.upload_tag),
+        api=recorded.api,
+        api_version=recorded.api_version,
+        event_set_id=recorded.event_set_id,
+        upload_tag=recorded.upload_tag,
     )
 
 
-def replay(settings: Settings, client: GraphClient | None = None, max_messages: int = 1000) -> ReplayReport:
-    client = client or GraphClient()
-    sqs = sqs_client()
-    tokens = TokenSource(get_credentials(settings.secret_id), lambda: get_credentials(settings.secret_id, True))
-    report = ReplayReport()
-    while report.messages < max_messages:
-        received = sqs.receive_message(
-            QueueUrl=settings.parking_queue_url,
-            MaxNumberOfMessages=min(10, max_messages - report.messages),
-            VisibilityTimeout=VISIBILITY_TIMEOUT,
-            WaitTimeSeconds=1,
-        ).get("Messages", [])
-        if not received:
-            break
-        for message in received:
-            report.messages += 1
+@dataclass
+class Replayer:
+    settings: Settings
+    client: GraphClient
+    tokens: TokenSource
+    holding: _Holding
+    parked_destination: bool
+    report: ReplayReport = field(default_factory=ReplayReport)
+    sets: dict[str, _Set] = field(default_factory=dict)
+    finished_sets: set[str] = field(default_factory=set)  # sent or discarded in this run
+
+    def take(self, message: dict[str, Any]) -> None:
+        handle = message["ReceiptHandle"]
+        self.holding.hold(handle)
+        self.report.messages += 1
+        try:
+            part = read_part(message["Body"])
+        except MalformedPart as problem:
+            self.report.malformed[str(problem)] += 1
+            return
+        if part.set_id in self.finished_sets:
+            self.report.duplicates += 1
+            self.holding.delete([handle])
+            self.report.deleted += 1
+            return
+        pending = self.sets.setdefault(part.set_id, _Set())
+        if part.part in pending.parts:
+            self.report.duplicates += 1
+        pending.parts.setdefault(part.part, part)
+        pending.handles.append(handle)
+        if pending.complete and pending.kept is None:
+            self._send(part.set_id, pending)
+
+    def _send(self, set_id: str, pending: _Set) -> None:
+        first = pending.first()
+        try:
+            target = destination(self.settings, first.destination, self.parked_destination)
+        except (SettingsError, ValueError) as problem:
+            self._keep(pending, f"destination: {problem}")
+            return
+        events = [event for index in sorted(pending.parts) for event in pending.parts[index].events]
+        redactor = Redactor(value for event in events for value in raw_values(_keys(event)))
+        size = target.max_events_per_request
+        results = [self._send_request(target, events[i : i + size], redactor) for i in range(0, len(events), size)]
+        delivered = [result for result in results if _taken(result)]
+        if not delivered:
+            self._keep(pending, results[0].parking_reason or f"{results[0].status}: {results[0].error}")
+            return
+        rest = [result for result in results if not _taken(result)]
+        if rest:  # deleting the set would lose them, keeping it would send the delivered part again
             try:
-                part = read_part(message["Body"])
-            except ValueError:
-                report.kept["unreadable message"] += 1
-                continue
-            sender = Sender(
-                _settings_for(settings, part.settings), tokens, client, time.monotonic() + SEND_BUDGET_SECONDS
-            )
-            result = sender.send(part.events)
-            if result.status == DELIVERED and (result.accepted is None or result.accepted >= result.events):
-                sqs.delete_message(QueueUrl=settings.parking_queue_url, ReceiptHandle=message["ReceiptHandle"])
-                report.deleted += 1
-                report.delivered_events += result.events
+                requests = [Request(_reason(result), result.payload) for result in rest]
+                park(requests, target, Deadline.after(AWS_CALL_SECONDS), first.batch_id, first.source_request_id)
+            except ParkingFailed as problem:
+                self._keep(pending, f"delivered in part, and the rest could not be parked again: {problem}")
+                return
+            self.report.reparked_events += sum(result.events for result in rest)
+        self.finished_sets.add(set_id)
+        self.holding.delete(pending.handles)
+        self.report.deleted += len(pending.handles)
+        self.report.delivered_events += sum(result.events for result in delivered)
+        del self.sets[set_id]
+
+    def _send_request(self, target: Settings, events: list[dict[str, Any]], redactor: Redactor) -> RequestOutcome:
+        sender = Sender(target, self.tokens, self.client, Deadline.after(SEND_BUDGET_SECONDS))
+        return sender.send(events, redactor)
+
+    def _keep(self, pending: _Set, reason: str) -> None:
+        pending.kept = reason
+
+    def finish(self, now: float) -> None:
+        """Count what stays; discard incomplete sets once no invocation can still be writing them."""
+        for pending in self.sets.values():
+            if pending.kept is not None:
+                self.report.kept[pending.kept] += len(pending.handles)
+            elif now - min(part.parked_at for part in pending.parts.values()) > INCOMPLETE_AFTER_SECONDS:
+                self.holding.delete(pending.handles)
+                self.report.incomplete_discarded += len(pending.handles)
+                self.report.deleted += len(pending.handles)
             else:
-                report.kept[result.parking_reason or f"{result.status}: {result.error}"] += 1
+                self.report.kept["set incomplete: its other parts are not in the queue yet"] += len(pending.handles)
+        self.sets.clear()
+
+
+def _keys(event: dict[str, Any]) -> Any:
+    return event.get("user_data", event.get("match_keys"))
+
+
+def _taken(result: RequestOutcome) -> bool:
+    return result.status == DELIVERED and result.accepted is not None and result.accepted >= result.events
+
+
+def _reason(result: RequestOutcome) -> str:
+    return result.parking_reason or f"not delivered on replay ({result.status}): {result.error}"
+
+
+def replay(
+    settings: Settings,
+    client: GraphClient | None = None,
+    max_messages: int = 1000,
+    parked_destination: bool = False,
+) -> ReplayReport:
+    """Replay up to `max_messages` parked messages; raises ReplayFailed when SQS or the secret cannot be used."""
+    sqs = sqs_client()
+    queue = settings.parking_queue_url
+    credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
+    tokens = TokenSource(credentials, lambda: get_credentials(settings.secret_id, AWS_CALL_SECONDS, force=True))
+    with _Holding(sqs, queue) as holding:
+        replayer = Replayer(settings, client or GraphClient(), tokens, holding, parked_destination)
+        while replayer.report.messages < max_messages:
+            received = _aws(
+                sqs.receive_message,
+                QueueUrl=queue,
+                MaxNumberOfMessages=min(10, max_messages - replayer.report.messages),
+                VisibilityTimeout=VISIBILITY_TIMEOUT,
+                WaitTimeSeconds=1,
+            ).get("Messages", [])
+            if not received:
+                break
+            for message in received:
+                replayer.take(message)
+        replayer.finish(time.time())
+    attributes = _aws(
+        sqs.get_queue_attributes,
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    report = replayer.report
+    report.in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+    report.waiting = int(attributes.get("ApproximateNumberOfMessages", 0))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m forwarder.replay", description=__doc__)
     parser.add_argument("--max-messages", type=int, default=1000, help="stop after this many messages")
+    parser.add_argument(
+        "--parked-destination",
+        action="store_true",
+        help="send to the API version, event set and upload tag recorded when the events were parked",
+    )
     args = parser.parse_args(argv)
-    report = replay(load_settings(), max_messages=args.max_messages)
+    try:
+        report = replay(load_settings(), max_messages=args.max_messages, parked_destination=args.parked_destination)
+    except (ReplayFailed, SettingsError, SecretInvalid, SecretUnavailable) as error:
+        print(f"replay stopped: {error}", file=sys.stderr)
+        return 2
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
-    return 0 if not report.kept else 1
+    if report.in_flight:
+        print(
+            f"{report.in_flight} messages are held by another consumer (another replay, or one that stopped less "
+            f"than {VISIBILITY_TIMEOUT} s ago): run again later",
+            file=sys.stderr,
+        )
+    return 0 if report.finished else 1
 
 
 if __name__ == "__main__":

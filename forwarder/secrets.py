@@ -17,11 +17,13 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
+from forwarder.deadline import OutOfTime, bounded
 from forwarder.telemetry import logger, traced
 
 CACHE_SECONDS = 300
-# Fail fast enough that mParticle gets a 503 well before the Lambda timeout, after one SDK retry.
-_SECRETS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+# Per attempt; the whole read, retry included, is also bounded by the invocation's time (`get_credentials`).
+# botocore's `max_attempts` counts retries only; `total_max_attempts` counts every attempt.
+_SECRETS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"})
 # Errors that retrying cannot fix: a wrong SECRET_ID, a missing permission or KMS key access.
 _OPERATOR_MUST_ACT = {
     "ResourceNotFoundException",
@@ -52,6 +54,11 @@ class Credentials:
             return None
         return hmac.new(self.app_secret.encode(), self.access_token.encode(), hashlib.sha256).hexdigest()
 
+    def secret_values(self) -> list[str]:
+        """Everything secret here, for redacting text from outside that might quote one."""
+        values = [self.access_token, self.webhook_authorization, self.app_secret, self.appsecret_proof()]
+        return [value for value in values if value]
+
 
 def _optional_text(value: Any, key: str) -> str | None:
     if value is None or value == "":
@@ -80,11 +87,14 @@ def provider() -> parameters.SecretsProvider:
     return parameters.SecretsProvider(boto_config=_SECRETS_CONFIG)
 
 
-def get_credentials(secret_id: str, force: bool = False) -> Credentials:
-    """The cached credentials; `force` bypasses the cache after a token error."""
+def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> Credentials:
+    """The cached credentials, read from Secrets Manager in at most `time_limit` seconds when not cached;
+    `force` bypasses the cache after a token error. Raises SecretUnavailable (retry later) or SecretInvalid."""
     try:
-        with traced("Secrets Manager GetSecretValue"):
+        with traced("Secrets Manager GetSecretValue"), bounded(time_limit):
             value = provider().get(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
+    except OutOfTime:
+        raise SecretUnavailable("could not read the secret from Secrets Manager in time") from None
     except parameters.exceptions.TransformParameterError:
         raise SecretInvalid("the secret is not valid JSON") from None
     except parameters.exceptions.GetParameterError as error:

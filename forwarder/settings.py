@@ -35,6 +35,13 @@ class FacebookApi(StrEnum):
 DEFAULT_VERSION = {FacebookApi.OFFLINE_CONVERSIONS: "v16.0", FacebookApi.CONVERSIONS_API: "v26.0"}
 # Meta: at most 2000 events per Offline Conversions request, 1000 per Conversions API request.
 MAX_EVENTS_PER_REQUEST = {FacebookApi.OFFLINE_CONVERSIONS: 2000, FacebookApi.CONVERSIONS_API: 1000}
+# Meta: what each API's success answer calls the number of events it processed.
+ACCEPTED_COUNT_FIELD = {
+    FacebookApi.OFFLINE_CONVERSIONS: "num_processed_entries",
+    FacebookApi.CONVERSIONS_API: "events_received",
+}
+# Meta: only the Conversions API de-duplicates a resent event (event_id + event_name, 48 hours).
+DEDUPLICATES = {FacebookApi.OFFLINE_CONVERSIONS: False, FacebookApi.CONVERSIONS_API: True}
 DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
 
 # The seed's product actions and Meta's standard event names for them (README, "Event names").
@@ -72,6 +79,14 @@ class Settings:
     @property
     def max_events_per_request(self) -> int:
         return MAX_EVENTS_PER_REQUEST[self.api]
+
+    @property
+    def accepted_count_field(self) -> str:
+        return ACCEPTED_COUNT_FIELD[self.api]
+
+    @property
+    def deduplicates(self) -> bool:
+        return DEDUPLICATES[self.api]
 
     @property
     def events_url(self) -> str:

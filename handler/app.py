@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import time
 import traceback
 from typing import Any
 
@@ -19,6 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.batch import BatchError, BatchTooLarge
+from forwarder.deadline import Deadline
 from forwarder.delivery import RETRY_AFTER_SECONDS, Sender, TokenSource, Verdict, deliver, parse_body
 from forwarder.graph_client import GraphClient
 from forwarder.parking import ParkingFailed
@@ -29,8 +29,10 @@ from forwarder.telemetry import logger, metrics, record_parking_failure, record_
 ROUTE = ("POST", "/events")
 # Lambda's synchronous payload limit is 6 MB; a body beyond this cannot be an mParticle batch we accept.
 MAX_BODY_BYTES = 6 * 1024 * 1024
-# Time kept back from the Lambda timeout for answering, logging and metrics after the last retry.
-SAFETY_MARGIN_SECONDS = 1.5
+# Time kept back from the Lambda timeout: for answering, logging and metrics after the last wait, and
+# before that for parking in SQS after the last Graph attempt.
+ANSWER_MARGIN_SECONDS = 0.5
+PARKING_RESERVE_SECONDS = 1.0  # SQS answers in tens of milliseconds; a set is a few messages
 
 VERDICT_STATUS = {
     Verdict.DELIVERED: 200,
@@ -122,18 +124,19 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """POST /events: the whole job for one mParticle batch."""
+    answer_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS)
+    send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
     config = settings()
-    credentials = get_credentials(config.secret_id)
+    credentials = get_credentials(config.secret_id, send_by.left())
     _authenticate(event, credentials.webhook_authorization)
     body = parse_body(_raw_body(event))
-    remaining = context.get_remaining_time_in_millis() / 1000
     sender = Sender(
         settings=config,
-        tokens=TokenSource(credentials, lambda: get_credentials(config.secret_id, force=True)),
+        tokens=TokenSource(credentials, lambda: get_credentials(config.secret_id, send_by.left(), force=True)),
         client=graph_client,
-        deadline=time.monotonic() + remaining - SAFETY_MARGIN_SECONDS,
+        deadline=send_by,
     )
-    outcome = deliver(body, config, sender)
+    outcome = deliver(body, config, sender, park_by=answer_by)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}
     record_summary(summary, status)

@@ -98,7 +98,18 @@ def test_replay_sends_parked_events_and_empties_the_queue(aws, function_env, inv
     assert invoke(api_event(make_batch())).status == 422
     refused = graph.received[0].data
     report = replay(load_settings())
-    assert report.as_dict() == {"messages": 1, "delivered_events": 1, "deleted": 1, "kept": {}}
+    assert report.as_dict() == {
+        "messages": 1,
+        "delivered_events": 1,
+        "deleted": 1,
+        "duplicates": 0,
+        "incomplete_discarded": 0,
+        "reparked_events": 0,
+        "kept": {},
+        "malformed": {},
+        "waiting": 0,
+        "in_flight": 0,
+    }
     assert graph.received[-1].data == refused
     assert graph.received[-1].status == 200
     assert queue_depth(aws) == 0
@@ -113,10 +124,15 @@ def test_replay_keeps_what_still_fails(aws, function_env, invoke, graph):
     assert queue_depth(aws) == 1  # still there, invisible until the next run
 
 
-@pytest.mark.parametrize("body", ["not json", json.dumps({"format": 99, "events": []})])
-def test_replay_leaves_messages_it_did_not_write(aws, function_env, graph, body):
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [("not json", "not JSON"), (json.dumps({"format": 99, "events": []}), "not a parked part of format 1 or 2")],
+)
+def test_replay_sets_aside_messages_it_did_not_write(aws, function_env, graph, body, problem):
     sqs = boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
     sqs.send_message(QueueUrl=aws["PARKING_QUEUE_URL"], MessageBody=body)
     report = replay(load_settings())
-    assert report.kept == {"unreadable message": 1}
+    assert report.malformed == {problem: 1}
+    assert not report.finished
     assert graph.received == []
+    assert queue_depth(aws) == 1

@@ -33,6 +33,7 @@ import requests
 import handler.app
 from forwarder import replay
 from forwarder.graph_client import ErrorClass, GraphClient, GraphError
+from forwarder.redaction import Redactor
 from forwarder.settings import SettingsError, load_settings
 from forwarder.telemetry import logger
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
@@ -521,7 +522,7 @@ def test_an_unverifiable_certificate_is_a_transient_failure_not_a_delivery(self_
     url, cert, received = self_signed_graph
     events_url = f"{url}/v26.0/123/events"
     with pytest.raises(GraphError) as failure:
-        GraphClient().post(events_url, {"access_token": ACCESS_TOKEN, "data": [{}]}, read_timeout=2, secrets=())
+        GraphClient().post(events_url, {"access_token": ACCESS_TOKEN, "data": [{}]}, 2, Redactor(), "events_received")
     assert failure.value.error_class is ErrorClass.TRANSIENT
     assert "SSLError" in failure.value.message
     assert received == []

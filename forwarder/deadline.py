@@ -1,0 +1,90 @@
+"""Deadlines: every wait of an invocation bounded by the time it has left, in total.
+
+Socket timeouts (requests, botocore) bound each read, not a call: a server that sends a byte every
+0.8 s, or answers slowly on every SDK retry, holds a call for as long as it likes. `bounded(seconds)`
+bounds a whole call: an interval timer (SIGALRM) raises `OutOfTime` inside whatever the call is
+blocked in, so the socket is abandoned and the caller turns it into its own timeout error. Lambda's
+Python runtime runs the handler on the main thread, where signals are delivered; elsewhere (another
+thread, a platform without SIGALRM, a foreign SIGALRM handler such as a test runner's) the per-read
+timeouts stay the only bound, and `bounded` only refuses to start once the time is up.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+
+class OutOfTime(BaseException):
+    """A bounded call ran out of time. A BaseException, so that the retry loops of urllib3, requests and
+    botocore, which catch Exception, let it through instead of retrying."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """An instant on the `time.monotonic()` clock."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.at - time.monotonic()
+
+    def earlier(self, seconds: float) -> Deadline:
+        return Deadline(self.at - seconds)
+
+
+_armed = 0  # bounded blocks in progress; a stale timer signal outside them is ignored
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    if _armed:
+        raise OutOfTime
+
+
+def _can_interrupt() -> bool:
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGALRM)
+    if current is _on_alarm:
+        return True
+    if current in (signal.SIG_DFL, signal.SIG_IGN, None):
+        signal.signal(signal.SIGALRM, _on_alarm)
+        return True
+    return False  # someone else's timer: leave it alone
+
+
+@contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Run the block for at most `seconds` (wall time); raises OutOfTime when they are up or already gone.
+
+    Nests: an inner block never outlives an outer one, and the outer timer resumes afterwards.
+    """
+    global _armed
+    if seconds <= 0:
+        raise OutOfTime
+    if not _can_interrupt():
+        yield
+        return
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0] if _armed else 0.0
+    started = time.monotonic()
+    _armed += 1
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
+    try:
+        yield
+    finally:
+        _armed -= 1
+        if outer_left:
+            # The outer block's own time, less what this one used (never 0, which would disarm it).
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 1e-3))
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
