@@ -13,12 +13,15 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+import requests
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base
 
@@ -36,11 +39,44 @@ class Reset(str):
     """A fault body never sent: the connection is reset (TCP RST) after the request was read."""
 
 
+class Trickle(str):
+    """A fault body sent one byte at a time, `interval` seconds apart, after the status line and headers
+    (or, with `headers_too`, the headers themselves one byte at a time): each read gets a byte in time."""
+
+    interval: float = 0.8
+    headers_too: bool = False
+
+    def __new__(cls, body: str, interval: float = 0.8, headers_too: bool = False) -> Trickle:
+        trickle = super().__new__(cls, body)
+        trickle.interval, trickle.headers_too = interval, headers_too
+        return trickle
+
+
+def trickle(request: BaseHTTPRequestHandler, status: int, body: Trickle) -> None:
+    payload = body.encode()
+    head = (
+        f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    if not body.headers_too:
+        request.wfile.write(head)
+        request.wfile.flush()
+        head = b""
+    with contextlib.suppress(OSError):  # the client gave up: expected
+        for byte in head + payload:
+            request.wfile.write(bytes([byte]))
+            request.wfile.flush()
+            time.sleep(body.interval)
+    request.close_connection = True
+
+
 class FaultyGraph(GraphStub):
-    """The Graph stand-in plus two faults it cannot script itself: a truncated answer and a reset."""
+    """The Graph stand-in plus faults it cannot script itself: a truncated answer, a reset, a trickle."""
 
     @staticmethod
     def _reply(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+        if isinstance(body, Trickle):
+            trickle(request, status, body)
+            return
         if isinstance(body, Reset):
             # SO_LINGER 0: close() sends RST instead of FIN.
             request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -101,6 +137,90 @@ class AwsFaultServer:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+
+@dataclass
+class AwsStep:
+    """What the proxy does with one call of an operation: wait before forwarding it (a slow service),
+    forward it and wait before answering (the call took effect, its answer comes late), answer an error
+    instead of forwarding, or trickle moto's answer one byte per `trickle` seconds."""
+
+    delay_before: float = 0.0
+    delay_after: float = 0.0
+    error: tuple[int, str] | None = None  # (HTTP status, AWS error code)
+    trickle: float = 0.0
+
+
+class AwsProxy:
+    """A loopback AWS endpoint in front of the moto server: forwards every call, except that the calls of
+    an operation (`SendMessage`, `GetSecretValue`...) follow the steps scripted for it, one per call.
+    `calls` lists every operation in order."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.calls: list[str] = []
+        self._steps: dict[str, list[AwsStep]] = {}
+
+    def script(self, operation: str, *steps: AwsStep) -> None:
+        self._steps.setdefault(operation, []).extend(steps)
+
+    def __enter__(self) -> AwsProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_quickly(self._server)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def count(self, operation: str) -> int:
+        return self.calls.count(operation)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        operation = (request.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+        self.calls.append(operation)
+        steps = self._steps.get(operation)
+        step = steps.pop(0) if steps else AwsStep()
+        time.sleep(step.delay_before)
+        if step.error:
+            status, code = step.error
+            self._answer(request, status, json.dumps({"__type": code, "message": "scripted"}).encode(), step)
+            return
+        dropped = ("host", "connection", "content-length", "accept-encoding")
+        headers = {key: value for key, value in request.headers.items() if key.lower() not in dropped}
+        answer = requests.post(self.upstream + request.path, data=body, headers=headers, timeout=10)
+        status, payload = answer.status_code, answer.content
+        time.sleep(step.delay_after)
+        self._answer(request, status, payload, step)
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, payload: bytes, step: AwsStep) -> None:
+        if step.trickle:
+            trickle(request, status, Trickle(payload.decode(), step.trickle))
+            return
+        with contextlib.suppress(OSError):  # the client may have given up
+            request.send_response(status)
+            request.send_header("Content-Type", "application/x-amz-json-1.0")
+            request.send_header("Content-Length", str(len(payload)))
+            request.end_headers()
+            request.wfile.write(payload)
 
 
 def stop_quickly(server: ThreadingHTTPServer) -> None:
