@@ -7,6 +7,7 @@ can be scripted with faults (`stub.script(...)`) for tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -160,11 +161,12 @@ class GraphStub:
     @staticmethod
     def _reply(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
-        request.send_header("Content-Length", str(len(payload)))
-        request.end_headers()
-        request.wfile.write(payload)
+        with contextlib.suppress(ConnectionError):  # a client that stopped reading (an answer too big for it)
+            request.send_response(status)
+            request.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+            request.send_header("Content-Length", str(len(payload)))
+            request.end_headers()
+            request.wfile.write(payload)
 
 
 def _error(code: int, message: str, **extra: Any) -> dict[str, Any]:
