@@ -66,6 +66,8 @@ class GraphStub:
 
     access_token: str = "local-access-token"
     validate: bool = True
+    datasets: set[str] | None = None  # the event set / dataset ids that exist (None: any)
+    deprecated_before: int = 0  # Graph versions below this major are refused, as Meta refuses retired ones
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
@@ -139,8 +141,18 @@ class GraphStub:
         """What Facebook would say to this request."""
         if "access_token" in query:
             return 400, _error(100, "access_token must not be sent in the URL")
-        if not _PATH.fullmatch(path):
+        match = _PATH.fullmatch(path)
+        if not match:
             return 400, _error(100, f"Unknown path components: {path}", subcode=33)
+        if int(match.group(1)) < self.deprecated_before:
+            return 400, _error(2635, "You are calling a deprecated version of the Graph API. Please update.")
+        if self.datasets is not None and match.group(2) not in self.datasets:
+            # Meta's own wording for an id that is not there, or not this token's.
+            message = (
+                f"Unsupported post request. Object with ID '{match.group(2)}' does not exist, cannot be loaded due "
+                "to missing permissions, or does not support this operation."
+            )
+            return 400, _error(100, message, subcode=33)
         if not isinstance(body, dict):
             return 400, _error(100, "the body is not a JSON object")
         if body.get("access_token") != self.access_token:

@@ -90,7 +90,7 @@ def run(batch: dict[str, Any], invoke: Any, timeout: float = 25.0) -> Any:
 def test_a_success_with_odd_fields_counts_as_delivered_without_them(name, api, aws, function_env, invoke, graph):
     function_env(FACEBOOK_API=api)
     graph.script(ODD_SUCCESSES[name](api))
-    batch, ids = fault_batch(3)
+    batch, _ = fault_batch(3)
     answer = run(batch, invoke)
     assert answer.status == 200
     assert answer.body["forwarded"] == 3 and len(graph.received) == 1

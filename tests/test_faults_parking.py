@@ -1,0 +1,240 @@
+"""Fault injection, parking and replay: nothing parked twice, nothing replayed after it was delivered,
+and replay recovers what it was built for.
+
+Against the real handler, a real moto server (through a proxy that can answer late or fail one write)
+and the Graph stand-in. Every test ends by counting, per event, what Facebook acknowledged: each event
+exactly once, whatever was written to the parking queue on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from forwarder import replay as replay_module
+from forwarder.replay import replay
+from forwarder.settings import load_settings
+from localdev.graph_stub import Fault, GraphStub
+from tests.faulty_servers import AwsProxy, AwsStep, FaultyGraph, fresh_aws_clients, parked_messages
+from tests.support import EVENT_SET_ID, api_event, commerce_event, make_batch
+from tests.test_faults import event_key
+
+THROTTLED = AwsStep(error=(400, "ThrottlingException"))
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphStub]:
+    with FaultyGraph() as stub:
+        yield stub
+
+
+def batch_of(count: int, note: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """`count` add_to_cart events; `note` characters of custom attribute each (to fill parking messages)."""
+    ids = [f"ev-{index}" for index in range(count)]
+    attributes = {"note": "n" * note} if note else {}
+    events = [
+        commerce_event(
+            "add_to_cart", source_message_id=i, product_action={"transaction_id": i}, custom_attributes=attributes
+        )
+        for i in ids
+    ]
+    return make_batch(events), ids
+
+
+def acknowledged(graph: GraphStub) -> Counter[str]:
+    """How many times Facebook acknowledged each event."""
+    return Counter(event_key(event) for request in graph.received if request.status == 200 for event in request.data)
+
+
+def sqs(aws: dict[str, str]) -> Any:
+    return boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+# --- nothing parked twice ------------------------------------------------------------------------
+
+
+def test_a_parking_write_answered_late_is_written_twice_and_replayed_once(aws, function_env, invoke, graph, api):
+    """SQS stores the message but answers after the read timeout: the SDK sends it again."""
+    batch, ids = batch_of(3)
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.script("SendMessage", AwsStep(delay_after=3.5))  # botocore's read timeout is 3 s
+        function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
+        graph.script(Fault.graph_error(100))
+        with fresh_aws_clients():
+            assert invoke(api_event(batch)).status == 422
+            assert proxy.count("SendMessage") == 2
+            messages = parked_messages(aws)
+            assert len(messages) == 2 and messages[0]["set_id"] == messages[1]["set_id"]
+            report = replay(load_settings())
+    assert (report.duplicates, report.deleted, report.delivered_events) == (1, 2, 3)
+    assert acknowledged(graph) == Counter(ids)
+    assert parked_messages(aws) == []
+
+
+@pytest.mark.parametrize("facebook_on_resend", ["accepts", "rejects again"])
+def test_a_set_cut_short_is_never_replayed_beside_its_resend(
+    facebook_on_resend, aws, function_env, invoke, graph, api, monkeypatch
+):
+    """The first of two parking messages is stored, the second fails: 503, and mParticle resends. Whether
+    Facebook then takes the batch or rejects it again, each event reaches Facebook exactly once."""
+    batch, ids = batch_of(450, note=900)  # about 450 KB of rejected events: two parking messages
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.script("SendMessage", AwsStep(), THROTTLED, THROTTLED)
+        function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
+        graph.script(Fault.graph_error(100))
+        with fresh_aws_clients():
+            first = invoke(api_event(batch))
+            assert first.status == 503 and "could not park" in first.body["error"]
+            assert len(parked_messages(aws)) == 1  # the first part of the set only
+            if facebook_on_resend == "rejects again":
+                graph.script(Fault.graph_error(100))
+            resent = invoke(api_event(batch))  # mParticle's retry
+            assert resent.status == (200 if facebook_on_resend == "accepts" else 422)
+            report = replay(load_settings())
+            if facebook_on_resend == "accepts":
+                # The lone first part is younger than any invocation could be: kept, never sent.
+                assert report.delivered_events == 0
+                assert report.kept == {"set incomplete: its other parts are not in the queue yet": 1}
+                monkeypatch.setattr(replay_module, "INCOMPLETE_AFTER_SECONDS", -1)  # as if 15 minutes had passed
+                report = replay(load_settings())
+                assert report.incomplete_discarded == 1 and report.delivered_events == 0
+            else:
+                assert report.duplicates == 1 and report.delivered_events == len(ids)
+    assert acknowledged(graph) == Counter(ids)
+    assert parked_messages(aws) == []
+
+
+# --- replays that overlap ------------------------------------------------------------------------
+
+
+def test_overlapping_replays_never_send_the_same_set(aws, function_env, invoke, graph, monkeypatch):
+    """A replay whose Graph requests take longer than the visibility timeout keeps its messages invisible,
+    so a second replay started meanwhile finds nothing to send."""
+    monkeypatch.setattr(replay_module, "VISIBILITY_TIMEOUT", 2)
+    monkeypatch.setattr(replay_module, "HEARTBEAT_SECONDS", 0.5)
+    batch, ids = batch_of(3)
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(batch)).status == 422
+    graph.script(Fault(delay=5.0))  # the first replay's request: Facebook takes 5 s
+    reports: list[Any] = []
+    slow = threading.Thread(target=lambda: reports.append(replay(load_settings())))
+    slow.start()
+    time.sleep(3.0)  # past the visibility timeout the first replay received its message with
+    second = replay(load_settings())
+    slow.join()
+    assert second.messages == 0 and second.in_flight == 1 and not second.finished
+    assert reports[0].delivered_events == 3
+    assert acknowledged(graph) == Counter(ids)
+
+
+# --- replay recovers what it was built for -------------------------------------------------------
+
+MISCONFIGURED = {
+    "event set id that does not exist": {"OFFLINE_EVENT_SET_ID": "111"},
+    "retired Graph version": {"FACEBOOK_API_VERSION": "v12.0"},
+}
+
+
+@pytest.mark.parametrize("wrong", MISCONFIGURED)
+def test_replay_sends_to_the_destination_fixed_since(wrong, aws, function_env, invoke, graph, api, monkeypatch):
+    graph.datasets, graph.deprecated_before = {EVENT_SET_ID}, 15
+    function_env(FACEBOOK_API=api, **MISCONFIGURED[wrong])
+    batch, ids = batch_of(3)
+    assert invoke(api_event(batch)).status == 422
+    assert len(parked_messages(aws)) == 1
+
+    # The operator fixes the variable and runs replay, as README says; first asking for the parked one.
+    assert replay_module.main(["--parked-destination"]) == 1
+    assert acknowledged(graph) == Counter()
+    monkeypatch.delenv("FACEBOOK_API_VERSION", raising=False)
+    function_env(FACEBOOK_API=api)
+    assert replay_module.main([]) == 0
+    assert acknowledged(graph) == Counter(ids)
+    assert graph.received[-1].path == f"/{load_settings().api_version}/{EVENT_SET_ID}/events"
+    assert parked_messages(aws) == []
+
+
+def park_one(aws: dict[str, str], function_env: Any, invoke: Any, graph: GraphStub) -> dict[str, Any]:
+    """A real parked message, taken out of the queue so a test can alter it and put it back."""
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(batch_of(3)[0])).status == 422
+    queue = aws["PARKING_QUEUE_URL"]
+    message = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"][0]
+    sqs(aws).delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    graph.received.clear()
+    return json.loads(message["Body"])
+
+
+def altered(parked: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    copy = json.loads(json.dumps(parked))
+    target = copy
+    *parents, last = path.split(".")
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return copy
+
+
+# (what is altered, value, outcome without and with --parked-destination)
+TAMPERED = [
+    ("settings", "not an object", "malformed", "malformed"),
+    ("settings", None, "malformed", "malformed"),
+    ("settings.api_version", "v1/../../me?fields=x#", "delivered", "kept"),
+    ("settings.api_version", 16.0, "malformed", "malformed"),
+    ("settings.event_set_id", "1/../../evil", "delivered", "kept"),
+    ("settings.event_set_id", "1234567890\n", "delivered", "delivered"),  # trimmed like the variable: the same id
+    ("settings.event_set_id", "12345\n67890", "delivered", "kept"),
+    ("settings.api", "graph_explorer", "kept", "kept"),
+    ("events", "not a list", "malformed", "malformed"),
+    ("events", [], "malformed", "malformed"),
+    ("events", [1, 2], "malformed", "malformed"),
+    ("set_id", "../x", "malformed", "malformed"),
+    ("part", 3, "malformed", "malformed"),
+    ("parts", True, "malformed", "malformed"),
+    ("format", 3, "malformed", "malformed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "outcome", "parked_destination"),
+    [
+        pytest.param(path, value, outcome, flag, id=f"{path}={value!r}{' --parked-destination' if flag else ''}")
+        for path, value, default, with_flag in TAMPERED
+        for outcome, flag in ((default, False), (with_flag, True))
+    ],
+)
+def test_replay_never_crashes_on_nor_is_steered_by_a_tampered_message(
+    path, value, outcome, parked_destination, aws, function_env, invoke, graph
+):
+    function_env(FACEBOOK_API="conversions_api")
+    message = altered(park_one(aws, function_env, invoke, graph), path, value)
+    sqs(aws).send_message(QueueUrl=aws["PARKING_QUEUE_URL"], MessageBody=json.dumps(message))
+
+    report = replay(load_settings(), parked_destination=parked_destination)
+
+    assert {request.path for request in graph.received} <= {f"/v26.0/{EVENT_SET_ID}/events"}
+    if outcome == "delivered":
+        assert report.delivered_events == 3 and report.finished
+    elif outcome == "kept":
+        assert graph.received == [] and sum(report.kept.values()) == 1
+    else:
+        assert graph.received == [] and sum(report.malformed.values()) == 1 and not report.finished
+    assert len(parked_messages(aws)) == (0 if outcome == "delivered" else 1)
+
+
+def test_replay_reports_messages_another_consumer_holds(aws, function_env, invoke, graph, capsys):
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(batch_of(3)[0])).status == 422
+    sqs(aws).receive_message(QueueUrl=aws["PARKING_QUEUE_URL"], VisibilityTimeout=60)  # someone else has it
+
+    assert replay_module.main([]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out[out.rindex('{\n  "messages"') :])["in_flight"] == 1
+    assert "1 messages are held by another consumer" in err
