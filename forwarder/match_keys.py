@@ -42,10 +42,28 @@ def is_sha256_hex(value: str) -> bool:
     return _HASHED.fullmatch(value) is not None
 
 
-@lru_cache(maxsize=8192)
-def sha256_hex(value: str) -> str:
-    """Cached: a batch repeats its user on every event, and warm containers see the same users again."""
+def _sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+# Cached: a batch repeats its user on every event, and warm containers see the same users again.
+_cached_sha256_hex = lru_cache(maxsize=8192)(_sha256_hex)
+
+
+def sha256_hex(value: str) -> str:
+    """SHA-256 of the UTF-8 value, 64 lower-case hex digits.
+
+    Values of at most MAX_KEY_LENGTH characters go through the cache; longer ones are hashed each time,
+    so a warm container's cache holds at most 8192 short strings, not every large value it was ever sent.
+    """
+    if len(value) > MAX_KEY_LENGTH:
+        return _sha256_hex(value)
+    return _cached_sha256_hex(value)
+
+
+# The cache's own controls under the public name: the benchmark clears it, tests read its size.
+sha256_hex.cache_info = _cached_sha256_hex.cache_info
+sha256_hex.cache_clear = _cached_sha256_hex.cache_clear
 
 
 def _strip(value: str, drop_digits: bool) -> str:

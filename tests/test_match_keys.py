@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import MatchKeys, match_keys
+from forwarder.match_keys import MatchKeys, match_keys, sha256_hex
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ZERO_IDFA = "00000000-0000-0000-0000-000000000000"
@@ -120,6 +120,16 @@ def test_an_advertising_id_over_the_bound_is_ignored(device_id: str) -> None:
 
 def test_an_idfa_over_the_bound_falls_back_to_the_gaid() -> None:
     assert keys_of(device_info={"ios_advertising_id": "A" * 257, "android_advertising_id": GAID}).madid == GAID.lower()
+
+
+def test_long_values_are_hashed_without_growing_the_cache() -> None:
+    sha256_hex.cache_clear()
+    long_values = [f"{i}-" + "x" * 256 for i in range(3)] + ["y" * 1_000_000]
+    assert [sha256_hex(value) for value in long_values] == [sha(value) for value in long_values]
+    assert sha256_hex.cache_info().currsize == 0
+    short_values = [f"{i}-" + "x" * 254 for i in range(3)] + ["jane"]  # 256 characters is still short
+    assert [sha256_hex(value) for value in short_values] == [sha(value) for value in short_values]
+    assert sha256_hex.cache_info().currsize == len(short_values)
 
 
 @pytest.mark.parametrize("shape", ["outbound_array", "inbound_map"])
