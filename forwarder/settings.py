@@ -1,7 +1,9 @@
 """The function's configuration, read once from the environment and validated loudly.
 
 Every variable is documented in README ("Configuration"); the contract in `shared/contract.md` fixes
-their names. An invalid value raises `SettingsError` naming the variable: never a silent default.
+their names. An invalid value raises `SettingsError` naming the variable and what it allows, never a
+silent default. The message never quotes the value: it is answered to callers not yet authenticated
+(the secret is read after the settings), and a value may hold credentials.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
     "view_detail": "ViewContent",
 }
 
-_VERSION = re.compile(r"v\d+\.\d+")
-_EVENT_SET_ID = re.compile(r"\d{1,30}")
+_VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any script's digits into the URL
+_EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code, upper-cased
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
@@ -97,7 +99,7 @@ def _choice(env: Mapping[str, str], name: str, enum: type[E], default: E) -> E:
         return enum(raw.lower())
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise SettingsError(f"{name} must be one of {allowed} (got {raw!r})") from None
+        raise SettingsError(f"{name} must be one of {allowed}") from None
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -130,12 +132,13 @@ def _is_loopback(host: str) -> bool:
 def _event_names(raw: str) -> dict[str, str]:
     """`EVENT_NAME_OVERRIDES="checkout=Checkout,add_to_wishlist=AddToWishList"` replaces names per action."""
     names = dict(DEFAULT_EVENT_NAMES)
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for position, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         action, sep, name = (piece.strip() for piece in item.partition("="))
         if not sep or action not in DEFAULT_EVENT_NAMES or not _EVENT_NAME.fullmatch(name):
             supported = ", ".join(DEFAULT_EVENT_NAMES)
             raise SettingsError(
-                f"EVENT_NAME_OVERRIDES entries must be action=EventName with action one of {supported} (got {item!r})"
+                f"EVENT_NAME_OVERRIDES entries must be action=EventName, with action one of {supported} and an "
+                f"EventName of 1 to 100 letters, digits, spaces, '_' or '-' (entry {position} is not)"
             )
         names[action] = name
     return names
@@ -150,10 +153,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.OFFLINE_CONVERSIONS)
     version = env.get("FACEBOOK_API_VERSION", "").strip() or DEFAULT_VERSION[api]
     if not _VERSION.fullmatch(version):
-        raise SettingsError(f"FACEBOOK_API_VERSION must look like v16.0 (got {version!r})")
+        raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")
     currency = env.get("DEFAULT_CURRENCY", "").strip().upper() or "USD"
     if not CURRENCY.fullmatch(currency):
-        raise SettingsError(f"DEFAULT_CURRENCY must be an ISO 4217 code such as USD (got {currency!r})")
+        raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 code of three letters, such as USD")
     upload_tag = env.get("UPLOAD_TAG", "").strip() or DEFAULT_UPLOAD_TAG
     if len(upload_tag) > 256:
         raise SettingsError("UPLOAD_TAG must be at most 256 characters")
