@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 
 class SettingsError(ValueError):
@@ -53,6 +54,19 @@ _EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code, upper-cased
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
+# What a base URL `scheme://host[:port][/path]` may hold: RFC 3986's unreserved characters, "/" and, outside
+# the path, ":" and the "[" "]" around an IPv6 address. Anything else, such as whitespace, control
+# characters, "?", "#", ";", "%", "@" or a backslash, could send the request elsewhere than the URL checked:
+# urlsplit drops tabs and newlines before splitting, and keeps ";params" in the path.
+_PATH_CHARS = frozenset(string.ascii_letters + string.digits + "-._~" + "/")
+_BASE_URL_CHARS = _PATH_CHARS | frozenset(":[]")
+# A host name label (RFC 1123: letters, digits, hyphens; an internationalised name in its punycode form).
+_LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
+_GRAPH_URL_RULE = (
+    "FACEBOOK_GRAPH_URL must be https://host[:port][/path] (http:// only on loopback), with a port from 1 to "
+    "65535, a path of letters, digits, '-', '.', '_', '~' and '/', and no credentials, query, fragment, "
+    "';' parameters, whitespace or control characters"
+)
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -110,23 +124,56 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 def _graph_url(raw: str) -> str:
-    """HTTPS only, except an explicit loopback base URL for local runs and tests."""
+    """The Graph API base URL without its trailing slash; the events path is appended to it.
+
+    HTTPS only, except an explicit loopback base URL for local runs and tests; a plain path prefix (a
+    proxy such as https://proxy.example.com/graph) is allowed. Raises SettingsError otherwise.
+    """
     url = raw.strip().rstrip("/")
-    parts = urlsplit(url)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
-    if secure and parts.hostname and not (parts.username or parts.password):
-        return url
-    # The value is not echoed: this message can reach callers, and a URL may carry credentials.
-    raise SettingsError("FACEBOOK_GRAPH_URL must be an https:// URL without credentials (or http:// on loopback)")
+    parts = _base_url_parts(url)
+    if parts is None or not (
+        parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
+    ):
+        raise SettingsError(_GRAPH_URL_RULE)
+    return url
+
+
+def _base_url_parts(url: str) -> SplitResult | None:
+    """`scheme://host[:port][/path]` split, or None when the URL holds anything else."""
+    if not set(url) <= _BASE_URL_CHARS:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError, quoting the port, when it is not a number or beyond 65535
+    except ValueError:  # also from urlsplit, for an unbalanced "[" or "]"; its text is not kept
+        return None
+    if port == 0 or not parts.hostname or not _is_host(parts.hostname):
+        return None
+    # The authority is the host and port and nothing else (urlsplit ignores text after an IPv6 "]").
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if parts.netloc.lower() != (host if port is None else f"{host}:{port}"):
+        return None
+    # requests collapses "." and ".." segments (moving the path elsewhere), and many servers collapse "//".
+    segments = parts.path.split("/")[1:]
+    if not set(parts.path) <= _PATH_CHARS or any(segment in ("", ".", "..") for segment in segments):
+        return None
+    return parts
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name of non-empty RFC 1123 labels, or an IP address (urlsplit lower-cases and unbrackets it)."""
+    return all(label and set(label) <= _LABEL_CHARS for label in host.split(".")) or _ip(host) is not None
 
 
 def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_HOSTS:
-        return True
+    return host in _LOOPBACK_HOSTS or ((address := _ip(host)) is not None and address.is_loopback)
+
+
+def _ip(host: str) -> IPv4Address | IPv6Address | None:
     try:
-        return ip_address(host).is_loopback
+        return ip_address(host)
     except ValueError:
-        return False
+        return None
 
 
 def _event_names(raw: str) -> dict[str, str]:

@@ -246,6 +246,8 @@ def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invok
         ("FACEBOOK_API_VERSION", "v\u0661\u0666.\u0660"),  # nor are they a version
         ("FACEBOOK_GRAPH_URL", "http://leaky.graph.facebook.com"),
         ("FACEBOOK_GRAPH_URL", "https://user:hunter2-leaky@graph.facebook.com"),
+        ("FACEBOOK_GRAPH_URL", "https://graph.facebook.com:leaky"),
+        ("FACEBOOK_GRAPH_URL", "https://graph.facebook.com/?leaky=1"),
         ("UPLOAD_TAG", "leaky" * 52),
         ("DEFAULT_CURRENCY", "leaky"),
         ("DEFAULT_CURRENCY", "EURO"),
