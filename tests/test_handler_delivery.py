@@ -222,12 +222,47 @@ def test_a_missing_secret_is_a_502_for_the_operator(function_env, invoke, monkey
     )
 
 
-@pytest.mark.parametrize("value", ["not json", json.dumps({"webhook_authorization": WEBHOOK_AUTHORIZATION})])
-def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invoke, value):
+VALID_SECRET = {"access_token": ACCESS_TOKEN, "webhook_authorization": WEBHOOK_AUTHORIZATION}
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("not json", "not valid JSON"),
+        (json.dumps({"webhook_authorization": WEBHOOK_AUTHORIZATION}), "no 'access_token'"),
+        # SecretBinary is bytes: UTF-8 text holding the documented JSON, or the operator must fix it.
+        (b"\xff\xfe leaky binary", "not UTF-8"),
+        (json.dumps(VALID_SECRET).encode("utf-16"), "not UTF-8"),  # starts with the UTF-16 BOM, ff fe
+        (b"leaky \xc3\x28 truncated sequence", "not UTF-8"),
+        (b"leaky text that is not json", "not valid JSON"),
+        (b"{leaky: 1}", "not valid JSON"),
+        (json.dumps(["leaky"]).encode(), "JSON object"),
+        (json.dumps({"webhook_authorization": "leaky"}).encode(), "no 'access_token'"),
+    ],
+)
+def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invoke, graph, value, named):
     put_secret(aws, value)
     answer = invoke(api_event(make_batch()))
     assert answer.status == 502
     assert "secret" in answer.body["error"]
+    assert named in answer.body["error"]
+    assert "leaky" not in json.dumps(answer.body)
+    assert graph.received == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        json.dumps(VALID_SECRET).encode(),
+        json.dumps(VALID_SECRET | {"app_secret": "sécret ✓"}, ensure_ascii=False).encode(),
+    ],
+)
+def test_a_binary_secret_of_utf8_json_is_read_like_a_string_one(aws, function_env, invoke, graph, value):
+    put_secret(aws, value)
+    answer = invoke(api_event(make_batch()))
+    assert answer.status == 200, answer.body
+    [request] = graph.received
+    assert request.body["access_token"] == ACCESS_TOKEN
 
 
 # Every variable the function validates, with values marked "leaky" where there is a value to leak: the
