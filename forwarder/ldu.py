@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forwarder.batch import User
-from forwarder.match_keys import normalize_country
+from forwarder.match_keys import MAX_KEY_LENGTH, normalize_country
 from forwarder.settings import LduMode
 
 USA = 1
@@ -39,7 +39,7 @@ class Ldu:
 
 
 def _state_code(state: str | None) -> int:
-    if not state:
+    if not state or len(state) > MAX_KEY_LENGTH:  # no state's name is that long: not worth a pass over it
         return GEOLOCATE
     key = "".join(char for char in state.lower() if char.isalpha())
     return _STATE_CODES.get(key, GEOLOCATE)
@@ -50,6 +50,7 @@ def limited_data_use(mode: LduMode, user: User) -> Ldu | None:
     if mode is LduMode.NEVER or (mode is LduMode.OPTED_OUT and not user.ccpa_opted_out):
         return None
     country_value = user.attribute("$country")
-    if country_value and normalize_country(country_value) == "us":
+    # The country match key's bound, so LDU and the key agree on who is in the US.
+    if country_value and len(country_value) <= MAX_KEY_LENGTH and normalize_country(country_value) == "us":
         return Ldu(country=USA, state=_state_code(user.attribute("$state")))
     return Ldu(country=GEOLOCATE, state=GEOLOCATE)

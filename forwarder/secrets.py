@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -68,6 +69,23 @@ def _optional_text(value: Any, key: str) -> str | None:
     return value
 
 
+def _secret_json(value: str | bytes) -> Any:
+    """The secret's JSON value, from SecretString (str) or SecretBinary (bytes, read as UTF-8 text).
+
+    Parsed here rather than by Powertools' `transform="json"`, which decodes SecretBinary before its
+    own error handling, so a binary that is not UTF-8 escaped as a UnicodeDecodeError (a 500, not the
+    operator's 502). Raises SecretInvalid; no message quotes the value.
+    """
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        raise SecretInvalid("the secret's binary value is not UTF-8 text: store the JSON as SecretString") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise SecretInvalid("the secret is not valid JSON") from None
+
+
 def parse_credentials(value: Any) -> Credentials:
     if not isinstance(value, dict):
         raise SecretInvalid("the secret must be a JSON object with 'access_token' and 'webhook_authorization'")
@@ -92,11 +110,9 @@ def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> C
     `force` bypasses the cache after a token error. Raises SecretUnavailable (retry later) or SecretInvalid."""
     try:
         with traced("Secrets Manager GetSecretValue"), bounded(time_limit):
-            value = provider().get(secret_id, transform="json", max_age=CACHE_SECONDS, force_fetch=force)
+            value = provider().get(secret_id, max_age=CACHE_SECONDS, force_fetch=force)
     except OutOfTime:
         raise SecretUnavailable("could not read the secret from Secrets Manager in time") from None
-    except parameters.exceptions.TransformParameterError:
-        raise SecretInvalid("the secret is not valid JSON") from None
     except parameters.exceptions.GetParameterError as error:
         # The answer goes to callers not yet authenticated: the AWS error code only (no ARN, account or
         # role); the full text, which never holds the secret's value, goes to the operator's log.
@@ -106,4 +122,8 @@ def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> C
             message = f"Secrets Manager refused the secret ({code}): check SECRET_ID and its policy"
             raise SecretInvalid(message) from None
         raise SecretUnavailable(f"could not read the secret from Secrets Manager ({code})") from None
-    return parse_credentials(value)
+    try:
+        return parse_credentials(_secret_json(value))
+    except SecretInvalid:
+        provider().clear_cache()  # the operator's fix must count from the next invocation, not in 5 minutes
+        raise

@@ -1,19 +1,22 @@
 """The function's configuration, read once from the environment and validated loudly.
 
 Every variable is documented in README ("Configuration"); the contract in `shared/contract.md` fixes
-their names. An invalid value raises `SettingsError` naming the variable: never a silent default.
+their names. An invalid value raises `SettingsError` naming the variable and what it allows, never a
+silent default. The message never quotes the value: it is answered to callers not yet authenticated
+(the secret is read after the settings), and a value may hold credentials.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 
 class SettingsError(ValueError):
@@ -53,11 +56,24 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
     "view_detail": "ViewContent",
 }
 
-_VERSION = re.compile(r"v\d+\.\d+")
-_EVENT_SET_ID = re.compile(r"\d{1,30}")
+_VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any script's digits into the URL
+_EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code, upper-cased
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
+# What a base URL `scheme://host[:port][/path]` may hold: RFC 3986's unreserved characters, "/" and, outside
+# the path, ":" and the "[" "]" around an IPv6 address. Anything else, such as whitespace, control
+# characters, "?", "#", ";", "%", "@" or a backslash, could send the request elsewhere than the URL checked:
+# urlsplit drops tabs and newlines before splitting, and keeps ";params" in the path.
+_PATH_CHARS = frozenset(string.ascii_letters + string.digits + "-._~" + "/")
+_BASE_URL_CHARS = _PATH_CHARS | frozenset(":[]")
+# A host name label (RFC 1123: letters, digits, hyphens; an internationalised name in its punycode form).
+_LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
+_GRAPH_URL_RULE = (
+    "FACEBOOK_GRAPH_URL must be https://host[:port][/path] (http:// only on loopback), with a port from 1 to "
+    "65535, a path of letters, digits, '-', '.', '_', '~' and '/', and no credentials, query, fragment, "
+    "';' parameters, whitespace or control characters"
+)
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -112,7 +128,7 @@ def _choice(env: Mapping[str, str], name: str, enum: type[E], default: E) -> E:
         return enum(raw.lower())
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise SettingsError(f"{name} must be one of {allowed} (got {raw!r})") from None
+        raise SettingsError(f"{name} must be one of {allowed}") from None
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -123,34 +139,68 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 def _graph_url(raw: str) -> str:
-    """HTTPS only, except an explicit loopback base URL for local runs and tests."""
+    """The Graph API base URL without its trailing slash; the events path is appended to it.
+
+    HTTPS only, except an explicit loopback base URL for local runs and tests; a plain path prefix (a
+    proxy such as https://proxy.example.com/graph) is allowed. Raises SettingsError otherwise.
+    """
     url = raw.strip().rstrip("/")
-    parts = urlsplit(url)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
-    if secure and parts.hostname and not (parts.username or parts.password):
-        return url
-    # The value is not echoed: this message can reach callers, and a URL may carry credentials.
-    raise SettingsError("FACEBOOK_GRAPH_URL must be an https:// URL without credentials (or http:// on loopback)")
+    parts = _base_url_parts(url)
+    if parts is None or not (
+        parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
+    ):
+        raise SettingsError(_GRAPH_URL_RULE)
+    return url
+
+
+def _base_url_parts(url: str) -> SplitResult | None:
+    """`scheme://host[:port][/path]` split, or None when the URL holds anything else."""
+    if not set(url) <= _BASE_URL_CHARS:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError, quoting the port, when it is not a number or beyond 65535
+    except ValueError:  # also from urlsplit, for an unbalanced "[" or "]"; its text is not kept
+        return None
+    if port == 0 or not parts.hostname or not _is_host(parts.hostname):
+        return None
+    # The authority is the host and port and nothing else (urlsplit ignores text after an IPv6 "]").
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if parts.netloc.lower() != (host if port is None else f"{host}:{port}"):
+        return None
+    # requests collapses "." and ".." segments (moving the path elsewhere), and many servers collapse "//".
+    segments = parts.path.split("/")[1:]
+    if not set(parts.path) <= _PATH_CHARS or any(segment in ("", ".", "..") for segment in segments):
+        return None
+    return parts
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name of non-empty RFC 1123 labels, or an IP address (urlsplit lower-cases and unbrackets it)."""
+    return all(label and set(label) <= _LABEL_CHARS for label in host.split(".")) or _ip(host) is not None
 
 
 def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_HOSTS:
-        return True
+    return host in _LOOPBACK_HOSTS or ((address := _ip(host)) is not None and address.is_loopback)
+
+
+def _ip(host: str) -> IPv4Address | IPv6Address | None:
     try:
-        return ip_address(host).is_loopback
+        return ip_address(host)
     except ValueError:
-        return False
+        return None
 
 
 def _event_names(raw: str) -> dict[str, str]:
     """`EVENT_NAME_OVERRIDES="checkout=Checkout,add_to_wishlist=AddToWishList"` replaces names per action."""
     names = dict(DEFAULT_EVENT_NAMES)
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for position, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         action, sep, name = (piece.strip() for piece in item.partition("="))
         if not sep or action not in DEFAULT_EVENT_NAMES or not _EVENT_NAME.fullmatch(name):
             supported = ", ".join(DEFAULT_EVENT_NAMES)
             raise SettingsError(
-                f"EVENT_NAME_OVERRIDES entries must be action=EventName with action one of {supported} (got {item!r})"
+                f"EVENT_NAME_OVERRIDES entries must be action=EventName, with action one of {supported} and an "
+                f"EventName of 1 to 100 letters, digits, spaces, '_' or '-' (entry {position} is not)"
             )
         names[action] = name
     return names
@@ -165,10 +215,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.OFFLINE_CONVERSIONS)
     version = env.get("FACEBOOK_API_VERSION", "").strip() or DEFAULT_VERSION[api]
     if not _VERSION.fullmatch(version):
-        raise SettingsError(f"FACEBOOK_API_VERSION must look like v16.0 (got {version!r})")
+        raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")
     currency = env.get("DEFAULT_CURRENCY", "").strip().upper() or "USD"
     if not CURRENCY.fullmatch(currency):
-        raise SettingsError(f"DEFAULT_CURRENCY must be an ISO 4217 code such as USD (got {currency!r})")
+        raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 code of three letters, such as USD")
     upload_tag = env.get("UPLOAD_TAG", "").strip() or DEFAULT_UPLOAD_TAG
     if len(upload_tag) > 256:
         raise SettingsError("UPLOAD_TAG must be at most 256 characters")

@@ -53,8 +53,12 @@ def api_event(
     }
 
 
-def put_secret(env: dict[str, str], value: dict[str, Any] | str) -> None:
+def put_secret(env: dict[str, str], value: dict[str, Any] | str | bytes) -> None:
+    """A new current version of the secret: bytes as SecretBinary, anything else as SecretString."""
     client = boto3.client("secretsmanager", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    if isinstance(value, bytes):
+        client.put_secret_value(SecretId=SECRET_ID, SecretBinary=value)
+        return
     client.put_secret_value(SecretId=SECRET_ID, SecretString=value if isinstance(value, str) else json.dumps(value))
 
 

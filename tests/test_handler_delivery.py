@@ -222,31 +222,85 @@ def test_a_missing_secret_is_a_502_for_the_operator(function_env, invoke, monkey
     )
 
 
-@pytest.mark.parametrize("value", ["not json", json.dumps({"webhook_authorization": WEBHOOK_AUTHORIZATION})])
-def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invoke, value):
+VALID_SECRET = {"access_token": ACCESS_TOKEN, "webhook_authorization": WEBHOOK_AUTHORIZATION}
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("not json", "not valid JSON"),
+        (json.dumps({"webhook_authorization": WEBHOOK_AUTHORIZATION}), "no 'access_token'"),
+        # SecretBinary is bytes: UTF-8 text holding the documented JSON, or the operator must fix it.
+        (b"\xff\xfe leaky binary", "not UTF-8"),
+        (json.dumps(VALID_SECRET).encode("utf-16"), "not UTF-8"),  # starts with the UTF-16 BOM, ff fe
+        (b"leaky \xc3\x28 truncated sequence", "not UTF-8"),
+        (b"leaky text that is not json", "not valid JSON"),
+        (b"{leaky: 1}", "not valid JSON"),
+        (json.dumps(["leaky"]).encode(), "JSON object"),
+        (json.dumps({"webhook_authorization": "leaky"}).encode(), "no 'access_token'"),
+    ],
+)
+def test_a_malformed_secret_is_a_502_naming_the_problem(aws, function_env, invoke, graph, value, named):
     put_secret(aws, value)
     answer = invoke(api_event(make_batch()))
     assert answer.status == 502
     assert "secret" in answer.body["error"]
+    assert named in answer.body["error"]
+    assert "leaky" not in json.dumps(answer.body)
+    assert graph.received == []
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    "value",
     [
-        ("SEND_CCPA_LIMITED_DATA_USE", "sometimes"),
-        ("FACEBOOK_API", "marketing_api"),
-        ("OFFLINE_EVENT_SET_ID", ""),
-        ("FACEBOOK_GRAPH_URL", "http://graph.facebook.com"),
-        ("FACEBOOK_API_VERSION", "16"),
-        ("FACEBOOK_GRAPH_URL", "https://user:hunter2@graph.facebook.com"),
+        json.dumps(VALID_SECRET).encode(),
+        json.dumps(VALID_SECRET | {"app_secret": "sécret ✓"}, ensure_ascii=False).encode(),
     ],
 )
-def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke, variable, value):
+def test_a_binary_secret_of_utf8_json_is_read_like_a_string_one(aws, function_env, invoke, graph, value):
+    put_secret(aws, value)
+    answer = invoke(api_event(make_batch()))
+    assert answer.status == 200, answer.body
+    [request] = graph.received
+    assert request.body["access_token"] == ACCESS_TOKEN
+
+
+# Every variable the function validates, with values marked "leaky" where there is a value to leak: the
+# answer goes to a caller not yet authenticated, so it names the variable and never quotes the value.
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SECRET_ID", ""),
+        ("OFFLINE_EVENT_SET_ID", ""),
+        ("OFFLINE_EVENT_SET_ID", "act_leaky_123"),
+        ("OFFLINE_EVENT_SET_ID", "\u0661\u0662\u0663"),  # Arabic-Indic digits are not the numeric id
+        ("PARKING_QUEUE_URL", ""),
+        ("SEND_CCPA_LIMITED_DATA_USE", "leaky-sometimes"),
+        ("FACEBOOK_API", "leaky_marketing_api"),
+        ("FACEBOOK_API_VERSION", "leaky16"),
+        ("FACEBOOK_API_VERSION", "v\u0661\u0666.\u0660"),  # nor are they a version
+        ("FACEBOOK_GRAPH_URL", "http://leaky.graph.facebook.com"),
+        ("FACEBOOK_GRAPH_URL", "https://user:hunter2-leaky@graph.facebook.com"),
+        ("FACEBOOK_GRAPH_URL", "https://graph.facebook.com:leaky"),
+        ("FACEBOOK_GRAPH_URL", "https://graph.facebook.com/?leaky=1"),
+        ("UPLOAD_TAG", "leaky" * 52),
+        ("DEFAULT_CURRENCY", "leaky"),
+        ("DEFAULT_CURRENCY", "EURO"),
+        ("EVENT_NAME_OVERRIDES", "refund=LeakyRefund"),
+        ("EVENT_NAME_OVERRIDES", "checkout=Leaky{Name}"),
+        ("EVENT_NAME_OVERRIDES", "checkout=Checkout,leaky-entry"),
+    ],
+)
+def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke, graph, variable, value):
     function_env(**{variable: value})
     answer = invoke(api_event(make_batch()))
     assert answer.status == 500
-    assert variable in answer.body["error"]
-    assert "hunter2" not in answer.body["error"]
+    error = answer.body["error"]
+    assert variable in error
+    assert "leaky" not in error.lower()
+    if value:
+        assert value.lower() not in error.lower()
+    assert graph.received == []
 
 
 @pytest.mark.parametrize("headers", [None, [], "Authorization: x", 42])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import MatchKeys, match_keys
+from forwarder.match_keys import MatchKeys, match_keys, sha256_hex
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ZERO_IDFA = "00000000-0000-0000-0000-000000000000"
@@ -43,6 +43,21 @@ EMAILS = [
     ("jane doe@example.com", None),
     ("   ", None),
     ("", None),
+    # One @, a non-empty local part, a domain of non-empty dot-separated labels, no whitespace (RFC 5321).
+    ("a@b.co", "a@b.co"),
+    ("a@b.c.d", "a@b.c.d"),
+    ("a@@b.co", None),
+    ("a@b@c.co", None),
+    ("a@b.co@", None),
+    ("a@b..co", None),
+    ("a@.b.co", None),
+    ("a@b.co.", None),
+    ("a.@b.co", "a.@b.co"),  # the local part is the mailbox's own business; Meta does not check it
+    ("jane\tdoe@example.com", None),
+    ("jane@exa\nmple.com", None),
+    ("jane\u2003doe@example.com", None),  # an em space is whitespace too
+    ("\u00a0Jane@Example.com\u00a0", "jane@example.com"),  # and is trimmed like any other
+    ("a@" + "b." * 60_000 + "@", None),  # issue 10's example: over the length bound, and not an address
 ]
 
 
@@ -50,6 +65,71 @@ EMAILS = [
 def test_email_is_trimmed_lower_cased_and_validated(raw: str, normalised: str | None) -> None:
     keys = keys_of(user_identities={"email": raw}).hashed
     assert keys.get("email") == (sha(normalised) if normalised else None)
+
+
+# RFC 5321 section 4.5.3.1.1: a local part is at most 64 octets; RFC 1035: a label at most 63. 64 + 1 + 189 = 254.
+EMAIL_254 = "J" * 64 + "@" + "A" * 63 + "." + "b" * 63 + "." + "C" * 57 + ".com"
+
+
+def meta_email_hash(raw: str) -> str:
+    """Meta: an email is trimmed and lower-cased, then SHA-256 (conversions-api customer information)."""
+    return hashlib.sha256(raw.strip().lower().encode("utf-8")).hexdigest()
+
+
+def test_an_email_of_254_characters_is_hashed() -> None:
+    assert len(EMAIL_254) == 254
+    assert keys_of(user_identities={"email": EMAIL_254}).hashed == {"email": meta_email_hash(EMAIL_254)}
+
+
+@pytest.mark.parametrize("email", ["x" + EMAIL_254, EMAIL_254 + "m", "x" * 1000 + "@example.com", "a@" + "b." * 200])
+def test_an_email_over_254_characters_is_omitted(email: str) -> None:
+    assert len(email) > 254
+    assert keys_of(user_identities={"email": email}).hashed == {}
+
+
+# (batch field, name in it, value at the 256-character bound, the value Meta's rules normalise it to, key).
+AT_BOUND = [
+    ("user_identities", "customerid", "7" * 256, "7" * 256, "external_id"),
+    ("user_attributes", "$firstname", "Ab" * 128, "ab" * 128, "fn"),
+    ("user_attributes", "$lastname", "O'" + "d" * 254, "o" + "d" * 254, "ln"),
+    ("user_attributes", "$city", "San Francisco " * 18 + "SF" * 2, "sanfrancisco" * 18 + "sf" * 2, "ct"),
+    ("user_attributes", "$country", "U" + " " * 254 + "S", "us", "country"),
+]
+
+
+@pytest.mark.parametrize(("where", "name", "value", "normalised", "key"), AT_BOUND)
+def test_a_value_at_the_bound_is_hashed_and_one_character_more_is_omitted(
+    where: str, name: str, value: str, normalised: str, key: str
+) -> None:
+    assert len(value) == 256
+    assert keys_of(**{where: {name: value}}).hashed == {key: sha(normalised)}
+    assert keys_of(**{where: {name: value + "x"}}).hashed == {}
+
+
+@pytest.mark.parametrize("name", ["$gender", "$firstname", "$lastname", "$city", "$country"])
+@pytest.mark.parametrize("value", ["f" * 257, "U" + " " * 256 + "S", "a@" + "b." * 60_000 + "@", "x" * 1_000_000])
+def test_attributes_over_the_bound_are_omitted(name: str, value: str) -> None:
+    assert keys_for_attribute(name, value) == {}
+
+
+@pytest.mark.parametrize("device_id", ["ios_advertising_id", "android_advertising_id"])
+def test_an_advertising_id_over_the_bound_is_ignored(device_id: str) -> None:
+    assert keys_of(device_info={device_id: "a" * 256}).madid == "a" * 256
+    assert keys_of(device_info={device_id: "a" * 257}).madid is None
+
+
+def test_an_idfa_over_the_bound_falls_back_to_the_gaid() -> None:
+    assert keys_of(device_info={"ios_advertising_id": "A" * 257, "android_advertising_id": GAID}).madid == GAID.lower()
+
+
+def test_long_values_are_hashed_without_growing_the_cache() -> None:
+    sha256_hex.cache_clear()
+    long_values = [f"{i}-" + "x" * 256 for i in range(3)] + ["y" * 1_000_000]
+    assert [sha256_hex(value) for value in long_values] == [sha(value) for value in long_values]
+    assert sha256_hex.cache_info().currsize == 0
+    short_values = [f"{i}-" + "x" * 254 for i in range(3)] + ["jane"]  # 256 characters is still short
+    assert [sha256_hex(value) for value in short_values] == [sha(value) for value in short_values]
+    assert sha256_hex.cache_info().currsize == len(short_values)
 
 
 @pytest.mark.parametrize("shape", ["outbound_array", "inbound_map"])

@@ -415,20 +415,71 @@ SETTINGS_ENV = {"SECRET_ID": "s", "OFFLINE_EVENT_SET_ID": "123", "PARKING_QUEUE_
         "graph.facebook.com",
         "//graph.facebook.com",
         "https://",
+        # Anything but scheme://host[:port][/path] (RFC 3986) would post somewhere else than it reads:
+        "https://graph.facebook.com?",  # a query, even an empty one
+        "https://graph.facebook.com/?debug=all",
+        "https://graph.facebook.com#",  # a fragment
+        "https://graph.facebook.com/#frag",
+        "https://graph.facebook.com/graph;v=1",  # ;params (urlsplit keeps them in the path)
+        "https://graph.facebook.com;x",
+        "https://graph.facebook.com:https",  # a port that is not a number (urlsplit(...).port raises)
+        "https://graph.facebook.com:65536",  # beyond TCP's ports
+        "https://graph.facebook.com:99999",
+        "https://graph.facebook.com:-1",
+        "https://graph.facebook.com:+443",
+        "https://graph.facebook.com:0",  # port 0 is reserved: nothing can be reached there
+        "https://graph.facebook.com:",  # an empty port
+        "https://graph.facebook.com:443:443",
+        "https://graph.face book.com",  # whitespace and control characters, which urlsplit drops or keeps
+        "https://graph.face\tbook.com",
+        "https://graph.facebook.com/graph\nHost: attacker.example",
+        "https://graph.facebook.com\r/x",
+        "https://graph.facebook.com/\x00",
+        "https://graph.facebook.com/\x7f",
+        "https://graph.facebook.com/gr\u00a0aph",
+        "https://graph.facebook.com/../v16.0",  # dot segments, which requests collapses
+        "https://graph.facebook.com/graph/.",
+        "https://graph.facebook.com//graph",  # an empty segment
+        "https://graph.facebook.com/%2e%2e/graph",  # percent-encoding
+        "https://graph.facebook.com\\@attacker.example",  # a backslash (and credentials)
+        "https://[::1]attacker.example",  # text after an IPv6 address
+        "https://[::1",
+        "https://gräph.facebook.com",  # a host that is not in its punycode form
+        "https://graph_api.facebook.com",  # not a host name (RFC 1123)
+        "https://graph..facebook.com",
+        "https://graph.facebook.com./",
+        "https://graph.facebook.com/gr[aph]",
     ],
 )
-def test_settings_refuse_a_graph_url_that_is_not_https_or_loopback(url):
-    with pytest.raises(SettingsError, match="FACEBOOK_GRAPH_URL"):
+def test_settings_refuse_a_graph_url_that_is_not_a_plain_https_or_loopback_base(url):
+    assert "FACEBOOK_GRAPH_URL" in graph_url_refusal(url)
+    # Nothing of the value is echoed: every refusal says the same, and no host appears in it.
+    assert graph_url_refusal(url) == graph_url_refusal("ftp://127.0.0.1")
+    assert "facebook.com" not in graph_url_refusal(url)
+
+
+def graph_url_refusal(url: str) -> str:
+    with pytest.raises(SettingsError) as refused:
         load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": url})
+    return str(refused.value)
 
 
 @pytest.mark.parametrize(
     "url",
     ["https://graph.facebook.com", "https://graph.facebook.com/", "http://127.0.0.1:8080", "http://localhost:1",
-     "http://[::1]:9", "http://127.1.2.3"],
+     "http://[::1]:9", "http://127.1.2.3", "https://proxy.example.com/graph", "https://proxy.example.com/graph/",
+     "https://proxy.example.com/a-b/c_d/e.f/g~h", "HTTPS://Graph.Facebook.com", "https://graph.facebook.com:443",
+     "https://graph.facebook.com:65535", "https://[2001:db8::1]:8443", "https://xn--grph-koa.example",
+     "https://10.0.0.1", " https://graph.facebook.com\n"],
 )  # fmt: skip
 def test_settings_accept_https_and_loopback_http(url):
-    assert load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": url}).graph_url == url.rstrip("/")
+    # Outer whitespace is trimmed as for every variable, and a trailing slash dropped.
+    assert load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": url}).graph_url == url.strip().rstrip("/")
+
+
+def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
+    settings = load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": "https://proxy.example.com/graph/"})
+    assert settings.events_url == "https://proxy.example.com/graph/v16.0/123/events"
 
 
 def test_the_graph_session_verifies_certificates():
