@@ -35,6 +35,7 @@ RETRIED = {408, 429, *range(500, 600)}
 LIMIT = {"offline_conversions": 2000, "conversions_api": 1000}
 ALL_APIS = ("offline_conversions", "conversions_api")
 ONE_API = ("conversions_api",)
+OFFLINE = ("offline_conversions",)
 SKIPPED = {"skip-custom": "not_commerce_event", "skip-refund": "unsupported_action"}
 # An invocation timeout that leaves time for a few attempts: the deadline is the timeout less 1.5 s, and
 # an attempt starts only with 4.05 s left (connect timeout + minimum read timeout).
@@ -253,6 +254,29 @@ FAULTS = [
         split=True,
     ),
     Case("split: first part rate limited once", (Fault.graph_error(17), OK, OK), 200, "all", split=True),
+    # A part delivered, the rest failing in a way mParticle would retry: the Conversions API de-duplicates the
+    # resend by event_id; the Offline Conversions API cannot, so the rest is parked and the answer is final.
+    Case("split: second part permission missing", (OK, Fault.graph_error(200)), 502, "first", split=True, apis=ONE_API),
+    Case(
+        "split: second part permission missing",
+        (OK, Fault.graph_error(200)),
+        200,
+        "first",
+        "second",
+        split=True,
+        apis=OFFLINE,
+    ),
+    Case(
+        "split: second part failing until the deadline",
+        (OK, *[graph_5xx()] * 30),
+        200,
+        "first",
+        "second",
+        timeout=SHORT,
+        apis=OFFLINE,
+        split=True,
+        replay=True,
+    ),
 ]
 
 
@@ -329,6 +353,7 @@ def test_every_event_is_accounted_for_under_each_fault(case: Case, api: str, aws
 
     if case.replay:
         graph.received.clear()
+        graph._faults.clear()  # Facebook answers normally again
         report = replay(load_settings())
         assert report.deleted == len(messages) and not report.kept
         assert {key for request in graph.received if request.status == 200 for key in ids_of(request.data)} == parked

@@ -156,6 +156,27 @@ def rejected(world: World) -> list[int]:
     return [world.send()]
 
 
+def quoting(*values: str) -> str:
+    """A Graph error message that quotes what it was sent, as Meta's per-field messages do."""
+    return "Invalid parameter: " + "; ".join(f"value '{value}' is not valid" for value in values)
+
+
+PROOF = SECRETS["appsecret_proof"]
+
+
+def rejected_quoting_personal_data(world: World) -> list[int]:
+    quoted = quoting(IDFA, IDFA.lower(), EMAIL, FIRST_NAME, LAST_NAME, CITY, PHONE, CUSTOMER_ID, TOKEN, PROOF)
+    world.graph.script(Fault.graph_error(100, message=quoted, error_user_msg=quoted, error_user_title=quoted))
+    return [world.send()]
+
+
+def replay_rejected_quoting_the_madid(world: World) -> list[int]:
+    statuses = rejected(world)
+    # Replay only has the rendered events: the madid (unhashed on the Conversions API) is what Meta could quote.
+    world.graph.script(Fault.graph_error(100, message=quoting(IDFA.lower(), TOKEN, PROOF, EMAIL)))
+    return [*statuses, 200 if replay.main([]) == 0 else 1]
+
+
 def token_refused(world: World) -> list[int]:
     world.graph.script(*[Fault.graph_error(190, message=f"Invalid OAuth access token: {TOKEN}")] * 2)
     return [world.send()]
@@ -204,6 +225,8 @@ SCENARIOS = {
     "400": (not_json, [400]),
     "413": (too_large, [413]),
     "422 parked": (rejected, [422]),
+    "422 quoting personal data": (rejected_quoting_personal_data, [422]),
+    "replay rejected quoting the madid": (replay_rejected_quoting_the_madid, [422, 1]),
     "502": (token_refused, [502]),
     "503": (transient, [503]),
     "rotation": (rotation, [200, 200]),
@@ -276,7 +299,7 @@ def test_no_personal_data_or_secret_leaves_except_to_facebook(
         assert all(madid in (None, IDFA.lower()) for _, madid in events)
         sent = json.dumps({**body, "data": [event for event, _ in events]})
         assert leaked(sent, PERSONAL | SECRETS) == [], "only hashed keys (and the CAPI madid) go to Facebook"
-    if scenario in ("success", "422 parked", "502", "503", "rotation", "replay"):
+    if scenario in ("success", "422 parked", "422 quoting personal data", "502", "503", "rotation", "replay"):
         assert graph.received, "the scenario should have reached Facebook"
 
 
