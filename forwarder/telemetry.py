@@ -88,5 +88,5 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
 
 
 def record_parking_failure() -> None:
-    """Undeliverable events could not be parked (the batch was answered 500 so mParticle retries)."""
+    """Undeliverable events could not be parked (the batch was answered 503 so mParticle retries)."""
     metrics.add_metric(name="ParkingFailures", unit=MetricUnit.Count, value=1)
