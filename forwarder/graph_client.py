@@ -28,16 +28,12 @@ _FBTRACE_ID = re.compile(r"[A-Za-z0-9_+/=-]{1,64}")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9.+/-]{1,64}")
 _MAX_CODE = 2**31 - 1
 
-_RATE_LIMIT_CODES = {4, 17, 32, 341, 613, *range(80000, 80015)}
-_TRANSIENT_CODES = {1, 2, 368} | _RATE_LIMIT_CODES
-_TOKEN_CODE = 190
-_PERMISSION_CODES = {10, *range(200, 300)}
 
 Redact = Callable[[str], str]  # forwarder.redaction.Redactor
 
 
 class ErrorClass(StrEnum):
-    TRANSIENT = "transient"  # 5xx, timeouts, connection errors, codes 1/2/368/is_transient
+    TRANSIENT = "transient"  # 5xx, timeouts, connection errors, codes 1/2/368, is_transient
     RATE_LIMITED = "rate_limited"
     TOKEN = "token"  # noqa: S105 - code 190: invalid or expired access token
     PERMISSION = "permission"
@@ -46,6 +42,20 @@ class ErrorClass(StrEnum):
     @property
     def retryable(self) -> bool:
         return self in (ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED)
+
+
+# Meta's codes and what to do about them: graph-api/guides/error-handling ("Error Codes") and
+# marketing-api/overview/rate-limiting (32, 613, 80000-80014: business use case limits).
+ERROR_CODES: dict[int, ErrorClass] = {
+    1: ErrorClass.TRANSIENT,  # API Unknown: "possibly a temporary issue due to downtime; wait and retry"
+    2: ErrorClass.TRANSIENT,  # API Service: "temporary issue due to downtime"
+    368: ErrorClass.TRANSIENT,  # temporarily blocked for policies violations: "wait and retry"
+    **dict.fromkeys((4, 17, 32, 341, 613, *range(80000, 80015)), ErrorClass.RATE_LIMITED),
+    102: ErrorClass.TOKEN,  # API Session: "the login status or access token has expired"
+    190: ErrorClass.TOKEN,  # access token expired or invalid
+    3: ErrorClass.PERMISSION,  # API Method: "capability or permissions issue"
+    **dict.fromkeys((10, *range(200, 300)), ErrorClass.PERMISSION),
+}
 
 
 class GraphError(Exception):
@@ -71,16 +81,18 @@ class Accepted:
 
 
 def classify(http_status: int, code: int | None, is_transient: bool) -> ErrorClass:
-    if code in _RATE_LIMIT_CODES:
+    """What an error means, from Meta's code first, then Meta's `is_transient`, then the HTTP status.
+
+    One table (README, "Facebook errors"): a code Meta documents decides, whatever the status; an
+    unknown or absent code is transient with HTTP 5xx or `is_transient`, rate limited with HTTP 429,
+    and otherwise a rejection of the request itself.
+    """
+    if code is not None and (known := ERROR_CODES.get(code)) is not None:
+        return known
+    if is_transient or http_status >= 500:
+        return ErrorClass.TRANSIENT
+    if http_status == 429:
         return ErrorClass.RATE_LIMITED
-    if code in _TRANSIENT_CODES or is_transient:
-        return ErrorClass.TRANSIENT
-    if code == _TOKEN_CODE:
-        return ErrorClass.TOKEN
-    if code in _PERMISSION_CODES:
-        return ErrorClass.PERMISSION
-    if code is None and http_status >= 500:
-        return ErrorClass.TRANSIENT
     return ErrorClass.INVALID
 
 
@@ -105,14 +117,9 @@ def _error_from(status: int, answer: bytes | None, response: requests.Response, 
     except (orjson.JSONDecodeError, AttributeError):
         error = None
     if not isinstance(error, dict):
-        if status == 429:
-            error_class = ErrorClass.RATE_LIMITED
-        elif status >= 500:
-            error_class = ErrorClass.TRANSIENT
-        else:
-            error_class = ErrorClass.INVALID
         return GraphError(
-            error_class, f"Facebook answered HTTP {status} without a Graph error ({_content_type(response)})"
+            classify(status, None, False),
+            f"Facebook answered HTTP {status} without a Graph error ({_content_type(response)})",
         )
     code = _code(error.get("code"))
     parts = [error[key] for key in ("message", "error_user_msg") if isinstance(error.get(key), str) and error[key]]

@@ -120,6 +120,15 @@ FAULTS = [
         attempts=4,
         apis=ONE_API,
     ),
+    Case("5xx with an undocumented code then success", (graph_5xx(5000),), attempts=2),
+    Case(
+        "5xx with an undocumented code until the deadline",
+        (graph_5xx(5000),) * 30,
+        503,
+        "none",
+        timeout=SHORT,
+        error="code 5000",
+    ),
     Case("5xx until the deadline", (graph_5xx(1),) * 30, 503, "none", timeout=SHORT, apis=ONE_API, error="code 1"),
     # Facebook: rate limits (HTTP 429 without a Graph body, and Meta's codes)
     Case("HTTP 429 then success", (Fault(429, "Too Many Requests"),), attempts=2),
