@@ -104,7 +104,7 @@ RENDERINGS = {
     FacebookApi.OFFLINE_CONVERSIONS: Rendering(
         key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
         rename_price=False,
-        hash_madid=True,  # the seed and Meta's offline uploader hash the advertiser id
+        hash_madid=True,  # mParticle's integration and Meta's offline uploader hash it
         render=_offline_event,
     ),
     FacebookApi.CONVERSIONS_API: Rendering(

@@ -1,7 +1,7 @@
 """The function's configuration, read once from the environment and validated loudly.
 
-Every variable is documented in README ("Configuration"); the contract in `shared/contract.md` fixes
-their names. An invalid value raises `SettingsError` naming the variable and what it allows, never a
+Every variable is documented in README ("Configuration"), which also fixes their names (operators and
+the SAM template rely on them). An invalid value raises `SettingsError` naming the variable and what it allows, never a
 silent default. The message never quotes the value: it is answered to callers not yet authenticated
 (the secret is read after the settings), and a value may hold credentials.
 """
@@ -47,7 +47,8 @@ ACCEPTED_COUNT_FIELD = {
 DEDUPLICATES = {FacebookApi.OFFLINE_CONVERSIONS: False, FacebookApi.CONVERSIONS_API: True}
 DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
 
-# The seed's product actions and Meta's standard event names for them (README, "Event names").
+# The product actions of mParticle's Facebook Offline Conversions integration and Meta's standard event
+# names for them (README, "Event names").
 DEFAULT_EVENT_NAMES: Mapping[str, str] = {
     "add_to_cart": "AddToCart",
     "add_to_wishlist": "AddToWishlist",
@@ -84,8 +85,8 @@ class Settings:
     event_set_id: str
     parking_queue_url: str
     ldu_mode: LduMode = LduMode.NEVER
-    api: FacebookApi = FacebookApi.OFFLINE_CONVERSIONS
-    api_version: str = DEFAULT_VERSION[FacebookApi.OFFLINE_CONVERSIONS]
+    api: FacebookApi = FacebookApi.CONVERSIONS_API  # Meta shut the Offline Conversions API down
+    api_version: str = DEFAULT_VERSION[FacebookApi.CONVERSIONS_API]
     graph_url: str = "https://graph.facebook.com"
     upload_tag: str = DEFAULT_UPLOAD_TAG
     default_currency: str = "USD"
@@ -212,7 +213,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     event_set_id = _required(env, "OFFLINE_EVENT_SET_ID")
     if not _EVENT_SET_ID.fullmatch(event_set_id):
         raise SettingsError("OFFLINE_EVENT_SET_ID must be the numeric id of the event set or dataset")
-    api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.OFFLINE_CONVERSIONS)
+    api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.CONVERSIONS_API)
     version = env.get("FACEBOOK_API_VERSION", "").strip() or DEFAULT_VERSION[api]
     if not _VERSION.fullmatch(version):
         raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")

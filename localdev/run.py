@@ -28,7 +28,7 @@ LOCAL_EVENT_SET_ID = "1234567890"
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make run ARGS=...", description=__doc__)
     parser.add_argument("events", nargs="*", help=f"files in {EVENTS_DIR.name}/ (default: {DEFAULT_EVENTS})")
-    parser.add_argument("--api", choices=["offline_conversions", "conversions_api"], default="offline_conversions")
+    parser.add_argument("--api", choices=["offline_conversions", "conversions_api"], default="conversions_api")
     parser.add_argument("--ldu", choices=["never", "always", "opted_out"], default="never")
     parser.add_argument("--live", action="store_true", help="use the real AWS and Facebook from the environment")
     parser.add_argument("--quiet", action="store_true", help="print the responses only")

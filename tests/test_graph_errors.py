@@ -21,7 +21,7 @@ T, R, K, P, I = (  # noqa: E741 - a table reads best with one letter per class
 
 CASES = [
     # (HTTP status, code, is_transient, expected, Meta's words)
-    (500, 5000, False, T, "issue 11: HTTP 500 'Unknown Error' with an undocumented code is a server failure"),
+    (500, 5000, False, T, "HTTP 500 'Unknown Error' with an undocumented code is a server failure"),
     (503, 9999, False, T, "any 5xx without a token or permission code"),
     (500, None, False, T, "5xx without a Graph error"),
     (400, 1, False, T, "1 API Unknown: possibly a temporary issue due to downtime, wait and retry"),

@@ -352,3 +352,13 @@ def test_a_token_error_when_the_secret_is_gone_on_reread_is_a_502(aws, function_
     answer = invoke(api_event(make_batch()))
     assert answer.status == 502
     assert "ResourceNotFoundException" in answer.body["error"]
+
+
+def test_the_conversions_api_is_the_default(aws, function_env, invoke, graph, monkeypatch):
+    """Meta shut the Offline Conversions API; without FACEBOOK_API the function speaks the Conversions API."""
+    monkeypatch.delenv("FACEBOOK_API")
+    answer = invoke(api_event(make_batch()))
+    assert answer.status == 200 and answer.body["api"] == "conversions_api"
+    [request] = graph.received
+    assert request.path == "/v26.0/1234567890/events"
+    assert request.body["data"][0]["action_source"] == "physical_store"

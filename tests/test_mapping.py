@@ -1,6 +1,7 @@
 """The mapping from mParticle commerce events to neutral conversions, rule by rule.
 
-Expectations come from the seed's tables, issue 2 and shared/reference/, never from the code's output.
+Expectations come from the tables of mParticle's Facebook Offline Conversions integration and Meta's
+docs, never from the code's output.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def settings(**env: str) -> Settings:
 
 
 CAPI = load_settings({**BASE_ENV, "FACEBOOK_API": "conversions_api"})
+OFFLINE = load_settings({**BASE_ENV, "FACEBOOK_API": "offline_conversions"})
 
 
 def run(body: dict[str, Any], config: Settings | None = None, now: float = NOW) -> Mapped:
@@ -59,7 +61,7 @@ def event_at(seconds: float, **data: Any) -> dict[str, Any]:
 
 # ---- event names -------------------------------------------------------------------------------
 
-# (mParticle product action, the seed's event_name, ours)
+# (mParticle product action, mParticle's integration's event_name, ours)
 EVENT_NAMES = [
     ("add_to_cart", "AddToCart", "AddToCart"),
     ("add_to_wishlist", "AddToWishList", "AddToWishlist"),
@@ -69,18 +71,18 @@ EVENT_NAMES = [
 ]
 
 
-@pytest.mark.parametrize(("action", "seed_name", "our_name"), EVENT_NAMES)
-def test_event_names_are_metas_standard_names(action: str, seed_name: str, our_name: str) -> None:
+@pytest.mark.parametrize(("action", "mparticle_name", "our_name"), EVENT_NAMES)
+def test_event_names_are_metas_standard_names(action: str, mparticle_name: str, our_name: str) -> None:
     assert only(make_batch([commerce_event(action)])).event_name == our_name
     assert our_name in META_STANDARD_EVENTS
-    # Where we differ from the seed, it is because the seed's spelling is not a standard name.
-    assert (seed_name == our_name) == (seed_name in META_STANDARD_EVENTS)
+    # Where we differ from mParticle's integration, it is because its spelling is not a standard name.
+    assert (mparticle_name == our_name) == (mparticle_name in META_STANDARD_EVENTS)
 
 
-def test_event_name_overrides_restore_the_seeds_spelling() -> None:
+def test_event_name_overrides_restore_mparticles_spelling() -> None:
     config = settings(EVENT_NAME_OVERRIDES=" checkout=Checkout , add_to_wishlist=AddToWishList ")
     names = {action: only(make_batch([commerce_event(action)]), config).event_name for action, _, _ in EVENT_NAMES}
-    assert names == {action: seed_name for action, seed_name, _ in EVENT_NAMES}
+    assert names == {action: mparticle_name for action, mparticle_name, _ in EVENT_NAMES}
 
 
 @pytest.mark.parametrize("overrides", ["refund=Refund", "checkout", "checkout=", "checkout=Bad{Name}"])
@@ -362,7 +364,7 @@ def test_event_id_survives_deeply_nested_custom_attributes() -> None:
 
 def test_event_id_is_left_out_for_the_offline_conversions_api() -> None:
     # That API has no event_id; hashing id-less events for it would be wasted work.
-    assert only(make_batch([commerce_event(source_message_id=None)])).event_id is None
+    assert only(make_batch([commerce_event(source_message_id=None)]), OFFLINE).event_id is None
 
 
 # ---- limited data use --------------------------------------------------------------------------

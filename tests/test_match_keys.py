@@ -1,4 +1,4 @@
-"""Match keys against the normalisation table in shared/reference/facebook-api.md.
+"""Match keys against Meta's normalisation rules (conversions-api/parameters/customer-information-parameters).
 
 Every expected hash is computed here from the expected *normalised* string, so a wrong
 normalisation rule fails the test instead of being copied into it.
@@ -57,7 +57,7 @@ EMAILS = [
     ("jane@exa\nmple.com", None),
     ("jane\u2003doe@example.com", None),  # an em space is whitespace too
     ("\u00a0Jane@Example.com\u00a0", "jane@example.com"),  # and is trimmed like any other
-    ("a@" + "b." * 60_000 + "@", None),  # issue 10's example: over the length bound, and not an address
+    ("a@" + "b." * 60_000 + "@", None),  # an email built to be slow: over the length bound, and not an address
 ]
 
 
@@ -300,7 +300,7 @@ def test_all_reserved_attributes_in_sdk_spelling() -> None:
             "$Gender": "Female",
             "$City": "San Francisco",
             "$Country": "US",
-            "$Zip": "94107",  # not a match key the seed forwards
+            "$Zip": "94107",  # not a match key mParticle's integration forwards
         }
     ).hashed
     assert keys == {

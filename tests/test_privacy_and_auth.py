@@ -502,7 +502,7 @@ def test_settings_accept_https_and_loopback_http(url):
 
 def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
     settings = load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": "https://proxy.example.com/graph/"})
-    assert settings.events_url == "https://proxy.example.com/graph/v16.0/123/events"
+    assert settings.events_url == "https://proxy.example.com/graph/v26.0/123/events"
 
 
 def test_the_graph_session_verifies_certificates():

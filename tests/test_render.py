@@ -1,7 +1,8 @@
 """One conversion, two renderings: the Offline Conversions API and the Conversions API.
 
-Field names come from shared/reference/facebook-api.md; hashes are computed here from the normalised
-strings, so the expected events are written out in full rather than taken from the code.
+Field names come from Meta's docs (marketing-api/offline-conversions, conversions-api/parameters); hashes
+are computed here from the normalised strings, so the expected events are written out in full rather than
+taken from the code.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def render(body: dict[str, Any], config: Settings) -> tuple[list[dict[str, Any]]
 
 
 def jane(events: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
-    """An inbound-shape batch for Jane with every identity and reserved attribute the seed names."""
+    """An inbound-shape batch for Jane with every identity and reserved attribute mParticle's integration names."""
     return {
         "events": [purchase()] if events is None else events,
         "user_identities": {"email": "Jane.Doe@Example.com ", "customerid": "123"},

@@ -27,7 +27,7 @@ TEMPLATE = ROOT / "template.yaml"
 API_GATEWAY_TIMEOUT_S = 29
 FUNCTION_ID = "ForwarderFunction"
 
-# ../shared/contract.md, "Configuration": what the deployed function must be given. FACEBOOK_GRAPH_URL and
+# README, "Configuration": what the deployed function must be given. FACEBOOK_GRAPH_URL and
 # AWS_ENDPOINT_URL are for tests only and must never be set by the stack.
 CONTRACT_ENV = {
     "SECRET_ID",
