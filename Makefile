@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
 LAMBDA_PYTHON ?= 3.13
 
-.PHONY: run test lint build deploy bench replay clean build-ForwarderFunction
+.PHONY: run test lint build deploy bench replay event clean build-ForwarderFunction
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ deploy:
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(ARGS)
+
+event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s event NAME=purchase | sam local invoke -e -
+	@$(BIN)/python -m localdev.samples $(NAME) $(ARGS)
 
 replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and replay")
 	$(BIN)/python -m forwarder.replay $(ARGS)

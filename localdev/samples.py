@@ -1,13 +1,17 @@
 """Sample API Gateway events from events/, with their timestamps moved to "now".
 
 Facebook refuses offline events older than 62 days, so a sample recorded once would go stale; the
-local run and the tests shift every `timestamp_unixtime_ms` by the same amount instead.
+local run and the tests shift every `timestamp_unixtime_ms` by the same amount instead, and
+`make -s event NAME=purchase` (`python -m localdev.samples purchase`) prints a sample so rebased, for
+`sam local invoke -e -` or, with `--body`, for curl against a deployed webhook (docs/deploy.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,3 +65,25 @@ def load_api_event(path: str | Path, now_ms: int | None = None) -> dict[str, Any
     text = json.dumps(rebase(batch, now_ms))
     event["body"] = base64.b64encode(text.encode()).decode() if encoded else text
     return event
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make -s event NAME=...", description=__doc__)
+    parser.add_argument("name", help="a sample in events/, with or without .json (e.g. purchase)")
+    parser.add_argument("--body", action="store_true", help="print only the mParticle batch (the POST body)")
+    args = parser.parse_args(argv)
+    path = EVENTS_DIR / (args.name if args.name.endswith(".json") else f"{args.name}.json")
+    if not path.is_file():
+        names = ", ".join(sorted(sample.stem for sample in EVENTS_DIR.glob("*.json")))
+        parser.error(f"no sample {path.name} in events/; choose one of: {names}")
+    event = load_api_event(path)
+    if args.body:
+        body = event["body"]
+        print(base64.b64decode(body).decode() if event.get("isBase64Encoded") else body)
+    else:
+        print(json.dumps(event, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
