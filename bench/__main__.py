@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): the six measurements of issue 7, one table, bench/RESULTS.md.
 
 Servers are local: moto for Secrets Manager and `bench.responder` for Facebook. Progress goes to
-stderr, the table to stdout. `--quick` cuts the repetitions (a smoke run, not numbers to publish).
+stderr, the table to stdout. `--quick` cuts the repetitions (a smoke run, not numbers to publish);
+`--only 4` runs measurement 4 alone (peak memory) and prints its row without writing RESULTS.md.
 Targets are reported; only `--strict` turns a missed one into a failing exit status.
 """
 
@@ -15,9 +16,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.harness import LAMBDA_ENV, QUIET_ENV
+from bench.harness import LAMBDA_ENV, QUIET_ENV, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +30,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the 2000-event handler run")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
+    parser.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        choices=range(1, 7),
+        metavar="N",
+        help="run only measurement N (repeatable; 4 = peak memory); the partial table is printed, not written",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     repeat, runs, invocations = (5, 3, 50) if args.quick else (30, 9, 300)
     notes: list[str] = []
-    # Powertools prints the cold-start metric, and a full metric buffer, even with metrics disabled.
-    with local_aws() as aws_env, contextlib.redirect_stdout(io.StringIO()):
-        _progress("1/6 throughput (Offline Conversions, Conversions API, then with Lambda's telemetry)")
+
+    def throughput_row(aws_env: dict[str, str]) -> Row:
         offline = _in_child("throughput", repeat, aws_env, QUIET_ENV)
         capi = _in_child("throughput", repeat, aws_env, QUIET_ENV, "conversions_api")
         telemetry = _in_child("throughput", repeat, aws_env, LAMBDA_ENV)
-        rows = [throughput.row(offline)]
-        rows[0].notes += [
+        row = throughput.row(offline)
+        row.notes += [
             f"Throughput with Conversions API rendering (2 requests of 1000): {capi['handler_ms']:.1f} ms = "
             f"{capi['events'] / capi['handler_ms'] * 1000:,.0f} events/s, {capi['handler_ms'] / capi['floor_ms']:.2f}x "
             f"its floor ({capi['floor_ms']:.1f} ms, one POST of the 2000 events).",
@@ -81,18 +90,34 @@ def main(argv: list[str] | None = None) -> int:
             f"events/s, {telemetry['handler_ms'] / telemetry['floor_ms']:.2f}x the floor "
             f"({telemetry['floor_ms']:.1f} ms); one EMF blob and one summary line per invocation.",
         ]
-        _progress("2/6 Conversions API events: ours vs Meta's SDK")
-        rows.append(sdk_compare.row(_in_child("sdk", max(5, repeat // 2), aws_env, QUIET_ENV)))
-        _progress("3/6 cold start (fresh interpreters)")
-        rows.append(coldstart.row(coldstart.measure(aws_env, runs)))
-        _progress("4/6 peak memory (fresh processes, 6 MB invoke payloads)")
-        rows.append(memory.row(memory.measure(aws_env)))
-        _progress("5/6 wire efficiency")
-        function = Function(aws_env)
-        rows.append(wire.row(wire.measure(function)))
-        _progress("6/6 warm latency")
-        rows.append(latency.row(_in_child("latency", invocations, aws_env, QUIET_ENV)))
-        profile = profiling.profile(function) if args.profile else None
+        return row
+
+    steps: dict[int, tuple[str, Callable[[dict[str, str]], Row]]] = {
+        1: ("throughput (Offline Conversions, Conversions API, then with Lambda's telemetry)", throughput_row),
+        2: (
+            "Conversions API events: ours vs Meta's SDK",
+            lambda aws_env: sdk_compare.row(_in_child("sdk", max(5, repeat // 2), aws_env, QUIET_ENV)),
+        ),
+        3: ("cold start (fresh interpreters)", lambda aws_env: coldstart.row(coldstart.measure(aws_env, runs))),
+        4: (
+            "peak memory (fresh processes, worst bodies inside the limits)",
+            lambda aws_env: memory.row(memory.measure(aws_env)),
+        ),
+        5: ("wire efficiency", lambda aws_env: wire.row(wire.measure(Function(aws_env)))),
+        6: (
+            "warm latency",
+            lambda aws_env: latency.row(_in_child("latency", invocations, aws_env, QUIET_ENV)),
+        ),
+    }
+    chosen = sorted(set(args.only)) if args.only else sorted(steps)
+    # Powertools prints the cold-start metric, and a full metric buffer, even with metrics disabled.
+    with local_aws() as aws_env, contextlib.redirect_stdout(io.StringIO()):
+        rows = []
+        for number in chosen:
+            title, step = steps[number]
+            _progress(f"{number}/{len(steps)} {title}")
+            rows.append(step(aws_env))
+        profile = profiling.profile(Function(aws_env)) if args.profile else None
 
     notes.append(
         "Logs at WARNING and metrics off unless said otherwise (as `make run`); tracing is off outside Lambda. "
@@ -103,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if profile:
         print(profile)
-    if not (args.quick or args.no_write):
+    if not (args.quick or args.no_write or args.only):
         report.RESULTS.write_text(text)
         _progress(f"wrote {report.RESULTS.relative_to(ROOT)}")
     missed = [row.metric for row in rows if row.met is False]

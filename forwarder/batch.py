@@ -13,18 +13,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forwarder.telemetry import logger
+
 
 class BatchError(ValueError):
     """The body is not an mParticle batch; the message says why (and never echoes its content)."""
 
 
 class BatchTooLarge(BatchError):
-    """More events than one invocation should map and send (answered 413)."""
+    """More than one invocation should parse, map and send (answered 413); the message names the limit."""
 
 
+# Batch-wide limits (a batch over them is refused, 413). They bound the time and memory of one
+# invocation for any body up to the handler's 6 MiB: peak memory per worst body is measured by
+# `make bench` (bench/memory.py) against the function's 256 MB.
 # mParticle batches hold one user's events (typically tens); this bounds the work of one invocation
 # well inside the timeout, and what 6 MB of small events could hold.
 MAX_EVENTS_PER_BATCH = 10_000
+# Products kept as contents, over all the batch's events: each costs about 450 bytes between its
+# parsed dict and its content dict. Never reached by realistic batches (10,000 events of 10 products).
+MAX_PRODUCTS_PER_BATCH = 100_000
+# Parsing is what costs most: about 90 bytes per JSON object or array, 30 to 45 times the 2 or 3
+# bytes each takes in the body, so 6 MiB of `[]` would need 300 MB. A body up to 2 MiB parses within
+# the budget whatever it holds; a larger one may hold at most this many objects and arrays, counted
+# before parsing as its '{' and '[' bytes (those inside strings too: an upper bound). Realistic batches
+# hold one per 100 bytes or so (about 60,000 in 6 MiB).
+MAX_CONTAINERS = 200_000
+CONTAINERS_COUNTED_ABOVE_BYTES = 2 * 1024 * 1024
+# Ids that travel with every parked message and log line (batch_id, source_request_id) or, unhashed on
+# the Conversions API, in every event (the advertising id): mParticle's are UUIDs or 64-bit numbers.
+# A longer one is dropped (with a warning naming the field), so it can never make a batch unparkable.
+MAX_ID_LENGTH = 128
 
 
 # The Python SDK serialises the customer id identity as `customerid` (mparticle-python-sdk).
@@ -121,6 +140,33 @@ def _ccpa_opted_out(consent_state: Mapping[str, Any]) -> bool:
     return opt_out.get("consented") is True
 
 
+def check_structure(raw: bytes) -> None:
+    """Refuse, before parsing, a body over 2 MiB holding more than MAX_CONTAINERS objects and arrays.
+
+    `raw` is the body's bytes; raises BatchTooLarge. Counting costs about 0.4 ms per MB, so bodies that
+    cannot exceed the parse budget (up to 2 MiB, which covers every realistic batch) are not counted.
+    """
+    if len(raw) <= CONTAINERS_COUNTED_ABOVE_BYTES:
+        return
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_CONTAINERS:
+        raise BatchTooLarge(
+            f"the body holds up to {containers} JSON objects and arrays ('{{' and '[' characters); a body over "
+            f"{CONTAINERS_COUNTED_ABOVE_BYTES} bytes may hold at most {MAX_CONTAINERS}"
+        )
+
+
+def _bounded_id(value: Any, name: str) -> str | None:
+    """`text(value)`, or None (and a warning naming the field, never its value) over MAX_ID_LENGTH."""
+    identifier = text(value)
+    if identifier is not None and len(identifier) > MAX_ID_LENGTH:
+        logger.warning(
+            "id too long, dropped", extra={"field": name, "length": len(identifier), "max_length": MAX_ID_LENGTH}
+        )
+        return None
+    return identifier
+
+
 def read_batch(body: Any) -> Batch:
     """The typed view of a parsed JSON body; raises BatchError if it cannot be a batch."""
     if not isinstance(body, dict):
@@ -139,14 +185,14 @@ def read_batch(body: Any) -> Batch:
     user = User(
         identities=_identities(body.get("user_identities")),
         attributes=attributes,
-        ios_advertising_id=text(device.get("ios_advertising_id")),
-        android_advertising_id=text(device.get("android_advertising_id")),
+        ios_advertising_id=_bounded_id(device.get("ios_advertising_id"), "ios_advertising_id"),
+        android_advertising_id=_bounded_id(device.get("android_advertising_id"), "android_advertising_id"),
         ccpa_opted_out=_ccpa_opted_out(mapping(body.get("consent_state"))),
     )
     return Batch(
         user=user,
         events=events,
         timestamp_ms=timestamp_ms(body.get("timestamp_unixtime_ms")),
-        batch_id=text(body.get("batch_id")),
-        source_request_id=text(body.get("source_request_id")),
+        batch_id=_bounded_id(body.get("batch_id"), "batch_id"),
+        source_request_id=_bounded_id(body.get("source_request_id"), "source_request_id"),
     )

@@ -16,7 +16,7 @@ from typing import Any, Required, TypedDict
 
 import orjson
 
-from forwarder.batch import Batch, mapping, number, text, timestamp_ms
+from forwarder.batch import MAX_PRODUCTS_PER_BATCH, Batch, BatchTooLarge, mapping, number, text, timestamp_ms
 from forwarder.ldu import Ldu, limited_data_use
 from forwarder.match_keys import MatchKeys, match_keys
 from forwarder.settings import CURRENCY, FacebookApi, Settings
@@ -41,17 +41,39 @@ class Skip:
     INVALID_CURRENCY = "invalid_currency"
     NO_MATCH_KEY = "no_match_key"
     TOO_MANY_PRODUCTS = "too_many_products"
+    TOO_MANY_ATTRIBUTES = "too_many_attributes"
     VALUE_TOO_LONG = "value_too_long"
+    EVENT_TOO_LARGE = "event_too_large"  # decided by render.py, on the rendered event
 
 
 # Limits on what one event may carry; an event over them is skipped (counted), not the whole batch.
 MAX_PRODUCTS_PER_EVENT = 1000
-MAX_TEXT_LENGTH = 1000  # ids, brands, categories, order ids, custom attribute names and values
+# mParticle's own default limit (docs.mparticle.com/guides/default-service-limits: "max unique
+# attributes per event: 100"); it also bounds the memory custom attributes take (bench/memory.py).
+MAX_ATTRIBUTES_PER_EVENT = 100
+MAX_TEXT_LENGTH = 1000  # ids, brands, categories, order ids, event ids, custom attribute names and values
 MAX_QUANTITY = 2**31 - 1  # Meta's quantity is a 32-bit int; a product outside 1..this is left out
+
+# An upper bound of the JSON of each event's contents and custom data (the parts without a fixed bound)
+# is kept while mapping, so that render.py serialises an event to measure it exactly only when it might
+# be over render.MAX_EVENT_BYTES. orjson writes one character in at most 6 bytes (a control character
+# as \u00XX, any other in 1 to 4 bytes of UTF-8).
+JSON_BYTES_PER_CHAR = 6
+CONTENT_OVERHEAD_BYTES = 100  # per content: keys, quotes, commas, a quantity (10 digits), a price (24)
+ATTRIBUTE_OVERHEAD_BYTES = 32  # per custom attribute: quotes, colon, comma, a number or boolean (24)
+
+# The one rendering detail the mapping takes on: the unit price's key. Building each content once
+# with the chosen API's key saves a copy of every content dict on the Conversions API.
+PRICE_KEY = "price"
+CONVERSIONS_API_PRICE_KEY = "item_price"
 
 
 class _TooMany(ValueError):
     """More than MAX_PRODUCTS_PER_EVENT products."""
+
+
+class _TooManyAttributes(ValueError):
+    """More than MAX_ATTRIBUTES_PER_EVENT custom attributes."""
 
 
 class _TooLong(ValueError):
@@ -65,11 +87,13 @@ def _bounded(value: str | None) -> str | None:
 
 
 class Content(TypedDict, total=False):
-    """One product as both APIs describe it (`price` is `item_price` on the Conversions API)."""
+    """One product as the chosen API describes it: the unit price is `price` on the Offline
+    Conversions API and `item_price` on the Conversions API, never both."""
 
     id: Required[str]
     quantity: Required[int]
     price: float
+    item_price: float
     brand: str
     category: str
 
@@ -88,6 +112,7 @@ class Conversion:
     custom_data: dict[str, Any]
     order_id: str | None
     ldu: Ldu | None
+    size: int  # bytes: an upper bound of the JSON of contents and custom data (render.py adds the rest)
 
 
 @dataclass(slots=True)
@@ -117,19 +142,22 @@ def _event_id(event: Mapping[str, Any], data: Mapping[str, Any], batch: Batch, i
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
-def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
-    """The contents, and the sum of price x quantity (None when no product has a price), in one pass.
+def _products(action: Mapping[str, Any], price_key: str) -> tuple[list[Content], float | None, int]:
+    """The contents, the sum of price x quantity (None when no product has a price), and an upper bound
+    in bytes of the contents' JSON, in one pass.
 
     The hottest loop of the function (every product of every event): exact-type fast paths come
-    first and fall back to the lenient `number`/`text` readers for anything unusual.
+    first and fall back to the lenient `number`/`text` readers for anything unusual, and the length
+    checks are inlined rather than calls. Raises _TooMany or _TooLong.
     """
     products = action.get("products")
     if type(products) is not list:
-        return [], None
+        return [], None, 0
     if len(products) > MAX_PRODUCTS_PER_EVENT:
         raise _TooMany
     contents: list[Content] = []
     total: float | None = None
+    chars = 0
     for product in products:
         if type(product) is not dict:
             continue
@@ -146,20 +174,32 @@ def _products(action: Mapping[str, Any]) -> tuple[list[Content], float | None]:
         if price is not None:
             total = price * quantity if total is None else total + price * quantity
         product_id = product.get("id")
-        product_id = _bounded(product_id.strip() if type(product_id) is str else text(product_id))
+        product_id = product_id.strip() if type(product_id) is str else text(product_id)
         if not product_id:
             continue
+        length = len(product_id)
+        if length > MAX_TEXT_LENGTH:
+            raise _TooLong
+        chars += length
         # Meta wants whole quantities; mParticle allows decimals (0.5 kg), so round, at least 1.
         whole = quantity if type(quantity) is int else max(1, round(quantity))
         content: Content = {"id": product_id, "quantity": whole}
         if price is not None:
-            content["price"] = price
-        if (brand := product.get("brand")) is not None and (brand := _bounded(text(brand))):
+            content[price_key] = price  # "price" or "item_price"
+        if (brand := product.get("brand")) is not None and (brand := text(brand)):
+            length = len(brand)
+            if length > MAX_TEXT_LENGTH:
+                raise _TooLong
+            chars += length
             content["brand"] = brand
-        if (category := product.get("category")) is not None and (category := _bounded(text(category))):
+        if (category := product.get("category")) is not None and (category := text(category)):
+            length = len(category)
+            if length > MAX_TEXT_LENGTH:
+                raise _TooLong
+            chars += length
             content["category"] = category
         contents.append(content)
-    return contents, total
+    return contents, total, JSON_BYTES_PER_CHAR * chars + CONTENT_OVERHEAD_BYTES * len(contents)
 
 
 def _value(total: float | None) -> float | None:
@@ -170,16 +210,31 @@ def _value(total: float | None) -> float | None:
     return total if total > 0 else None
 
 
-def _custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
+def _custom_data(data: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The event's scalar custom attributes, and an upper bound in bytes of their JSON.
+
+    The event's own dict is used as it is when every attribute is a scalar (the usual case): no copy of
+    it per event. Raises _TooManyAttributes or _TooLong.
+    """
     attributes = data.get("custom_attributes")
     if type(attributes) is not dict or not attributes:
-        return {}
-    custom = {key: value for key, value in attributes.items() if type(key) is str and type(value) in _SCALARS}
-    for key, value in custom.items():
-        _bounded(key)
-        if type(value) is str:
-            _bounded(value)
-    return custom
+        return {}, 0
+    if len(attributes) > MAX_ATTRIBUTES_PER_EVENT:
+        raise _TooManyAttributes
+    chars = 0
+    all_scalar = True
+    for key, value in attributes.items():
+        kind = type(value)
+        if type(key) is not str or kind not in _SCALARS:
+            all_scalar = False
+            continue
+        key_length, value_length = len(key), len(value) if kind is str else 0
+        if key_length > MAX_TEXT_LENGTH or value_length > MAX_TEXT_LENGTH:
+            raise _TooLong
+        chars += key_length + value_length
+    if not all_scalar:
+        attributes = {key: value for key, value in attributes.items() if type(key) is str and type(value) in _SCALARS}
+    return attributes, JSON_BYTES_PER_CHAR * chars + ATTRIBUTE_OVERHEAD_BYTES * len(attributes)
 
 
 def map_event(
@@ -204,11 +259,14 @@ def map_event(
     if event_time > now + MAX_FUTURE_SECONDS:
         return Skip.IN_FUTURE
     try:
-        contents, total = _products(action)
-        custom_data = _custom_data(data)
+        capi = settings.api is FacebookApi.CONVERSIONS_API  # an identity test: hashing the enum costs more
+        contents, total, contents_bytes = _products(action, CONVERSIONS_API_PRICE_KEY if capi else PRICE_KEY)
+        custom_data, custom_bytes = _custom_data(data)
         order_id = _bounded(text(action.get("transaction_id")))
     except _TooMany:
         return Skip.TOO_MANY_PRODUCTS
+    except _TooManyAttributes:
+        return Skip.TOO_MANY_ATTRIBUTES
     except _TooLong:
         return Skip.VALUE_TOO_LONG
     amount = number(action.get("total_amount"))
@@ -220,11 +278,14 @@ def map_event(
         value = None
     if value is None and action_name == "purchase":
         return Skip.PURCHASE_WITHOUT_VALUE
+    # Only the Conversions API takes an event_id; hashing an id-less event costs a quarter of mapping.
+    event_id = _event_id(event, data, batch, index) if capi else None
+    if event_id is not None and len(event_id) > MAX_TEXT_LENGTH:
+        return Skip.VALUE_TOO_LONG
     return Conversion(
         event_name=event_name,
         event_time=event_time,
-        # Only the Conversions API takes an event_id; hashing an id-less event costs a quarter of mapping.
-        event_id=_event_id(event, data, batch, index) if settings.api is FacebookApi.CONVERSIONS_API else None,
+        event_id=event_id,
         keys=keys,
         value=value,
         currency=currency if value is not None else None,
@@ -232,18 +293,30 @@ def map_event(
         custom_data=custom_data,
         order_id=order_id,
         ldu=ldu,
+        size=contents_bytes + custom_bytes,
     )
 
 
 def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
-    """Map every event; keys and LDU are the user's, so they are computed once per batch."""
+    """Map every event; keys and LDU are the user's, so they are computed once per batch.
+
+    Raises BatchTooLarge as soon as the conversions hold more than MAX_PRODUCTS_PER_BATCH contents, so
+    the memory they take stays bounded (nothing has been sent yet).
+    """
     keys = match_keys(batch.user)
     ldu = limited_data_use(settings.ldu_mode, batch.user)
     mapped = Mapped(received=len(batch.events))
+    products = 0
     for index, event in enumerate(batch.events):
         result = map_event(event, batch, keys, ldu, settings, now, index)
         if isinstance(result, str):
             mapped.skipped[result] += 1
-        else:
-            mapped.conversions.append(result)
+            continue
+        mapped.conversions.append(result)
+        products += len(result.contents)
+        if products > MAX_PRODUCTS_PER_BATCH:
+            raise BatchTooLarge(
+                f"the batch's events hold more than {MAX_PRODUCTS_PER_BATCH} products; at most "
+                f"{MAX_PRODUCTS_PER_BATCH} are accepted"
+            )
     return mapped

@@ -17,7 +17,7 @@ import orjson
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from forwarder.batch import BatchError, BatchTooLarge
+from forwarder.batch import BatchError, BatchTooLarge, check_structure
 from forwarder.deadline import Deadline
 from forwarder.delivery import RETRY_AFTER_SECONDS, Sender, TokenSource, Verdict, deliver, parse_body
 from forwarder.graph_client import GraphClient
@@ -119,6 +119,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
         raise HttpProblem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         raise BatchError("the body is empty; expected an mParticle batch (JSON object)")
+    check_structure(raw)  # before parsing: what a body of tiny nested values would run out of memory in
     return raw
 
 

@@ -296,7 +296,7 @@ def test_contents_come_from_products() -> None:
         {"id": "sku-half", "price": 3.0, "quantity": 0.4},
         "not a product",
     ]
-    conversion = only(make_batch([commerce_event("view_detail", products=products)]))
+    conversion = only(make_batch([commerce_event("view_detail", products=products)]), OFFLINE)  # Meta's `price`
     assert conversion.contents == [
         Content(id="sku-1", quantity=3, price=10.0, brand="Acme", category="Shirts"),
         Content(id="42", quantity=1, price=2.5),

@@ -135,7 +135,8 @@ SHAPES = {"inbound_map": sdk_batch, "outbound_array": lambda: outbound(sdk_batch
 
 @pytest.fixture(params=list(SHAPES))
 def mapped(request: pytest.FixtureRequest) -> Mapped:
-    # The Conversions API's settings: the only API whose events carry an event_id.
+    # The Conversions API's settings: the only API whose events carry an event_id (and whose contents
+    # carry the unit price as `item_price`, mapping.PRICE_KEYS).
     return map_batch(read_batch(SHAPES[request.param]()), settings("conversions_api"), NOW)
 
 
@@ -158,7 +159,7 @@ def test_conversions(mapped: Mapped) -> None:
             30.0,
             "USD",
             "T-1",
-            [Content(id="sku-1", quantity=3, price=10.0, brand="Acme", category="Tops")],
+            [Content(id="sku-1", quantity=3, item_price=10.0, brand="Acme", category="Tops")],
         ),
         (
             "AddToCart",
@@ -167,7 +168,7 @@ def test_conversions(mapped: Mapped) -> None:
             4.5 * 2 + 1.0,
             "EUR",
             None,
-            [Content(id="sku-2", quantity=2, price=4.5), Content(id="sku-3", quantity=1, price=1.0)],
+            [Content(id="sku-2", quantity=2, item_price=4.5), Content(id="sku-3", quantity=1, item_price=1.0)],
         ),
         ("ViewContent", EVENT_MS // 1000, "m-view", None, None, None, [Content(id="sku-4", quantity=1)]),
     ]
