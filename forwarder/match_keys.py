@@ -7,6 +7,9 @@ advertiser id, which the Conversions API wants unhashed.
 
 Every value is bounded in length before any normalising, and every check is a string method or a
 pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds.
+Countries are ISO 3166-1
+alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for a value that is not
+already a code.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from forwarder.batch import User
 
 # One fixed-length character class: at most 64 characters are looked at, nothing can backtrack.
 _HASHED = re.compile(r"[0-9a-f]{64}")
-_COUNTRY_ALIASES = {"usa": "us", "unitedstates": "us", "unitedstatesofamerica": "us"}
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 # RFC 5321 section 4.5.3.1.3: a path is at most 256 octets including its angle brackets, so an address is
@@ -35,6 +37,23 @@ MAX_EMAIL_LENGTH = 254
 MAX_KEY_LENGTH = 256
 
 Normalizer = Callable[[str], str | None]
+
+# ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
+# that already is a code, never imports pycountry. tests/test_match_keys.py checks it against pycountry.
+_ISO_ALPHA_2_CODES = """
+    ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz
+    ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo
+    fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je
+    jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo
+    mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw
+    py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm
+    tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
+"""
+ISO_ALPHA_2 = frozenset(_ISO_ALPHA_2_CODES.split())
+# ISO 3166/MA reserves "UK" for the United Kingdom at its request (an "exceptionally reserved" code, like the
+# UK's own .uk); it names that country and no other, so it is sent as gb. No other alias: colloquial names
+# that are not pycountry's (Great Britain, England, Holland, America, Russia, Turkey) are omitted.
+_RESERVED_FOR_COUNTRIES = {"uk": "gb"}
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -64,6 +83,25 @@ def sha256_hex(value: str) -> str:
 # The cache's own controls under the public name: the benchmark clears it, tests read its size.
 sha256_hex.cache_info = _cached_sha256_hex.cache_info
 sha256_hex.cache_clear = _cached_sha256_hex.cache_clear
+
+
+def prepare(value: str | None, max_length: int) -> str | None:
+    """A raw value ready for a normaliser: None when absent or over `max_length` (so no value costs more
+    than a bounded amount of work)."""
+    if not value or len(value) > max_length:
+        return None
+    return value
+
+
+def place_key(value: str) -> str:
+    """A place name or code as compared: compatibility forms folded (fullwidth US is us), accents dropped
+    (Côte is cote), case folded, words of letters and digits run together; & is the word "and", a leading
+    "the" goes."""
+    folded = unicodedata.normalize("NFKD", value.replace("&", " and ")).casefold()
+    words = "".join([char if char.isalnum() else " " for char in folded if not unicodedata.combining(char)]).split()
+    if len(words) > 1 and words[0] == "the":
+        del words[0]
+    return "".join(words)
 
 
 def _strip(value: str, drop_digits: bool) -> str:
@@ -108,9 +146,50 @@ def normalize_gender(value: str) -> str | None:
 
 
 def normalize_country(value: str) -> str | None:
-    letters = _strip(value.lower(), drop_digits=True)
-    letters = _COUNTRY_ALIASES.get(letters, letters)
-    return letters if len(letters) == 2 and letters.isascii() and letters.isalpha() else None
+    """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
+    is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
+    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland)."""
+    code = value.strip().lower()
+    if code in ISO_ALPHA_2:
+        return code
+    key = place_key(value)
+    if key in ISO_ALPHA_2:
+        return key
+    # Every name pycountry knows is ASCII letters once accents are dropped: anything else (digits, other
+    # scripts, nothing) cannot match, and is omitted without loading it.
+    if not (key.isascii() and key.isalpha()):
+        return None
+    return _countries_by_name().get(key)
+
+
+@cache
+def _countries_by_name() -> dict[str, str]:
+    """place_key of every alpha-2 and alpha-3 code and English name -> alpha-2, from pycountry (ISO 3166-1).
+
+    Imported here and only once: pycountry costs about 40 ms to import into a bare interpreter (2-3 ms after
+    the handler's own imports) and about 5 ms to read its table, which the common case never pays.
+    """
+    import pycountry
+
+    index = dict(_RESERVED_FOR_COUNTRIES)
+    for country in pycountry.countries:
+        code = country.alpha_2.lower()
+        for name in (
+            country.alpha_2,
+            country.alpha_3,
+            country.name,
+            getattr(country, "official_name", None),
+            getattr(country, "common_name", None),
+        ):
+            if name:
+                index[place_key(name)] = code
+    return index
+
+
+def country_code(value: str | None) -> str | None:
+    """The alpha-2 code a raw `$country` names, by the country match key's rules; LDU asks this too."""
+    prepared = prepare(value, MAX_KEY_LENGTH)
+    return normalize_country(unicodedata.normalize("NFC", prepared)) if prepared else None
 
 
 def normalize_external_id(value: str) -> str | None:
@@ -153,7 +232,8 @@ def hash_key(value: str, normalize: Normalizer, max_length: int) -> str | None:
     A value (as read from the batch: trimmed) over `max_length` characters is omitted before any
     normalising; one already hashed (64 hex) passes through; one that normalises to nothing is omitted.
     """
-    if len(value) > max_length:
+    value = prepare(value, max_length)
+    if not value:
         return None
     lowered = value.strip().lower()
     if is_sha256_hex(lowered):
@@ -175,6 +255,6 @@ def match_keys(user: User) -> MatchKeys:
             hashed[key] = digest
     madid = None
     for device_id in (user.ios_advertising_id, user.android_advertising_id):
-        if device_id and len(device_id) <= MAX_KEY_LENGTH and (madid := normalize_madid(device_id)):
+        if (prepared := prepare(device_id, MAX_KEY_LENGTH)) and (madid := normalize_madid(prepared)):
             break
     return MatchKeys(hashed=hashed, madid=madid)

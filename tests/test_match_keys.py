@@ -7,12 +7,16 @@ normalisation rule fails the test instead of being copied into it.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import MatchKeys, match_keys, sha256_hex
+from forwarder.match_keys import ISO_ALPHA_2, MatchKeys, match_keys, normalize_country, place_key, sha256_hex
+from tests.support import api_event, make_batch
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ZERO_IDFA = "00000000-0000-0000-0000-000000000000"
@@ -210,24 +214,201 @@ def test_city_drops_whitespace_punctuation_and_digits(raw: str, normalised: str 
     assert keys_for_attribute("$city", raw) == expected
 
 
+# ---- country: ISO 3166-1 alpha-2 (kind 2 of issue 11) --------------------------------------------------
+# Meta: "Use the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". Every expected code below is the
+# one ISO 3166-1 assigns to the country named (as pycountry, the list Meta's own SDK validates codes with,
+# records it); None: the value names no country, so no country key is sent.
 COUNTRIES = [
+    # A code, any case, spacing or dots.
     ("US", "us"),
     (" us ", "us"),
     ("Us", "us"),
     ("GB", "gb"),
     ("fr", "fr"),
-    ("Germany", None),
+    ("DE", "de"),
+    (" De\t", "de"),
+    ("D E", "de"),
+    ("d.e.", "de"),
+    ("U.S.", "us"),
+    # An alpha-3 code.
+    ("DEU", "de"),
+    ("deu", "de"),
+    (" Deu ", "de"),
+    ("USA", "us"),
+    ("U.S.A.", "us"),
+    ("GBR", "gb"),
+    ("CIV", "ci"),
+    # ISO's English short name, official name or common name, any case, spacing or punctuation.
+    ("Germany", "de"),
+    ("GERMANY", "de"),
+    ("germany ", "de"),
+    ("Federal Republic of Germany", "de"),
+    ("United States", "us"),
+    ("united  states", "us"),
+    ("United States of America", "us"),
+    ("United Kingdom", "gb"),
+    ("United Kingdom of Great Britain and Northern Ireland", "gb"),
+    ("Korea, Republic of", "kr"),
+    ("Korea Republic of", "kr"),
+    ("South Korea", "kr"),
+    ("North Korea", "kp"),
+    ("Viet Nam", "vn"),
+    ("Vietnam", "vn"),
+    ("Bolivia", "bo"),
+    ("Iran", "ir"),
+    ("Czechia", "cz"),
+    ("Czech Republic", "cz"),
+    ("Russian Federation", "ru"),
+    ("Taiwan", "tw"),
+    ("Congo", "cg"),
+    ("Congo, The Democratic Republic of the", "cd"),
+    ("Virgin Islands, U.S.", "vi"),
+    ("Virgin Islands, British", "vg"),
+    ("Trinidad and Tobago", "tt"),
+    ("Bosnia & Herzegovina", "ba"),  # & is "and"
+    ("Netherlands", "nl"),
+    ("The Netherlands", "nl"),  # a leading article
+    ("the Bahamas", "bs"),
+    # Accents as ISO writes them, or left out.
+    ("Côte d'Ivoire", "ci"),
+    ("Cote d'Ivoire", "ci"),
+    ("COTE D IVOIRE", "ci"),
+    ("Türkiye", "tr"),
+    ("Turkiye", "tr"),
+    ("Åland Islands", "ax"),
+    ("Curaçao", "cw"),
+    ("Réunion", "re"),
+    # Fullwidth letters (East Asian input methods) are the same letters.
+    ("\uff24\uff25", "de"),
+    ("\uff27\uff45\uff52\uff4d\uff41\uff4e\uff59", "de"),
+    # Colloquial names. UK is a code ISO 3166/MA reserves for the United Kingdom (an "exceptionally
+    # reserved" code, as the .uk domain): it means gb and nothing else. The others are no name in ISO's
+    # list (an island, a part of a country, a former or informal name) and are omitted, never guessed.
+    ("UK", "gb"),
+    ("uk", "gb"),
+    ("U.K.", "gb"),
+    ("Great Britain", None),
+    ("Britain", None),
+    ("England", None),
+    ("Holland", None),
+    ("America", None),
+    ("Russia", None),
+    ("Turkey", None),
+    ("Korea", None),
+    # Codes ISO does not assign: the issue's XX, the user-assigned ranges, XK (Kosovo: user-assigned, not
+    # ISO's), reserved organisations.
+    ("XX", None),
+    ("xx", None),
+    ("ZZ", None),
+    ("AA", None),
+    ("QM", None),
+    ("XK", None),
+    ("EU", None),
+    ("UN", None),
     ("XYZ", None),
+    ("ZZZ", None),
+    # Numbers: ISO numeric codes, dialling codes, codes with digits in them.
+    ("840", None),
+    ("276", None),
     ("1", None),
-    ("U", None),
+    ("49", None),
+    ("0", None),
+    ("US1", None),
+    ("D3", None),
+    # Other languages and scripts: only ISO's English names are looked up.
+    ("Deutschland", None),
+    ("Allemagne", None),
+    ("\u0413\u0435\u0440\u043c\u0430\u043d\u0438\u044f", None),  # Германия
+    ("\u30c9\u30a4\u30c4", None),  # ドイツ
+    ("\u5fb7\u56fd", None),  # 德国
+    ("\u0397\u03a0\u0391", None),  # ΗΠΑ
+    ("\u0405\u0415", None),  # Cyrillic DZE and IE: looks like SE, is not
+    ("\uff58\uff58", None),  # fullwidth xx
+    # Nothing that could be a country.
     ("", None),
+    ("U", None),
+    ("?", None),
+    ("--", None),
+    ("the", None),
+    # Long values within the 256-character bound.
+    ("Germany" * 36, None),
+    ("x" * 256, None),
+    ("U" + " " * 254 + "S", "us"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "normalised"), COUNTRIES)
-def test_country_is_a_lower_case_two_letter_code_else_omitted(raw: str, normalised: str | None) -> None:
-    expected = {"country": sha(normalised)} if normalised else {}
+@pytest.mark.parametrize(("raw", "code"), COUNTRIES)
+def test_country_is_the_iso_alpha_2_code_it_names_else_omitted(raw: str, code: str | None) -> None:
+    expected = {"country": sha(code)} if code else {}
     assert keys_for_attribute("$country", raw) == expected
+
+
+@pytest.mark.parametrize("value", [840, 276, 1, 0, 49.0])
+def test_a_number_is_no_country(value: int | float) -> None:
+    assert keys_for_attribute("$country", value) == {}
+
+
+def iso_countries() -> list[Any]:
+    return list(pytest.importorskip("pycountry").countries)
+
+
+def test_the_frozen_alpha_2_set_is_pycountrys() -> None:
+    assert {country.alpha_2.lower() for country in iso_countries()} == ISO_ALPHA_2
+
+
+def test_every_iso_code_and_english_name_gives_its_alpha_2_code() -> None:
+    for country in iso_countries():
+        spellings = {country.alpha_2, country.alpha_3, country.name}
+        spellings |= {getattr(country, name) for name in ("official_name", "common_name") if hasattr(country, name)}
+        for spelling in spellings:
+            assert normalize_country(spelling) == country.alpha_2.lower(), spelling
+            assert normalize_country(spelling.upper()) == country.alpha_2.lower(), spelling
+
+
+def test_no_two_countries_share_a_spelling() -> None:
+    owner: dict[str, str] = {}
+    for country in iso_countries():
+        for name in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            if hasattr(country, name):
+                key = place_key(getattr(country, name))
+                assert owner.setdefault(key, country.alpha_2) == country.alpha_2, (key, owner[key], country.alpha_2)
+
+
+LAZY_PROBE = """
+import sys
+from forwarder.match_keys import country_code
+values = ("US", " de ", "GB", "u.s.", "840", "Германия", "")
+assert [country_code(value) for value in values] == ["us", "de", "gb", "us", None, None, None]
+assert "pycountry" not in sys.modules, "loaded for a value that is already a code"
+assert country_code("Germany") == "de"
+assert "pycountry" in sys.modules
+"""
+
+
+def test_pycountry_is_imported_only_for_a_value_that_is_not_a_code() -> None:
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", LAZY_PROBE], cwd=root, check=True, timeout=60)  # noqa: S603 - our probe
+
+
+def metas_sdk() -> Any:
+    return pytest.importorskip("facebook_business.adobjects.serverside.normalize").Normalize
+
+
+@pytest.mark.parametrize("code", sorted(ISO_ALPHA_2))
+def test_every_iso_code_hashes_as_metas_sdk_hashes_it(code: str) -> None:
+    assert keys_for_attribute("$country", code.upper()) == {"country": metas_sdk().normalize_field("country", code)}
+
+
+@pytest.mark.parametrize("raw", ["XX", "ZZ", "AA", "XK", "Q1"])
+def test_codes_metas_sdk_refuses_are_omitted(raw: str) -> None:
+    with pytest.raises(TypeError):
+        metas_sdk().normalize_field("country", raw)
+    assert keys_for_attribute("$country", raw) == {}
+
+
+@pytest.mark.parametrize(("name", "code"), [("Germany", "de"), ("DEU", "de"), ("United Kingdom", "gb")])
+def test_a_name_is_sent_as_metas_sdk_sends_its_code(name: str, code: str) -> None:
+    assert keys_for_attribute("$country", name) == {"country": metas_sdk().normalize_field("country", code)}
 
 
 DEVICES = [
@@ -344,3 +525,28 @@ SDK_CASES = [
 def test_hashes_agree_with_metas_sdk(sdk_field: str, raw: str, key: str, batch: dict[str, Any]) -> None:
     normalize = pytest.importorskip("facebook_business.adobjects.serverside.normalize").Normalize
     assert keys_of(**batch).hashed[key] == normalize.normalize_field(sdk_field, raw)
+
+
+# ---- end to end: the handler and the local Graph stand-in ---------------------------------------------
+SENT_AS = {
+    "offline_conversions": {"field": "match_keys", "email": "email", "gen": "gen", "external_id": None},
+    "conversions_api": {"field": "user_data", "email": "em", "gen": "ge", "external_id": "external_id"},
+}
+
+
+def sent_keys(graph: Any, api: str) -> dict[str, Any]:
+    [event] = graph.events
+    return event[SENT_AS[api]["field"]]
+
+
+@pytest.mark.parametrize(
+    ("country", "code"), [("Germany", "de"), ("DEU", "de"), (" united kingdom ", "gb"), ("XX", None), ("ZZ", None)]
+)
+def test_the_country_facebook_accepts_is_the_iso_code(function_env, invoke, graph, api, country, code):
+    function_env(FACEBOOK_API=api)
+    answer = invoke(api_event(make_batch(user_attributes={"$firstname": "Jane", "$country": country})))
+    assert answer.status == 200, answer.body
+    assert answer.body["forwarded"] == 1
+    keys = sent_keys(graph, api)
+    assert keys.get("country") == (metas_sdk().normalize_field("country", code) if code else None)
+    assert keys["fn"] == sha("jane")  # the event still goes, on Jane's other keys
