@@ -42,7 +42,7 @@ class Ldu:
 
 
 def _state_code(state: str | None) -> int:
-    # The match keys' bound: no state's name is near 256 characters.
+    # The match keys' bound and invisible characters: no state's name is near 256 characters.
     prepared = prepare(state, MAX_KEY_LENGTH)
     return _STATE_CODES.get(place_key(prepared), GEOLOCATE) if prepared else GEOLOCATE
 
@@ -51,8 +51,8 @@ def limited_data_use(mode: LduMode, user: User) -> Ldu | None:
     """The LDU fields for this batch's events, or None when the setting says not to send them."""
     if mode is LduMode.NEVER or (mode is LduMode.OPTED_OUT and not user.ccpa_opted_out):
         return None
-    # The country match key's rule (a code, alpha-3 code or name; bound), so LDU and the key always agree
-    # on who is in the US.
+    # The country match key's rule (a code, alpha-3 code or name; bound; invisible characters), so LDU and
+    # the key always agree on who is in the US.
     if country_code(user.attribute("$country")) == "us":
         return Ldu(country=USA, state=_state_code(user.attribute("$state")))
     return Ldu(country=GEOLOCATE, state=GEOLOCATE)

@@ -7,7 +7,8 @@ advertiser id, which the Conversions API wants unhashed.
 
 Every value is bounded in length before any normalising, and every check is a string method or a
 pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds.
-Countries are ISO 3166-1
+Invisible characters (format and control characters, Unicode's default-ignorable code points) are then
+removed from every value, so the hash is the one of what the person typed. Countries are ISO 3166-1
 alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for a value that is not
 already a code.
 """
@@ -37,6 +38,18 @@ MAX_EMAIL_LENGTH = 254
 MAX_KEY_LENGTH = 256
 
 Normalizer = Callable[[str], str | None]
+
+# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 15.0): code points
+# a renderer shows as nothing. Most are Cf (caught below by category too); the rest are the variation
+# selectors and Mongolian free variation selectors (Mn), the combining grapheme joiner (Mn), Khmer's two
+# inherent vowels (Mn, discouraged by Unicode), the Hangul fillers (Lo) and reserved code points. One
+# character class: linear, nothing to backtrack.
+_DEFAULT_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+_INVISIBLE_CATEGORIES = ("Cc", "Cf")
 
 # ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
 # that already is a code, never imports pycountry. tests/test_match_keys.py checks it against pycountry.
@@ -85,12 +98,32 @@ sha256_hex.cache_info = _cached_sha256_hex.cache_info
 sha256_hex.cache_clear = _cached_sha256_hex.cache_clear
 
 
+def remove_invisible(value: str) -> str:
+    """The value without format (Cf) and control (Cc) characters and default-ignorable code points.
+
+    Zero-width spaces, zero-width joiners and non-joiners, byte-order marks, bidi marks, embeddings and
+    isolates, soft hyphens, tag characters, variation selectors, NUL and other C0/C1 controls go; the
+    controls that are whitespace (tab, newline, carriage return...) stay whitespace, which every key already
+    trims, removes or refuses. Letters and their marks stay: é as e + U+0301, Devanagari vowel signs and
+    virama. Two linear passes; the first only for a value with a character str.isprintable refuses.
+    """
+    if not value.isprintable():
+        value = "".join(
+            [
+                char
+                for char in value
+                if char.isprintable() or char.isspace() or unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+            ]
+        )
+    return _DEFAULT_IGNORABLE.sub("", value)
+
+
 def prepare(value: str | None, max_length: int) -> str | None:
-    """A raw value ready for a normaliser: None when absent or over `max_length` (so no value costs more
-    than a bounded amount of work)."""
+    """A raw value ready for a normaliser: None when absent or over `max_length` (counted before anything is
+    removed, so no value costs more than a bounded amount of work), else without invisible characters."""
     if not value or len(value) > max_length:
         return None
-    return value
+    return remove_invisible(value)
 
 
 def place_key(value: str) -> str:
@@ -230,7 +263,8 @@ def hash_key(value: str, normalize: Normalizer, max_length: int) -> str | None:
     """SHA-256 hex of the normalised value, or None when it is omitted.
 
     A value (as read from the batch: trimmed) over `max_length` characters is omitted before any
-    normalising; one already hashed (64 hex) passes through; one that normalises to nothing is omitted.
+    normalising; invisible characters are removed; one already hashed (64 hex) passes through; one that
+    normalises to nothing is omitted.
     """
     value = prepare(value, max_length)
     if not value:
