@@ -16,8 +16,8 @@ from forwarder.settings import LduMode
 USA = 1
 GEOLOCATE = 0
 
-# Meta's state codes for LDU (as used by Segment's Conversions API destination; README lists them): code,
-# then the two-letter USPS code and the name, the spellings a `$state` may use.
+# Meta's state codes for LDU (data-processing-options page; README, "Limited Data Use", lists them with
+# their source): code, then the two-letter USPS code and the name, the spellings a `$state` may use.
 LDU_STATES: tuple[tuple[int, str, str], ...] = (
     (1000, "CA", "California"),
     (1001, "CO", "Colorado"),
@@ -30,6 +30,9 @@ LDU_STATES: tuple[tuple[int, str, str], ...] = (
     (1008, "NE", "Nebraska"),
     (1009, "NH", "New Hampshire"),
     (1010, "NJ", "New Jersey"),
+    (1011, "MN", "Minnesota"),
+    (1012, "MD", "Maryland"),
+    (1013, "RI", "Rhode Island"),
 )
 # Compared like country names (place_key): any case, spacing, dots or accents ("new  jersey", "N.J.").
 _STATE_CODES = {place_key(spelling): code for code, *spellings in LDU_STATES for spelling in spellings}
