@@ -38,6 +38,8 @@ build-ForwarderFunction:
 	$(PYTHON) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt \
 	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
 	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: --upgrade
+	# pycountry's translations (22 MB of its 23) are never read: the code looks up English names only.
+	rm -rf "$(ARTIFACTS_DIR)/pycountry/locales"
 	# /var/task is read-only, so without shipped bytecode every cold start compiles every module.
 	# unchecked-hash: the zip does not keep source mtimes reliably, and the code never changes in place.
 	if $(PYTHON) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(LAMBDA_PYTHON)")'; \

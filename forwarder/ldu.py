@@ -10,26 +10,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forwarder.batch import User
-from forwarder.match_keys import MAX_KEY_LENGTH, normalize_country
+from forwarder.match_keys import MAX_KEY_LENGTH, country_code, place_key, prepare
 from forwarder.settings import LduMode
 
 USA = 1
 GEOLOCATE = 0
 
-# Meta's state codes for LDU (as used by Segment's Conversions API destination; README lists them).
-_STATE_CODES = {
-    "ca": 1000, "california": 1000,
-    "co": 1001, "colorado": 1001,
-    "ct": 1002, "connecticut": 1002,
-    "fl": 1003, "florida": 1003,
-    "or": 1004, "oregon": 1004,
-    "tx": 1005, "texas": 1005,
-    "mt": 1006, "montana": 1006,
-    "de": 1007, "delaware": 1007,
-    "ne": 1008, "nebraska": 1008,
-    "nh": 1009, "newhampshire": 1009,
-    "nj": 1010, "newjersey": 1010,
-}  # fmt: skip
+# Meta's state codes for LDU (data-processing-options page; README, "Limited Data Use", lists them with
+# their source): code, then the two-letter USPS code and the name, the spellings a `$state` may use.
+LDU_STATES: tuple[tuple[int, str, str], ...] = (
+    (1000, "CA", "California"),
+    (1001, "CO", "Colorado"),
+    (1002, "CT", "Connecticut"),
+    (1003, "FL", "Florida"),
+    (1004, "OR", "Oregon"),
+    (1005, "TX", "Texas"),
+    (1006, "MT", "Montana"),
+    (1007, "DE", "Delaware"),
+    (1008, "NE", "Nebraska"),
+    (1009, "NH", "New Hampshire"),
+    (1010, "NJ", "New Jersey"),
+    (1011, "MN", "Minnesota"),
+    (1012, "MD", "Maryland"),
+    (1013, "RI", "Rhode Island"),
+)
+# Compared like country names (place_key): any case, spacing, dots or accents ("new  jersey", "N.J.").
+_STATE_CODES = {place_key(spelling): code for code, *spellings in LDU_STATES for spelling in spellings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +45,17 @@ class Ldu:
 
 
 def _state_code(state: str | None) -> int:
-    if not state or len(state) > MAX_KEY_LENGTH:  # no state's name is that long: not worth a pass over it
-        return GEOLOCATE
-    key = "".join(char for char in state.lower() if char.isalpha())
-    return _STATE_CODES.get(key, GEOLOCATE)
+    # The match keys' bound and invisible characters: no state's name is near 256 characters.
+    prepared = prepare(state, MAX_KEY_LENGTH)
+    return _STATE_CODES.get(place_key(prepared), GEOLOCATE) if prepared else GEOLOCATE
 
 
 def limited_data_use(mode: LduMode, user: User) -> Ldu | None:
     """The LDU fields for this batch's events, or None when the setting says not to send them."""
     if mode is LduMode.NEVER or (mode is LduMode.OPTED_OUT and not user.ccpa_opted_out):
         return None
-    country_value = user.attribute("$country")
-    # The country match key's bound, so LDU and the key agree on who is in the US.
-    if country_value and len(country_value) <= MAX_KEY_LENGTH and normalize_country(country_value) == "us":
+    # The country match key's rule (a code, alpha-3 code or name; bound; invisible characters), so LDU and
+    # the key always agree on who is in the US.
+    if country_code(user.attribute("$country")) == "us":
         return Ldu(country=USA, state=_state_code(user.attribute("$state")))
     return Ldu(country=GEOLOCATE, state=GEOLOCATE)

@@ -7,6 +7,10 @@ advertiser id, which the Conversions API wants unhashed.
 
 Every value is bounded in length before any normalising, and every check is a string method or a
 pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds.
+Invisible characters (format and control characters, Unicode's default-ignorable code points) are then
+removed from every value, so the hash is the one of what the person typed. Countries are ISO 3166-1
+alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for a value that is not
+already a code.
 """
 
 from __future__ import annotations
@@ -16,13 +20,12 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from forwarder.batch import User
 
 # One fixed-length character class: at most 64 characters are looked at, nothing can backtrack.
 _HASHED = re.compile(r"[0-9a-f]{64}")
-_COUNTRY_ALIASES = {"usa": "us", "unitedstates": "us", "unitedstatesofamerica": "us"}
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 # RFC 5321 section 4.5.3.1.3: a path is at most 256 octets including its angle brackets, so an address is
@@ -35,6 +38,35 @@ MAX_EMAIL_LENGTH = 254
 MAX_KEY_LENGTH = 256
 
 Normalizer = Callable[[str], str | None]
+
+# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 15.0): code points
+# a renderer shows as nothing. Most are Cf (caught below by category too); the rest are the variation
+# selectors and Mongolian free variation selectors (Mn), the combining grapheme joiner (Mn), Khmer's two
+# inherent vowels (Mn, discouraged by Unicode), the Hangul fillers (Lo) and reserved code points. One
+# character class: linear, nothing to backtrack.
+_DEFAULT_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+_INVISIBLE_CATEGORIES = ("Cc", "Cf")
+
+# ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
+# that already is a code, never imports pycountry. tests/test_match_keys.py checks it against pycountry.
+_ISO_ALPHA_2_CODES = """
+    ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz
+    ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo
+    fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je
+    jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo
+    mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw
+    py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm
+    tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
+"""
+ISO_ALPHA_2 = frozenset(_ISO_ALPHA_2_CODES.split())
+# ISO 3166/MA reserves "UK" for the United Kingdom at its request (an "exceptionally reserved" code, like the
+# UK's own .uk); it names that country and no other, so it is sent as gb. No other alias: colloquial names
+# that are not pycountry's (Great Britain, England, Holland, America, Russia, Turkey) are omitted.
+_RESERVED_FOR_COUNTRIES = {"uk": "gb"}
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -64,6 +96,45 @@ def sha256_hex(value: str) -> str:
 # The cache's own controls under the public name: the benchmark clears it, tests read its size.
 sha256_hex.cache_info = _cached_sha256_hex.cache_info
 sha256_hex.cache_clear = _cached_sha256_hex.cache_clear
+
+
+def remove_invisible(value: str) -> str:
+    """The value without format (Cf) and control (Cc) characters and default-ignorable code points.
+
+    Zero-width spaces, zero-width joiners and non-joiners, byte-order marks, bidi marks, embeddings and
+    isolates, soft hyphens, tag characters, variation selectors, NUL and other C0/C1 controls go; the
+    controls that are whitespace (tab, newline, carriage return...) stay whitespace, which every key already
+    trims, removes or refuses. Letters and their marks stay: é as e + U+0301, Devanagari vowel signs and
+    virama. Two linear passes; the first only for a value with a character str.isprintable refuses.
+    """
+    if not value.isprintable():
+        value = "".join(
+            [
+                char
+                for char in value
+                if char.isprintable() or char.isspace() or unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+            ]
+        )
+    return _DEFAULT_IGNORABLE.sub("", value)
+
+
+def prepare(value: str | None, max_length: int) -> str | None:
+    """A raw value ready for a normaliser: None when absent or over `max_length` (counted before anything is
+    removed, so no value costs more than a bounded amount of work), else without invisible characters."""
+    if not value or len(value) > max_length:
+        return None
+    return remove_invisible(value)
+
+
+def place_key(value: str) -> str:
+    """A place name or code as compared: compatibility forms folded (fullwidth US is us), accents dropped
+    (Côte is cote), case folded, words of letters and digits run together; & is the word "and", a leading
+    "the" goes."""
+    folded = unicodedata.normalize("NFKD", value.replace("&", " and ")).casefold()
+    words = "".join([char if char.isalnum() else " " for char in folded if not unicodedata.combining(char)]).split()
+    if len(words) > 1 and words[0] == "the":
+        del words[0]
+    return "".join(words)
 
 
 def _strip(value: str, drop_digits: bool) -> str:
@@ -108,9 +179,50 @@ def normalize_gender(value: str) -> str | None:
 
 
 def normalize_country(value: str) -> str | None:
-    letters = _strip(value.lower(), drop_digits=True)
-    letters = _COUNTRY_ALIASES.get(letters, letters)
-    return letters if len(letters) == 2 and letters.isascii() and letters.isalpha() else None
+    """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
+    is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
+    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland)."""
+    code = value.strip().lower()
+    if code in ISO_ALPHA_2:
+        return code
+    key = place_key(value)
+    if key in ISO_ALPHA_2:
+        return key
+    # Every name pycountry knows is ASCII letters once accents are dropped: anything else (digits, other
+    # scripts, nothing) cannot match, and is omitted without loading it.
+    if not (key.isascii() and key.isalpha()):
+        return None
+    return _countries_by_name().get(key)
+
+
+@cache
+def _countries_by_name() -> dict[str, str]:
+    """place_key of every alpha-2 and alpha-3 code and English name -> alpha-2, from pycountry (ISO 3166-1).
+
+    Imported here and only once: pycountry costs about 40 ms to import into a bare interpreter (2-3 ms after
+    the handler's own imports) and about 5 ms to read its table, which the common case never pays.
+    """
+    import pycountry
+
+    index = dict(_RESERVED_FOR_COUNTRIES)
+    for country in pycountry.countries:
+        code = country.alpha_2.lower()
+        for name in (
+            country.alpha_2,
+            country.alpha_3,
+            country.name,
+            getattr(country, "official_name", None),
+            getattr(country, "common_name", None),
+        ):
+            if name:
+                index[place_key(name)] = code
+    return index
+
+
+def country_code(value: str | None) -> str | None:
+    """The alpha-2 code a raw `$country` names, by the country match key's rules; LDU asks this too."""
+    prepared = prepare(value, MAX_KEY_LENGTH)
+    return normalize_country(unicodedata.normalize("NFC", prepared)) if prepared else None
 
 
 def normalize_external_id(value: str) -> str | None:
@@ -151,9 +263,11 @@ def hash_key(value: str, normalize: Normalizer, max_length: int) -> str | None:
     """SHA-256 hex of the normalised value, or None when it is omitted.
 
     A value (as read from the batch: trimmed) over `max_length` characters is omitted before any
-    normalising; one already hashed (64 hex) passes through; one that normalises to nothing is omitted.
+    normalising; invisible characters are removed; one already hashed (64 hex) passes through; one that
+    normalises to nothing is omitted.
     """
-    if len(value) > max_length:
+    value = prepare(value, max_length)
+    if not value:
         return None
     lowered = value.strip().lower()
     if is_sha256_hex(lowered):
@@ -175,6 +289,6 @@ def match_keys(user: User) -> MatchKeys:
             hashed[key] = digest
     madid = None
     for device_id in (user.ios_advertising_id, user.android_advertising_id):
-        if device_id and len(device_id) <= MAX_KEY_LENGTH and (madid := normalize_madid(device_id)):
+        if (prepared := prepare(device_id, MAX_KEY_LENGTH)) and (madid := normalize_madid(prepared)):
             break
     return MatchKeys(hashed=hashed, madid=madid)
