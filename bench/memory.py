@@ -33,7 +33,7 @@ from forwarder.batch import (
     MAX_EVENTS_PER_BATCH,
     MAX_PRODUCTS_PER_BATCH,
 )
-from forwarder.mapping import MAX_ATTRIBUTES_PER_EVENT, MAX_PRODUCTS_PER_EVENT, MAX_TEXT_LENGTH
+from forwarder.limits import MAX_ATTRIBUTES_PER_EVENT, MAX_PRODUCTS_PER_EVENT, MAX_TEXT_LENGTH
 from handler.app import MAX_BODY_BYTES
 
 FUNCTION_MB = 256  # template.yaml, FunctionMemorySize

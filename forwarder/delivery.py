@@ -101,6 +101,7 @@ class RequestOutcome:
 class BatchOutcome:
     received: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    adjusted: Counter[str] = field(default_factory=Counter)  # reason -> events forwarded with a change
     requests: list[RequestOutcome] = field(default_factory=list)
     retries: int = 0
     batch_id: str | None = None
@@ -155,6 +156,7 @@ class BatchOutcome:
             "forwarded": self.forwarded,
             "parked": self.parked,
             "skipped": dict(self.skipped),
+            "adjusted": dict(self.adjusted),
             "requests": [request.as_dict() for request in self.requests],
             "retries": self.retries,
         }
@@ -292,6 +294,7 @@ def deliver(body: Any, settings: Settings, sender: Sender, park_by: Deadline, no
     outcome = BatchOutcome(
         received=mapped.received,
         skipped=mapped.skipped + unmatched,
+        adjusted=mapped.adjusted,
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
     )

@@ -16,16 +16,27 @@ from typing import Any, Required, TypedDict
 
 import orjson
 
-from forwarder.batch import MAX_PRODUCTS_PER_BATCH, Batch, BatchTooLarge, mapping, number, text, timestamp_ms
+from forwarder.batch import MAX_PRODUCTS_PER_BATCH, Batch, BatchTooLarge, mapping, number, text
+from forwarder.currencies import currency_code
+from forwarder.custom_data import TooLong, TooManyAttributes, custom_data
 from forwarder.ldu import Ldu, limited_data_use
-from forwarder.match_keys import MatchKeys, match_keys
-from forwarder.settings import CURRENCY, FacebookApi, Settings
+from forwarder.limits import (
+    CONTENT_OVERHEAD_BYTES,
+    JSON_BYTES_PER_CHAR,
+    MAX_PRODUCTS_PER_EVENT,
+    MAX_QUANTITY,
+    MAX_TEXT_LENGTH,
+)
+from forwarder.match_keys import MatchKeys, country_code, match_keys
+from forwarder.settings import FacebookApi, Settings
 
 # Meta: offline/physical_store events older than 62 days are refused or not attributed.
 MAX_AGE_SECONDS = 62 * 24 * 3600
 MAX_FUTURE_SECONDS = 3600
-# Exact JSON scalar types: a set lookup of type() is the cheapest check, and this runs per value.
-_SCALARS = frozenset({str, int, float, bool})
+# A time present in an event is milliseconds: below this (1973-03-03 in milliseconds, the year 5138 in
+# seconds) it is seconds, or not a time at all.
+MIN_EVENT_TIME_MS = 100_000_000_000
+EVENT_TIME_FROM_BATCH = "event_time_from_batch"
 
 
 class Skip:
@@ -35,6 +46,7 @@ class Skip:
     NOT_COMMERCE_EVENT = "not_commerce_event"
     UNSUPPORTED_ACTION = "unsupported_action"
     NO_EVENT_TIME = "no_event_time"
+    INVALID_EVENT_TIME = "invalid_event_time"
     TOO_OLD = "too_old"
     IN_FUTURE = "in_future"
     PURCHASE_WITHOUT_VALUE = "purchase_without_value"
@@ -46,22 +58,6 @@ class Skip:
     EVENT_TOO_LARGE = "event_too_large"  # decided by render.py, on the rendered event
 
 
-# Limits on what one event may carry; an event over them is skipped (counted), not the whole batch.
-MAX_PRODUCTS_PER_EVENT = 1000
-# mParticle's own default limit (docs.mparticle.com/guides/default-service-limits: "max unique
-# attributes per event: 100"); it also bounds the memory custom attributes take (bench/memory.py).
-MAX_ATTRIBUTES_PER_EVENT = 100
-MAX_TEXT_LENGTH = 1000  # ids, brands, categories, order ids, event ids, custom attribute names and values
-MAX_QUANTITY = 2**31 - 1  # Meta's quantity is a 32-bit int; a product outside 1..this is left out
-
-# An upper bound of the JSON of each event's contents and custom data (the parts without a fixed bound)
-# is kept while mapping, so that render.py serialises an event to measure it exactly only when it might
-# be over render.MAX_EVENT_BYTES. orjson writes one character in at most 6 bytes (a control character
-# as \u00XX, any other in 1 to 4 bytes of UTF-8).
-JSON_BYTES_PER_CHAR = 6
-CONTENT_OVERHEAD_BYTES = 100  # per content: keys, quotes, commas, a quantity (10 digits), a price (24)
-ATTRIBUTE_OVERHEAD_BYTES = 32  # per custom attribute: quotes, colon, comma, a number or boolean (24)
-
 # The one rendering detail the mapping takes on: the unit price's key. Building each content once
 # with the chosen API's key saves a copy of every content dict on the Conversions API.
 PRICE_KEY = "price"
@@ -70,10 +66,6 @@ CONVERSIONS_API_PRICE_KEY = "item_price"
 
 class _TooMany(ValueError):
     """More than MAX_PRODUCTS_PER_EVENT products."""
-
-
-class _TooManyAttributes(ValueError):
-    """More than MAX_ATTRIBUTES_PER_EVENT custom attributes."""
 
 
 class _TooLong(ValueError):
@@ -113,6 +105,7 @@ class Conversion:
     order_id: str | None
     ldu: Ldu | None
     size: int  # bytes: an upper bound of the JSON of contents and custom data (render.py adds the rest)
+    adjusted: list[str] = field(default_factory=list)  # what was changed on the way (README, "Adjusted events")
 
 
 @dataclass(slots=True)
@@ -120,11 +113,23 @@ class Mapped:
     received: int
     conversions: list[Conversion] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    adjusted: Counter[str] = field(default_factory=Counter)
 
 
-def _event_time(data: Mapping[str, Any], batch: Batch) -> int | None:
-    millis = timestamp_ms(data.get("timestamp_unixtime_ms")) or batch.timestamp_ms
-    return millis // 1000 if millis else None
+def _event_time(data: Mapping[str, Any], batch: Batch) -> int | str:
+    """Unix seconds, or the reason the event has no usable time.
+
+    Only an absent time falls back to the batch's (when mParticle received it: the caller counts it);
+    a time that is there but unusable (zero, negative, not a number, seconds) is never replaced, or a
+    delayed upload would show as a conversion happening now.
+    """
+    given = data.get("timestamp_unixtime_ms")
+    if given is None:
+        return batch.timestamp_ms // 1000 if batch.timestamp_ms else Skip.NO_EVENT_TIME
+    millis = number(given)
+    if millis is None or millis < MIN_EVENT_TIME_MS:
+        return Skip.INVALID_EVENT_TIME
+    return int(millis) // 1000
 
 
 def _event_id(event: Mapping[str, Any], data: Mapping[str, Any], batch: Batch, index: int) -> str:
@@ -210,37 +215,17 @@ def _value(total: float | None) -> float | None:
     return total if total > 0 else None
 
 
-def _custom_data(data: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """The event's scalar custom attributes, and an upper bound in bytes of their JSON.
-
-    The event's own dict is used as it is when every attribute is a scalar (the usual case): no copy of
-    it per event. Raises _TooManyAttributes or _TooLong.
-    """
-    attributes = data.get("custom_attributes")
-    if type(attributes) is not dict or not attributes:
-        return {}, 0
-    if len(attributes) > MAX_ATTRIBUTES_PER_EVENT:
-        raise _TooManyAttributes
-    chars = 0
-    all_scalar = True
-    for key, value in attributes.items():
-        kind = type(value)
-        if type(key) is not str or kind not in _SCALARS:
-            all_scalar = False
-            continue
-        key_length, value_length = len(key), len(value) if kind is str else 0
-        if key_length > MAX_TEXT_LENGTH or value_length > MAX_TEXT_LENGTH:
-            raise _TooLong
-        chars += key_length + value_length
-    if not all_scalar:
-        attributes = {key: value for key, value in attributes.items() if type(key) is str and type(value) in _SCALARS}
-    return attributes, JSON_BYTES_PER_CHAR * chars + ATTRIBUTE_OVERHEAD_BYTES * len(attributes)
-
-
 def map_event(
-    event: Any, batch: Batch, keys: MatchKeys, ldu: Ldu | None, settings: Settings, now: float, index: int = 0
+    event: Any,
+    batch: Batch,
+    keys: MatchKeys,
+    ldu: Ldu | None,
+    settings: Settings,
+    now: float,
+    index: int = 0,
+    region: str | None = None,
 ) -> Conversion | str:
-    """The conversion for one event, or the reason it is skipped."""
+    """The conversion for one event, or the reason it is skipped; `region` is the user's country (alpha-2)."""
     if not isinstance(event, dict):
         return Skip.MALFORMED_EVENT
     if event.get("event_type") != "commerce_event":
@@ -252,8 +237,8 @@ def map_event(
     if event_name is None:
         return Skip.UNSUPPORTED_ACTION
     event_time = _event_time(data, batch)
-    if event_time is None:
-        return Skip.NO_EVENT_TIME
+    if isinstance(event_time, str):
+        return event_time
     if event_time < now - MAX_AGE_SECONDS:
         return Skip.TOO_OLD
     if event_time > now + MAX_FUTURE_SECONDS:
@@ -261,18 +246,22 @@ def map_event(
     try:
         capi = settings.api is FacebookApi.CONVERSIONS_API  # an identity test: hashing the enum costs more
         contents, total, contents_bytes = _products(action, CONVERSIONS_API_PRICE_KEY if capi else PRICE_KEY)
-        custom_data, custom_bytes = _custom_data(data)
+        attributes, custom_bytes, adjusted = custom_data(data, region)
+        if data.get("timestamp_unixtime_ms") is None:
+            adjusted.append(EVENT_TIME_FROM_BATCH)
         order_id = _bounded(text(action.get("transaction_id")))
     except _TooMany:
         return Skip.TOO_MANY_PRODUCTS
-    except _TooManyAttributes:
+    except TooManyAttributes:
         return Skip.TOO_MANY_ATTRIBUTES
-    except _TooLong:
+    except (_TooLong, TooLong):
         return Skip.VALUE_TOO_LONG
     amount = number(action.get("total_amount"))
     value = _value(total if amount is None else amount)
-    currency = (text(data.get("currency_code")) or settings.default_currency).upper()
-    if value is not None and not CURRENCY.fullmatch(currency):
+    given = data.get("currency_code")
+    absent = given is None or (type(given) is str and not given.strip())
+    currency = settings.default_currency if absent else currency_code(given)
+    if value is not None and currency is None:
         if action_name == "purchase":
             return Skip.INVALID_CURRENCY
         value = None
@@ -290,10 +279,11 @@ def map_event(
         value=value,
         currency=currency if value is not None else None,
         contents=contents,
-        custom_data=custom_data,
+        custom_data=attributes,
         order_id=order_id,
         ldu=ldu,
         size=contents_bytes + custom_bytes,
+        adjusted=adjusted,
     )
 
 
@@ -305,14 +295,18 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     """
     keys = match_keys(batch.user)
     ldu = limited_data_use(settings.ldu_mode, batch.user)
+    code = country_code(batch.user.attribute("$country"))
+    region = code.upper() if code else None
     mapped = Mapped(received=len(batch.events))
     products = 0
     for index, event in enumerate(batch.events):
-        result = map_event(event, batch, keys, ldu, settings, now, index)
+        result = map_event(event, batch, keys, ldu, settings, now, index, region)
         if isinstance(result, str):
             mapped.skipped[result] += 1
             continue
         mapped.conversions.append(result)
+        if result.adjusted:
+            mapped.adjusted.update(result.adjusted)
         products += len(result.contents)
         if products > MAX_PRODUCTS_PER_BATCH:
             raise BatchTooLarge(

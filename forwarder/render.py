@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from forwarder.mapping import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH, Conversion, Skip
+from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
+from forwarder.mapping import Conversion, Skip
 from forwarder.match_keys import is_sha256_hex, sha256_hex
 from forwarder.settings import FacebookApi, Settings
 

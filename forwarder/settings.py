@@ -1,8 +1,8 @@
 """The function's configuration, read once from the environment and validated loudly.
 
 Every variable is documented in README ("Configuration"), which also fixes their names (operators and
-the SAM template rely on them). An invalid value raises `SettingsError` naming the variable and what it allows, never a
-silent default. The message never quotes the value: it is answered to callers not yet authenticated
+the SAM template rely on them). An invalid value raises `SettingsError` naming the variable and what
+it allows, never a silent default. The message never quotes the value: it is answered to callers not yet authenticated
 (the secret is read after the settings), and a value may hold credentials.
 """
 
@@ -17,6 +17,8 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
+
+from forwarder.currencies import currency_code
 
 
 class SettingsError(ValueError):
@@ -59,7 +61,6 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
 
 _VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any script's digits into the URL
 _EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
-CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code, upper-cased
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
 # What a base URL `scheme://host[:port][/path]` may hold: RFC 3986's unreserved characters, "/" and, outside
@@ -217,9 +218,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     version = env.get("FACEBOOK_API_VERSION", "").strip() or DEFAULT_VERSION[api]
     if not _VERSION.fullmatch(version):
         raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")
-    currency = env.get("DEFAULT_CURRENCY", "").strip().upper() or "USD"
-    if not CURRENCY.fullmatch(currency):
-        raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 code of three letters, such as USD")
+    currency = currency_code(env.get("DEFAULT_CURRENCY", "").strip() or "USD")
+    if currency is None:
+        raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 currency code, such as USD or EUR")
     upload_tag = env.get("UPLOAD_TAG", "").strip() or DEFAULT_UPLOAD_TAG
     if len(upload_tag) > 256:
         raise SettingsError("UPLOAD_TAG must be at most 256 characters")

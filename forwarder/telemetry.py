@@ -70,6 +70,7 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     skipped: Mapping[str, int] = summary.get("skipped", {})
     metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))
     _by_dimension("EventsSkippedByReason", "reason", skipped)
+    _by_dimension("EventsAdjustedByReason", "reason", summary.get("adjusted", {}))
     requests = summary.get("requests", [])
     metrics.add_metric(name="FacebookRequests", unit=MetricUnit.Count, value=len(requests))
     errors: dict[str, int] = {}

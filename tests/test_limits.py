@@ -26,7 +26,8 @@ from forwarder.batch import (
     MAX_PRODUCTS_PER_BATCH,
     read_batch,
 )
-from forwarder.mapping import MAX_ATTRIBUTES_PER_EVENT, MAX_PRODUCTS_PER_EVENT, MAX_TEXT_LENGTH, map_batch
+from forwarder.limits import MAX_ATTRIBUTES_PER_EVENT, MAX_PRODUCTS_PER_EVENT, MAX_TEXT_LENGTH
+from forwarder.mapping import map_batch
 from forwarder.render import MAX_EVENT_BYTES, render_events
 from forwarder.settings import Settings, load_settings
 from forwarder.telemetry import logger

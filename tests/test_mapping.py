@@ -167,11 +167,40 @@ def test_event_time_accepts_a_numeric_string() -> None:
     assert only(make_batch([event])).event_time == millis // 1000
 
 
-@pytest.mark.parametrize("missing", [None, 0, -5, "soon", {}])
-def test_event_time_falls_back_to_the_batch_timestamp(missing: Any) -> None:
+@pytest.mark.parametrize("absent", ["no key", None])
+def test_only_an_absent_event_time_falls_back_to_the_batch_timestamp_and_is_counted(absent: Any) -> None:
     batch_millis = NOW_MS - 7_200_500
-    event = commerce_event(timestamp_unixtime_ms=missing)
-    assert only(make_batch([event], timestamp_unixtime_ms=batch_millis)).event_time == batch_millis // 1000
+    event = commerce_event(timestamp_unixtime_ms=absent)
+    if absent == "no key":
+        del event["data"]["timestamp_unixtime_ms"]
+    mapped = run(make_batch([event], timestamp_unixtime_ms=batch_millis))
+    assert [conversion.event_time for conversion in mapped.conversions] == [batch_millis // 1000]
+    assert mapped.adjusted == {"event_time_from_batch": 1}
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [
+        0,
+        -5,
+        -NOW_MS,
+        "soon",
+        "",
+        "  ",
+        {},
+        [NOW_MS],
+        True,
+        NOW_MS // 1000,  # seconds, not milliseconds: plainly a unit mistake
+        str(NOW_MS // 1000),
+        99_999_999_999,  # the last value below 1973-03-03 in milliseconds
+        float("nan"),
+    ],
+)
+def test_a_present_but_unusable_event_time_skips_the_event_and_never_takes_the_batch_time(unusable: Any) -> None:
+    event = commerce_event(timestamp_unixtime_ms=unusable)
+    mapped = run(make_batch([event], timestamp_unixtime_ms=NOW_MS))
+    assert mapped.conversions == []
+    assert mapped.skipped == {"invalid_event_time": 1}
 
 
 def test_an_event_without_any_time_is_skipped() -> None:
