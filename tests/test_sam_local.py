@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -320,3 +322,56 @@ def test_the_graph_stand_in_takes_custom_event_names_on_the_conversions_api_as_m
         body = {"access_token": graph.access_token, "upload_tag": "t", "data": [offline]}
         answer = session.post(f"{graph.url}/v16.0/1/events", json=body, timeout=5)
         assert answer.status_code == 400 and "not a standard event" in answer.text
+
+
+# --- the same rules, by SAM itself where it is installed ------------------------------------------------------------
+
+SAM_RESOLVES = r"""
+import json, sys
+from samcli.lib.providers.provider import Stack
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.local.lambdafn.env_vars import EnvironmentVariables
+from samcli.yamlhelper import yaml_parse
+
+template_file, overrides_file, parameters = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+stack = Stack("", "", template_file, parameters, yaml_parse(open(template_file).read()))
+function = SamFunctionProvider([stack]).get("ForwarderFunction")
+overrides = json.load(open(overrides_file))["ForwarderFunction"]
+variables = EnvironmentVariables(
+    function.name, function.memory, function.timeout, function.handler,
+    variables=function.environment["Variables"], shell_env_values={}, override_values=overrides,
+    aws_creds={"key": "testing", "secret": "testing", "region": "us-east-1"},
+)
+print(json.dumps(variables.resolve()))
+"""
+
+
+def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path) -> None:
+    sam = shutil.which("sam")
+    python = None
+    if sam:
+        first = Path(sam).read_bytes()[:200].split(b"\n", 1)[0]
+        python = first[2:].decode().strip().split()[0] if first.startswith(b"#!") else None
+    if python is None or subprocess.run([python, "-c", "import samcli"], check=False).returncode:  # noqa: S603
+        pytest.skip("the SAM CLI (with its Python) is not installed")
+    env_file, _ = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    result = subprocess.run(  # noqa: S603 - SAM's own code resolving the function's environment
+        [
+            python,
+            "-c",
+            SAM_RESOLVES,
+            str(ROOT / "template.yaml"),
+            str(env_file),
+            json.dumps(sam_local.PARAMETER_OVERRIDES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    container = json.loads(result.stdout)
+    given = json.loads(env_file.read_text())[sam_local.FUNCTION_ID]
+    assert {name: container.get(name) for name in given} == given
+    assert container["AWS_SAM_LOCAL"] == "true" and container["AWS_ACCESS_KEY_ID"] == "testing"
+    load_settings(container)  # the function accepts what it is given there
