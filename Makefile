@@ -1,5 +1,6 @@
 # Targets a newcomer can guess: `make run`, `make test`, `make build`, `make deploy`, `make bench`.
-# Each sets up .venv itself (Python 3.13 like the Lambda runtime when available, else >= 3.11).
+# Each sets up .venv itself (Python 3.13 like the Lambda runtime when available, else >= 3.11);
+# `make deploy` needs only Python and the SAM CLI.
 
 PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3) \
                       $(shell command -v python3.13 python3.12 python3 2>/dev/null))
@@ -8,8 +9,21 @@ BIN := $(VENV)/bin
 # The Lambda runs on arm64 (template.yaml); tests build for the host to import the artifact.
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
 LAMBDA_PYTHON ?= 3.13
+# Runtime dependencies, installed once per requirements.txt, platform and Python version and copied into
+# each build (pip takes about 5 s, the copy well under 1 s). `make clean` empties it; a changed
+# requirements.txt gets a new entry.
+DEPS_CACHE ?= $(CURDIR)/.aws-sam/deps-cache
+DEPS_DIR = $(DEPS_CACHE)/$(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('requirements.txt', 'rb').read() + b' $(LAMBDA_PLATFORM) $(LAMBDA_PYTHON)').hexdigest()[:16])")
+# Compile bytecode only when $(PYTHON) is the runtime's version (its bytecode is what Lambda can use).
+SAME_PYTHON = $(PYTHON) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(LAMBDA_PYTHON)")'
+# unchecked-hash: the zip does not keep source mtimes reliably, and the code never changes in place.
+# Source paths recorded as Lambda's (/var/task/...): the same bytes wherever the build ran.
+COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p /var/task
+# The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
+ENV ?= staging
 
-.PHONY: run test lint build deploy bench replay event clean build-ForwarderFunction
+.PHONY: run test lint build deploy deploy-built local-invoke local-api bench replay event clean \
+	build-ForwarderFunction
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,29 +43,48 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/cfn-lint template.yaml
 
-# Called by `sam build` (BuildMethod: makefile) with ARTIFACTS_DIR set, and by tests with a host platform.
-build-ForwarderFunction:
-	rm -rf "$(ARTIFACTS_DIR)/handler" "$(ARTIFACTS_DIR)/forwarder"
+# Called by `sam build` (BuildMethod: makefile; samconfig.toml builds in the source tree, so nothing is
+# copied first) with ARTIFACTS_DIR set, and by tests with a host platform.
+build-ForwarderFunction: $(DEPS_DIR)
+	test -n "$(ARTIFACTS_DIR)"
+	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"
+	cp -R "$(DEPS_DIR)/." "$(ARTIFACTS_DIR)/"
 	cp -r handler forwarder "$(ARTIFACTS_DIR)/"
-	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
+	find "$(ARTIFACTS_DIR)/handler" "$(ARTIFACTS_DIR)/forwarder" -name __pycache__ -prune -exec rm -rf {} +
+	# /var/task is read-only, so without shipped bytecode every cold start compiles every module.
+	if $(SAME_PYTHON); then $(COMPILE) -s "$(ARTIFACTS_DIR)" "$(ARTIFACTS_DIR)/handler" "$(ARTIFACTS_DIR)/forwarder" >/dev/null; \
+	else echo "note: $(PYTHON) is not Python $(LAMBDA_PYTHON); the artifact ships without bytecode"; fi
+
+# Filled in a temporary directory and renamed, so an interrupted install never looks complete.
+$(DEPS_DIR): requirements.txt
+	rm -rf "$@.tmp" && mkdir -p "$@.tmp"
 	$(PYTHON) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt \
-	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
+	  --target "$@.tmp" --platform $(LAMBDA_PLATFORM) --implementation cp \
 	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: --upgrade
 	# pycountry's translations (22 MB of its 23) are never read: the code looks up English names only.
-	rm -rf "$(ARTIFACTS_DIR)/pycountry/locales"
-	# /var/task is read-only, so without shipped bytecode every cold start compiles every module.
-	# unchecked-hash: the zip does not keep source mtimes reliably, and the code never changes in place.
-	if $(PYTHON) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(LAMBDA_PYTHON)")'; \
-	then $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null; \
-	else echo "note: $(PYTHON) is not Python $(LAMBDA_PYTHON); the artifact ships without bytecode"; fi
+	rm -rf "$@.tmp/pycountry/locales"
+	if $(SAME_PYTHON); then $(COMPILE) -s "$@.tmp" "$@.tmp" >/dev/null; fi
+	rm -rf "$@" && mv "$@.tmp" "$@"
 
 build:  ## the deployable artifact, with the SAM CLI when installed, else the same Makefile target
 	if command -v sam >/dev/null; then sam build; \
 	else $(MAKE) build-ForwarderFunction ARTIFACTS_DIR=$(CURDIR)/.aws-sam/build/ForwarderFunction; fi
 
-deploy:
-	sam build && sam deploy --guided
+deploy:  ## sam build, then deploy to ENV=staging|prod as samconfig.toml says (--guided the first time only)
+	sam build
+	$(PYTHON) -m localdev.samconfig deploy $(ENV) --overrides '$(OVERRIDES)'
+
+deploy-built:  ## deploy .aws-sam/build as it is to ENV (the CI pipeline deploys one build to both)
+	$(PYTHON) -m localdev.samconfig deploy $(ENV) --overrides '$(OVERRIDES)'
+
+local-invoke: $(BIN)/.installed  ## sam local invoke, fully local: stand-ins here, a sample dated now (Docker)
+	sam build
+	$(BIN)/python -m localdev.sam_local invoke $(or $(NAME),purchase) $(ARGS)
+
+local-api: $(BIN)/.installed  ## sam local start-api on port 3000 against the same stand-ins (Docker)
+	sam build
+	$(BIN)/python -m localdev.sam_local start-api $(ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -r bench/requirements.txt

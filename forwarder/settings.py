@@ -63,6 +63,9 @@ _VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any scr
 _EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 _LOOPBACK_HOSTS = {"localhost"}
+# Under `sam local` (which sets AWS_SAM_LOCAL=true in its container) the host's stand-ins are reached by this
+# name; it is never a loopback address, so http:// to it is allowed there and nowhere else.
+_SAM_LOCAL_HOST = "host.docker.internal"
 # What a base URL `scheme://host[:port][/path]` may hold: RFC 3986's unreserved characters, "/" and, outside
 # the path, ":" and the "[" "]" around an IPv6 address. Anything else, such as whitespace, control
 # characters, "?", "#", ";", "%", "@" or a backslash, could send the request elsewhere than the URL checked:
@@ -72,7 +75,8 @@ _BASE_URL_CHARS = _PATH_CHARS | frozenset(":[]")
 # A host name label (RFC 1123: letters, digits, hyphens; an internationalised name in its punycode form).
 _LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 _GRAPH_URL_RULE = (
-    "FACEBOOK_GRAPH_URL must be https://host[:port][/path] (http:// only on loopback), with a port from 1 to "
+    "FACEBOOK_GRAPH_URL must be https://host[:port][/path] (http:// only on loopback, or to host.docker.internal "
+    "under sam local), with a port from 1 to "
     "65535, a path of letters, digits, '-', '.', '_', '~' and '/', and no credentials, query, fragment, "
     "';' parameters, whitespace or control characters"
 )
@@ -140,19 +144,24 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _graph_url(raw: str) -> str:
+def _graph_url(raw: str, sam_local: bool = False) -> str:
     """The Graph API base URL without its trailing slash; the events path is appended to it.
 
-    HTTPS only, except an explicit loopback base URL for local runs and tests; a plain path prefix (a
-    proxy such as https://proxy.example.com/graph) is allowed. Raises SettingsError otherwise.
+    HTTPS only, except an explicit loopback base URL for local runs and tests, and host.docker.internal
+    when `sam_local` (the function runs in `sam local`'s container); a plain path prefix (a proxy such as
+    https://proxy.example.com/graph) is allowed. Raises SettingsError otherwise.
     """
     url = raw.strip().rstrip("/")
     parts = _base_url_parts(url)
     if parts is None or not (
-        parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
+        parts.scheme == "https" or (parts.scheme == "http" and _plain_http_allowed(parts.hostname or "", sam_local))
     ):
         raise SettingsError(_GRAPH_URL_RULE)
     return url
+
+
+def _plain_http_allowed(host: str, sam_local: bool) -> bool:
+    return _is_loopback(host) or (sam_local and host == _SAM_LOCAL_HOST)
 
 
 def _base_url_parts(url: str) -> SplitResult | None:
@@ -230,7 +239,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ldu_mode=_choice(env, "SEND_CCPA_LIMITED_DATA_USE", LduMode, LduMode.NEVER),
         api=api,
         api_version=version,
-        graph_url=_graph_url(env.get("FACEBOOK_GRAPH_URL", "") or "https://graph.facebook.com"),
+        graph_url=_graph_url(
+            env.get("FACEBOOK_GRAPH_URL", "") or "https://graph.facebook.com", env.get("AWS_SAM_LOCAL") == "true"
+        ),
         upload_tag=upload_tag,
         default_currency=currency,
         event_names=_event_names(env.get("EVENT_NAME_OVERRIDES", "")),

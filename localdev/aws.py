@@ -37,13 +37,14 @@ def default_secret() -> dict[str, str]:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server on a free loopback port; yields its endpoint URL."""
+def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
+    """A moto server on a free port of `host` (loopback by default); yields its endpoint URL."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    bound, port = server.get_host_and_port()
+    # Listening on every address: reach it on loopback.
+    endpoint = f"http://{'127.0.0.1' if bound in ('0.0.0.0', '') else bound}:{port}"
     # moto keeps its state per process, not per server: start every server empty.
     requests.post(f"{endpoint}/moto-api/reset", timeout=5)
     try:

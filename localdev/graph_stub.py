@@ -1,8 +1,9 @@
-"""A local Graph API stand-in on loopback: checks each request the way Facebook would.
+"""A local Graph API stand-in: checks each request the way Facebook would.
 
-Used by `make run`, the integration tests and the benchmarks. It answers like Meta's Offline
-Conversions API (when the body has `upload_tag`) or Conversions API, with Meta's error shapes, and
-can be scripted with faults (`stub.script(...)`) for tests.
+Used by `make run`, `make local-invoke`, the integration tests and the benchmarks. It answers like
+Meta's Offline Conversions API (when the body has `upload_tag`) or Conversions API, with Meta's error
+shapes, and can be scripted with faults (`stub.script(...)`) for tests. It listens on loopback unless
+given another address (`GraphStub(host=...)`, for a `sam local` container).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 _PATH = re.compile(r"/v(\d+)\.\d+/(\d+)/events")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# Meta: standard event names, exact spelling (marketing-api/offline-conversions, conversions-api/parameters).
+# Meta: standard event names, exact spelling. The Offline Conversions API took only these; the Conversions
+# API also takes custom names ("a standard event or custom event name",
+# https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event).
 META_STANDARD_EVENTS = {
     "ViewContent", "Search", "AddToCart", "AddToWishlist", "InitiateCheckout", "AddPaymentInfo", "Purchase",
     "Lead", "CompleteRegistration", "Other", "Contact", "CustomizeProduct", "Donate", "FindLocation",
@@ -68,6 +71,7 @@ class GraphStub:
     validate: bool = True
     datasets: set[str] | None = None  # the event set / dataset ids that exist (None: any)
     deprecated_before: int = 0  # Graph versions below this major are refused, as Meta refuses retired ones
+    host: str = "127.0.0.1"  # the address to listen on
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
@@ -80,6 +84,10 @@ class GraphStub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle's algorithm the body then waits for the
+            # client's delayed ACK (about 40 ms) on every keep-alive request, which is the stand-in's
+            # delay, not the function's.
+            disable_nagle_algorithm = True
 
             def setup(self) -> None:
                 stub.connections += 1
@@ -91,7 +99,7 @@ class GraphStub:
             def do_POST(self) -> None:
                 stub._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         # A short poll keeps shutdown() quick: the tests start one stand-in each.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -106,6 +114,10 @@ class GraphStub:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -189,11 +201,14 @@ def _error(code: int, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def _event_problem(event: Any, api: str) -> str | None:
-    """Meta's per-event rules (facebook-api.md): the checks a real request would fail."""
+    """Meta's per-event rules: the checks a real request would fail."""
     if not isinstance(event, dict):
         return "event must be an object"
-    if event.get("event_name") not in META_STANDARD_EVENTS:
-        return f"event_name {event.get('event_name')!r} is not a standard event"
+    name = event.get("event_name")
+    if api == "offline_conversions" and name not in META_STANDARD_EVENTS:
+        return f"event_name {name!r} is not a standard event"
+    if not isinstance(name, str) or not name.strip():
+        return "event_name must be a standard or custom event name"
     event_time = event.get("event_time")
     if not isinstance(event_time, int) or not time.time() - 62 * 86400 <= event_time <= time.time() + 3600:
         return "event_time must be unix seconds within the last 62 days"

@@ -3,7 +3,9 @@
 The slow test builds the artifact exactly as `sam build` does (the Makefile's `build-ForwarderFunction`,
 host platform instead of arm64 so it can be imported here), then runs every sample through
 `handler.app.lambda_handler` in a fresh interpreter whose sys.path is the artifact and the standard
-library only, against a local Graph API stand-in and a moto server. Deselect with `-m "not slow"`.
+library only, against a local Graph API stand-in and a moto server. A second build, from the Makefile's
+dependency cache, must give the same bytes: `make deploy` names the version after them. Deselect with
+`-m "not slow"`.
 """
 
 from __future__ import annotations
@@ -149,11 +151,9 @@ def test_malformed_sample_is_not_json() -> None:
 # --- the artifact ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(target: Path, deps_cache: Path) -> Path:
     if sys.platform != "linux" or shutil.which("make") is None:
         pytest.skip("building the Linux artifact needs Linux and make")
-    target = tmp_path_factory.mktemp("artifact") / "ForwarderFunction"
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     result = subprocess.run(  # noqa: S603 - our own Makefile target
         [
@@ -161,6 +161,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-print-directory",
             "build-ForwarderFunction",
             f"ARTIFACTS_DIR={target}",
+            f"DEPS_CACHE={deps_cache}",
             f"LAMBDA_PLATFORM={host_platform()}",
             f"LAMBDA_PYTHON={python}",
             f"PYTHON={sys.executable}",
@@ -173,6 +174,33 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return target
+
+
+@pytest.fixture(scope="module")
+def deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deps-cache")
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory, deps_cache: Path) -> Path:
+    return build(tmp_path_factory.mktemp("artifact") / "ForwarderFunction", deps_cache)
+
+
+def tree(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_build_from_the_dependency_cache_is_the_same_bytes(
+    artifact: Path, deps_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    (entry,) = deps_cache.iterdir()  # the first build filled it
+    again = build(tmp_path_factory.mktemp("again") / "ForwarderFunction", deps_cache)
+    assert tree(again) == tree(artifact)
+    assert list(deps_cache.iterdir()) == [entry]
+    compiled = again / "forwarder" / "__pycache__"
+    assert compiled.is_dir()  # tracebacks name Lambda's paths, not the build machine's
+    assert b"/var/task/forwarder/settings.py" in next(compiled.glob("settings.*.pyc")).read_bytes()
 
 
 @pytest.mark.slow

@@ -1,24 +1,34 @@
-"""template.yaml: lint-clean, least-privilege, alarmed, and wired to the code the way the contract says.
+"""template.yaml and samconfig.toml: lint-clean, least-privilege, alarmed, deployed safely per environment,
+and wired to the code the way README ("Configuration", "HTTP contract") and docs/deploy.md say.
 
 The template is read with cfn-lint's own decoder (short-form intrinsics become ``{"Ref": ...}`` dicts).
 SAM policy templates are expanded here from their published definitions, so the IAM assertions are about
-the statements CloudFormation will really create, not about the policy template names.
+the statements CloudFormation will really create, not about the policy template names. Where the SAM CLI
+is installed, the template is also built and transformed by SAM itself and the result checked.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from cfnlint.api import lint_file
 from cfnlint.config import ManualArgs
 from cfnlint.decode import decode_str
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forwarder.settings import SettingsError, load_settings
+from localdev import samconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -27,8 +37,7 @@ TEMPLATE = ROOT / "template.yaml"
 API_GATEWAY_TIMEOUT_S = 29
 FUNCTION_ID = "ForwarderFunction"
 
-# README, "Configuration": what the deployed function must be given. FACEBOOK_GRAPH_URL and
-# AWS_ENDPOINT_URL are for tests only and must never be set by the stack.
+# README, "Configuration": what the deployed function must be given.
 CONTRACT_ENV = {
     "SECRET_ID",
     "OFFLINE_EVENT_SET_ID",
@@ -41,7 +50,10 @@ CONTRACT_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
 }
-TEST_ONLY_ENV = {"FACEBOOK_GRAPH_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
+# Declared only so that `sam local --env-vars` can set them (make local-invoke); a deployed stack must
+# leave them empty, which the code and boto3 read as unset.
+LOCAL_ONLY_ENV = {"FACEBOOK_GRAPH_URL", "AWS_ENDPOINT_URL"}
+NEVER_DECLARED_ENV = {"AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SQS", "AWS_SAM_LOCAL"}
 
 # The statements of the two SAM policy templates the function may use, as published in
 # aws/serverless-application-model samtranslator/policy_templates_data/policy_templates.json.
@@ -74,6 +86,9 @@ POLICY_TEMPLATES: dict[str, dict[str, Any]] = {
 
 METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_ENV = "POWERTOOLS_SERVICE_NAME"
+# Per stack: a staging and a production stack in one account must not share metrics, alarms or dashboards.
+STACK_NAMESPACE = {"Fn::Sub": "MParticleFacebookForwarder/${AWS::StackName}"}
+STACK_SERVICE = {"Ref": "AWS::StackName"}
 # README, "Observability": the custom metrics that must page someone.
 CUSTOM_ALARM_METRICS = {"DeliveryFailures", "EventsSkipped", "EventsParked", "ParkingFailures"}
 
@@ -152,17 +167,34 @@ def resolve_sub(expr: Any) -> tuple[str, dict[str, Any]]:
     return (value, {}) if isinstance(value, str) else (value[0], value[1])
 
 
-def function_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
-    """The IAM statements SAM will put in the function's role, policy templates expanded."""
+def function_policies(function: dict[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """(condition or None, IAM statements) per entry of the function's Policies, policy templates expanded."""
     props = function["Properties"]
     assert "Role" not in props, "a custom Role bypasses the scoped policies below"
-    statements = []
+    found = []
     for policy in props.get("Policies", []):
-        assert isinstance(policy, dict) and len(policy) == 1, f"only policy templates are allowed: {policy}"
+        condition = None
+        if isinstance(policy, dict) and set(policy) == {"Fn::If"}:
+            condition, policy, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, "a conditional policy is granted or not, never swapped"
+        assert isinstance(policy, dict) and len(policy) == 1, f"unexpected policy entry: {policy}"
         (name, params), *_ = policy.items()
+        if name == "Statement":  # an inline policy document
+            found.append((condition, params))
+            continue
         assert name in POLICY_TEMPLATES, f"unexpected policy {name}: review its scope, then list it here"
-        statements += substitute(POLICY_TEMPLATES[name]["Statement"], params)
-    return statements
+        found.append((condition, substitute(POLICY_TEMPLATES[name]["Statement"], params)))
+    return found
+
+
+def function_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The IAM statements every stack puts in the function's role."""
+    return [s for condition, statements in function_policies(function) if condition is None for s in statements]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action
 
 
 # --- cfn-lint / SAM CLI ----------------------------------------------------------------------------------
@@ -209,8 +241,12 @@ def test_sam_validate_lint() -> None:
 
 
 def test_policy_template_definitions_match_sam() -> None:
-    samtranslator = pytest.importorskip("samtranslator")
-    path = Path(samtranslator.__file__).parent / "policy_templates_data" / "policy_templates.json"
+    python = _sam_python()
+    if python is None:
+        pytest.skip("SAM's translator is not installed")
+    where = "import pathlib, samtranslator; print(pathlib.Path(samtranslator.__file__).parent)"
+    package = subprocess.run([python, "-c", where], capture_output=True, text=True, check=True).stdout.strip()  # noqa: S603
+    path = Path(package) / "policy_templates_data" / "policy_templates.json"
     published = json.loads(path.read_text())["Templates"]
     for name, definition in POLICY_TEMPLATES.items():
         assert published[name]["Definition"]["Statement"] == definition["Statement"], name
@@ -242,11 +278,32 @@ def test_function_entry_point_is_built_by_the_makefile(function: dict[str, Any])
 
 def test_function_environment_covers_the_contract(env: dict[str, Any], template: dict[str, Any]) -> None:
     assert env.keys() >= CONTRACT_ENV, sorted(CONTRACT_ENV - env.keys())
-    assert not env.keys() & TEST_ONLY_ENV
-    assert env["POWERTOOLS_SERVICE_NAME"] == "facebook-offline-forwarder"
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MParticleFacebookForwarder"
+    assert not env.keys() & NEVER_DECLARED_ENV
     params = template["Parameters"]
     assert ref(env["OFFLINE_EVENT_SET_ID"]) in params
+
+
+def test_metrics_namespace_and_service_name_are_the_stacks(env: dict[str, Any]) -> None:
+    assert env[METRICS_NAMESPACE_ENV] == STACK_NAMESPACE
+    assert env[SERVICE_ENV] == STACK_SERVICE
+
+
+def test_local_only_variables_are_declared_empty(env: dict[str, Any]) -> None:
+    # Declared for `sam local --env-vars`; a deployed stack sets them to "" (never a URL).
+    assert {name: env.get(name) for name in LOCAL_ONLY_ENV} == dict.fromkeys(LOCAL_ONLY_ENV, "")
+
+
+def test_an_empty_endpoint_variable_is_the_same_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's ConfiguredEndpointProvider skips an empty AWS_ENDPOINT_URL; the code an empty Graph URL."""
+    _no_aws_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    for service in ("secretsmanager", "sqs"):
+        client = boto3.session.Session().client(service, region_name="eu-west-1")
+        assert client.meta.endpoint_url == f"https://{service}.eu-west-1.amazonaws.com", service
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")  # the same variable with a value does count
+    assert boto3.session.Session().client("sqs", region_name="eu-west-1").meta.endpoint_url == "http://127.0.0.1:5000"
+    required = {"SECRET_ID": "s", "OFFLINE_EVENT_SET_ID": "1", "PARKING_QUEUE_URL": "q"}
+    assert load_settings({**required, "FACEBOOK_GRAPH_URL": ""}).graph_url == "https://graph.facebook.com"
 
 
 @pytest.mark.parametrize(
@@ -288,9 +345,34 @@ def test_function_log_group_has_retention(resources: dict[str, Any]) -> None:
 
 
 def test_function_may_only_read_its_secret_and_park_in_its_queue(function: dict[str, Any]) -> None:
-    actions = sorted(a for s in function_statements(function) for a in s["Action"])
-    assert actions == ["secretsmanager:GetSecretValue", "sqs:SendMessage*"]
-    assert all(s["Effect"] == "Allow" and "NotResource" not in s for s in function_statements(function))
+    granted = sorted(a for s in function_statements(function) for a in actions(s))
+    assert granted == ["secretsmanager:GetSecretValue", "sqs:SendMessage*"]
+    everything = [s for _, statements in function_policies(function) for s in statements]
+    assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
+    conditional = [(c, a) for c, statements in function_policies(function) if c for s in statements for a in actions(s)]
+    assert conditional == [("DecryptWithSecretKey", "kms:Decrypt")]
+
+
+def test_kms_decrypt_is_for_an_existing_secrets_own_key_through_secrets_manager_only(
+    function: dict[str, Any], template: dict[str, Any]
+) -> None:
+    ((condition, statements),) = [(c, s) for c, s in function_policies(function) if c]
+    (statement,) = statements
+    assert statement["Resource"] == {"Ref": "ExistingSecretKmsKeyArn"}
+    via = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": via}}
+    # Granted exactly when the stack reads an existing secret and its key is named.
+    assert template["Conditions"][condition] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Condition": "CreateSecret"}]},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExistingSecretKmsKeyArn"}, ""]}]},
+        ]
+    }
+    pattern = re.compile(template["Parameters"]["ExistingSecretKmsKeyArn"]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert pattern.fullmatch("arn:aws:kms:eu-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab")
+    assert not pattern.fullmatch("arn:aws:kms:eu-west-1:123456789012:alias/secrets")  # IAM needs the key's ARN
 
 
 def test_get_secret_value_is_scoped_to_the_stack_secret(
@@ -341,6 +423,18 @@ def test_no_other_iam_grants_reach_the_function(resources: dict[str, Any]) -> No
     for name, role in of_type(resources, "AWS::IAM::Role").items():
         principals = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
         assert "lambda.amazonaws.com" not in principals, name
+
+
+def test_the_account_wide_api_gateway_logging_role_is_an_explicit_choice(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    parameter = template["Parameters"]["CreateApiGatewayLoggingRole"]
+    assert "Default" not in parameter, "true replaces a setting every API of the account and region uses"
+    assert set(parameter["AllowedValues"]) == {"true", "false"}
+    assert "REPLACING" in parameter["Description"] and "account" in parameter["Description"]
+    for name in ("ApiGatewayLoggingRole", "ApiGatewayAccount"):
+        condition = resources[name]["Condition"]
+        assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "CreateApiGatewayLoggingRole"}, "true"]}
 
 
 def test_parking_queue_is_encrypted_and_keeps_messages_14_days(resources: dict[str, Any]) -> None:
@@ -479,13 +573,13 @@ def dashboard_metrics(body: dict[str, Any]) -> set[tuple[str, str]]:
     return found
 
 
-def test_dashboard_shows_the_design_notes_metrics(resources: dict[str, Any], env: dict[str, Any]) -> None:
+def test_dashboard_shows_the_custom_metrics_of_this_stack(resources: dict[str, Any], env: dict[str, Any]) -> None:
     (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     text, variables = resolve_sub(dashboard["Properties"]["DashboardBody"])
-    for name, value in variables.items():
-        text = text.replace(f"${{{name}}}", value)
+    assert variables == {"Ns": env[METRICS_NAMESPACE_ENV], "Svc": env[SERVICE_ENV]}
+    namespace = "THIS-STACKS-NAMESPACE"
+    text = text.replace("${Ns}", namespace).replace("${Svc}", "this-stack")
     body = json.loads(re.sub(r"\$\{[^}]+\}", "placeholder", text))
-    namespace = env[METRICS_NAMESPACE_ENV]
     expected = [
         "EventsReceived",
         "EventsForwarded",
@@ -517,3 +611,450 @@ def test_outputs_tell_the_operator_what_to_configure(template: dict[str, Any], r
         rf"https://\${{{api_id}}}\.execute-api\.\${{AWS::Region}}\.\${{AWS::URLSuffix}}/{stage}/events", url
     )
     assert ref(outputs["ParkingQueueUrl"]["Value"]) in of_type(resources, "AWS::SQS::Queue")
+    assert outputs["MetricsNamespace"]["Value"] == STACK_NAMESPACE
+
+
+# The variables `make replay` needs to send where the function sends (README, "Parking and replay").
+REPLAY_VARIABLES = {
+    "AWS_DEFAULT_REGION",
+    "SECRET_ID",
+    "PARKING_QUEUE_URL",
+    "OFFLINE_EVENT_SET_ID",
+    "FACEBOOK_API",
+    "FACEBOOK_API_VERSION",
+    "UPLOAD_TAG",
+    "TEST_EVENT_CODE",
+}
+
+
+def test_replay_environment_output_is_the_functions_destination_quoted_for_a_shell(
+    template: dict[str, Any], env: dict[str, Any]
+) -> None:
+    text, variables = template["Outputs"]["ReplayEnvironment"]["Value"]["Fn::Sub"]
+    assert variables == {"Secret": env["SECRET_ID"]}
+    assignments = dict(re.findall(r"([A-Z_]+)='\$\{([^}]+)\}'", text))
+    assert assignments.keys() == REPLAY_VARIABLES
+    # Each value is the one the function is given: the same parameter, resource or secret.
+    for name, placeholder in assignments.items():
+        if name == "AWS_DEFAULT_REGION":
+            assert placeholder == "AWS::Region"
+        elif placeholder == "Secret":
+            assert name == "SECRET_ID"
+        else:
+            assert {"Ref": placeholder} in alternatives(env[name]), name
+    # Free text cannot break out of the single quotes.
+    for name in ("UploadTag", "TestEventCode"):
+        assert not re.fullmatch(template["Parameters"][name]["AllowedPattern"], "a'b"), name
+    values = {
+        "AWS::Region": "eu-west-1",
+        "Secret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forwarder-AbCdEf",
+        "ParkingQueue": "https://sqs.eu-west-1.amazonaws.com/123456789012/parking",
+        "OfflineEventSetId": "1234567890",
+        "FacebookApi": "conversions_api",
+        "FacebookApiVersion": "",
+        "UploadTag": 'store uploads $HOME `id` "q" ; echo',
+        "TestEventCode": "TEST12345",
+    }
+    line = re.sub(r"\$\{([^}]+)\}", lambda match: values[match.group(1)], text)
+    shell = subprocess.run(  # noqa: S603 - sh, evaluating the output as docs/deploy.md does
+        ["/bin/sh", "-c", 'eval "$1" && env', "sh", line],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    exported = dict(entry.split("=", 1) for entry in shell.stdout.splitlines() if "=" in entry)
+    assert exported["UPLOAD_TAG"] == values["UploadTag"]
+    settings_now = load_settings(exported)
+    assert (settings_now.event_set_id, settings_now.test_event_code) == ("1234567890", "TEST12345")
+    assert settings_now.parking_queue_url == values["ParkingQueue"] and settings_now.secret_id == values["Secret"]
+
+
+# --- template parameters that a typo must not get past ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def event_name_pattern(template: dict[str, Any]) -> re.Pattern[str]:
+    return re.compile(template["Parameters"]["EventNameOverrides"]["AllowedPattern"])
+
+
+REQUIRED_SETTINGS = {"SECRET_ID": "s", "OFFLINE_EVENT_SET_ID": "1", "PARKING_QUEUE_URL": "q"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_event_name_override_the_template_accepts_the_code_accepts(
+    event_name_pattern: re.Pattern[str], data: st.DataObject
+) -> None:
+    value = data.draw(st.from_regex(event_name_pattern, fullmatch=True))
+    load_settings({**REQUIRED_SETTINGS, "EVENT_NAME_OVERRIDES": value})
+
+
+@pytest.mark.parametrize(
+    "value", ["", "checkout=Checkout,add_to_wishlist=AddToWishList", " checkout = Check Out , purchase=Buy_1 "]
+)
+def test_event_name_overrides_in_use_are_accepted(event_name_pattern: re.Pattern[str], value: str) -> None:
+    assert event_name_pattern.fullmatch(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "chekout=Checkout",
+        "refund=Refund",
+        "checkout:Checkout",
+        "checkout=",
+        "checkout=Check/Out",
+        "checkout=Checkout;purchase=Buy",
+        "checkout=Checkout purchase=Buy",
+        "checkout=" + "A" * 101,
+        "checkout=Café",
+    ],
+)
+def test_an_event_name_override_the_code_refuses_is_refused_before_deploying(
+    event_name_pattern: re.Pattern[str], value: str
+) -> None:
+    with pytest.raises(SettingsError, match="EVENT_NAME_OVERRIDES"):
+        load_settings({**REQUIRED_SETTINGS, "EVENT_NAME_OVERRIDES": value})
+    assert not event_name_pattern.fullmatch(value)
+
+
+# --- safe deploys: an alias, CodeDeploy, alarms ----------------------------------------------------------------------
+
+# SAM's predefined CodeDeploy configurations (AWS::Serverless::Function DeploymentPreference.Type).
+SAM_DEPLOYMENT_TYPES = {
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+    "AllAtOnce",
+}
+# docs/deploy.md, "Safe deploys and rollback": what a bad version shows within minutes. Not the duration
+# alarm (three periods, and mostly Facebook's latency), throttles (capacity), skipped events (15 minutes,
+# the traffic's mix) or the parking backlog (in ALARM until parked batches are replayed: every deploy
+# meanwhile would roll back).
+ROLLBACK_ALARMS = {"FunctionErrorsAlarm", "Api5xxAlarm", "DeliveryFailuresAlarm", "ParkingFailuresAlarm"}
+
+
+def test_requests_reach_an_alias_that_codedeploy_moves_and_alarms_roll_back(
+    function: dict[str, Any], template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    props = function["Properties"]
+    assert props["AutoPublishAlias"] == "live"
+    preference = props["DeploymentPreference"]
+    assert preference.get("Enabled", True) is True
+    parameter = template["Parameters"][ref(preference["Type"])]
+    assert set(parameter["AllowedValues"]) <= SAM_DEPLOYMENT_TYPES
+    assert parameter["Default"].startswith("Canary")
+    assert {ref(alarm) for alarm in preference["Alarms"]} == ROLLBACK_ALARMS
+    assert all(resources[name]["Type"] == "AWS::CloudWatch::Alarm" for name in ROLLBACK_ALARMS)
+
+
+def test_rollback_alarms_can_fire_while_the_default_canary_runs(
+    function: dict[str, Any], template: dict[str, Any], alarms: dict[str, Any]
+) -> None:
+    default = template["Parameters"][ref(function["Properties"]["DeploymentPreference"]["Type"])]["Default"]
+    bake_seconds = int(re.fullmatch(r"Canary10Percent(\d+)Minutes", default).group(1)) * 60
+    for name in ROLLBACK_ALARMS:
+        alarm = alarms[name]
+        window = alarm["Period"] * alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
+        assert 2 * window <= bake_seconds, f"{name} needs {window} s of data; the canary waits {bake_seconds} s"
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+
+
+def test_a_configuration_change_publishes_a_version_for_the_alias(
+    function: dict[str, Any], template: dict[str, Any]
+) -> None:
+    # SAM names the version after the code only; a parameter change would reach $LATEST but not "live".
+    assert ref(function["Properties"]["AutoPublishCodeSha256"]) == samconfig.DIGEST_PARAMETER
+    parameter = template["Parameters"][samconfig.DIGEST_PARAMETER]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "0123456789abcdef"[: samconfig.DIGEST_LENGTH])
+
+
+def test_deploy_tooling_knows_the_parameters_without_a_default(template: dict[str, Any]) -> None:
+    without_default = {name for name, parameter in template["Parameters"].items() if "Default" not in parameter}
+    assert set(samconfig.REQUIRED_PARAMETERS) == without_default
+
+
+# --- samconfig.toml and make deploy ------------------------------------------------------------------------------
+
+ENVIRONMENTS = ("staging", "prod")
+
+
+@pytest.fixture(scope="module")
+def sam_config() -> dict[str, Any]:
+    return samconfig.load(ROOT / "samconfig.toml")
+
+
+def test_every_build_runs_in_the_source_tree(sam_config: dict[str, Any]) -> None:
+    for env_name in ("default", *ENVIRONMENTS):
+        assert sam_config[env_name]["build"]["parameters"]["build_in_source"] is True, env_name
+
+
+def test_staging_and_prod_are_separate_stacks_deployed_their_own_way(
+    sam_config: dict[str, Any], template: dict[str, Any]
+) -> None:
+    sections = {name: samconfig.deploy_parameters(sam_config, name) for name in ENVIRONMENTS}
+    assert len({section["stack_name"] for section in sections.values()}) == len(ENVIRONMENTS)
+    allowed_types = set(template["Parameters"]["DeploymentType"]["AllowedValues"])
+    for name, section in sections.items():
+        assert section["capabilities"] == "CAPABILITY_IAM" and section["resolve_s3"] is True, name
+        (deployment_type,) = re.findall(r'DeploymentType="(\w+)"', section["parameter_overrides"])
+        assert deployment_type in allowed_types, name
+        assert 'ConfigurationDigest=""' in section["parameter_overrides"], "a plain sam deploy must not keep an old one"
+    assert "AllAtOnce" not in sections["prod"]["parameter_overrides"]
+    assert sections["prod"]["confirm_changeset"] is True
+
+
+def test_samconfig_is_committed_not_ignored() -> None:
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "samconfig.toml" not in ignored
+
+
+def built(tmp_path: Path, code: str = "print('v1')") -> Path:
+    build_dir = tmp_path / "build"
+    (build_dir / "ForwarderFunction" / "handler").mkdir(parents=True, exist_ok=True)
+    (build_dir / "template.yaml").write_text("Resources: {}\n")
+    (build_dir / "ForwarderFunction" / "handler" / "app.py").write_text(code)
+    return build_dir
+
+
+def test_the_first_deploy_of_an_environment_is_guided(sam_config: dict[str, Any], tmp_path: Path) -> None:
+    command = samconfig.deploy_command(sam_config, "staging", [], built(tmp_path), interactive=True)
+    assert command == ["sam", "deploy", "--guided", "--config-env", "staging"]
+    with pytest.raises(samconfig.DeployError, match=r"does not set CreateApiGatewayLoggingRole, OfflineEventSetId"):
+        samconfig.deploy_command(sam_config, "staging", [], built(tmp_path), interactive=False)
+    with pytest.raises(samconfig.DeployError, match=r"no \[qa.deploy.parameters\]"):
+        samconfig.deploy_command(sam_config, "qa", [], built(tmp_path), interactive=True)
+
+
+def test_later_deploys_ask_nothing_and_publish_a_version_for_any_change(
+    sam_config: dict[str, Any], tmp_path: Path
+) -> None:
+    saved = 'OfflineEventSetId="123" CreateApiGatewayLoggingRole="false" ConfigurationDigest=""'
+    config = json.loads(json.dumps(sam_config))
+    config["prod"]["deploy"]["parameters"]["parameter_overrides"] = saved
+    build_dir = built(tmp_path)
+
+    def command(extra: list[str]) -> list[str]:
+        return samconfig.deploy_command(config, "prod", extra, build_dir, interactive=False)
+
+    first = command(["TestEventCode=TEST1"])
+    assert first[:5] == ["sam", "deploy", "--config-env", "prod", "--parameter-overrides"]
+    assert "--guided" not in first and first[-1] == "--no-confirm-changeset"
+    assert first[5:7] == [saved, "TestEventCode=TEST1"]
+    name, _, value = first[7].partition("=")
+    assert name == samconfig.DIGEST_PARAMETER and re.fullmatch(r"[0-9a-f]{16}", value)
+    assert command(["TestEventCode=TEST1"]) == first, "nothing changed: the same version"
+    assert command(["TestEventCode=TEST2"])[7] != first[7], "a parameter changed"
+    built(tmp_path, code="print('v2')")
+    assert command(["TestEventCode=TEST1"])[7] != first[7], "the code changed"
+
+
+# --- the CI/CD pipeline example ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+    return yaml.safe_load((ROOT / ".github" / "workflows" / "pipeline.yml").read_text())
+
+
+def test_pipeline_tests_builds_once_and_deploys_staging_then_prod_with_approval(pipeline: dict[str, Any]) -> None:
+    jobs = pipeline["jobs"]
+    assert set(jobs) == {"test", "build", "deploy-staging", "deploy-prod"}
+    assert "make test" in json.dumps(jobs["test"])
+    assert jobs["build"]["needs"] == "test"
+    assert jobs["deploy-staging"]["needs"] == "build"
+    assert jobs["deploy-prod"]["needs"] == "deploy-staging"
+    assert jobs["deploy-prod"]["environment"]["name"] == "production", "required reviewers approve prod"
+    for name in ("deploy-staging", "deploy-prod"):
+        job = json.dumps(jobs[name])
+        assert jobs[name]["permissions"]["id-token"] == "write", f"{name}: OIDC, no stored AWS keys"
+        assert "aws-actions/configure-aws-credentials" in job and "role-to-assume" in job
+        assert "aws-access-key-id" not in job and "secrets.AWS" not in job
+        assert f"make deploy-built ENV={name.removeprefix('deploy-')}" in job
+        assert "download-artifact" in job, "deploys the build the pipeline tested"
+
+
+# --- the SAM CLI itself, where installed ------------------------------------------------------------------------------
+
+
+def _sam_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return env | {
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+
+
+def _sam_python() -> str | None:
+    """An interpreter with SAM's translator: this one, or the one the SAM CLI runs on (pip installs)."""
+    if importlib.util.find_spec("samtranslator") is not None:
+        return sys.executable
+    if SAM is None:
+        return None
+    first = Path(SAM).read_bytes()[:200].split(b"\n", 1)[0]
+    if not first.startswith(b"#!"):
+        return None
+    python = first[2:].decode().strip().split()[0]
+    probe = subprocess.run([python, "-c", "import samtranslator"], capture_output=True, check=False)  # noqa: S603
+    return python if probe.returncode == 0 else None
+
+
+@pytest.fixture(scope="module")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if SAM is None:
+        pytest.skip("SAM CLI not installed (optional, not in CI)")
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    result = subprocess.run(  # noqa: S603 - the installed SAM CLI on our template, with samconfig.toml
+        [SAM, "build", "--build-dir", str(build_dir)],
+        cwd=ROOT,
+        env=_sam_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return build_dir
+
+
+@pytest.mark.slow
+def test_sam_builds_the_function_with_the_makefile_in_the_source_tree(sam_build: Path) -> None:
+    artifact = sam_build / FUNCTION_ID
+    assert (artifact / "handler" / "app.py").is_file() and (artifact / "forwarder" / "settings.py").is_file()
+    assert (artifact / "boto3").is_dir() and (artifact / "aws_lambda_powertools").is_dir()
+    assert not {".venv", "tests", "localdev", "bench", "events", "template.yaml"} & {p.name for p in artifact.iterdir()}
+    assert "build_in_source" in (ROOT / "samconfig.toml").read_text()
+
+
+TRANSLATE = r"""
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+template = yaml_parse(open(sys.argv[1]).read())
+for resource in template["Resources"].values():
+    if resource["Type"] == "AWS::Serverless::Function":  # as sam validate does: a packaged location
+        resource["Properties"]["CodeUri"] = "s3://bucket/key"
+
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+print(json.dumps(transform(template, json.loads(sys.argv[2]), NoManagedPolicies())))
+"""
+SAM_PARAMETERS = {
+    "OfflineEventSetId": "1234567890",
+    "CreateApiGatewayLoggingRole": "false",
+    "ExistingSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:forwarder-AbCdEf",
+    "ExistingSecretKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "ConfigurationDigest": "0123456789abcdef",
+}
+
+
+@pytest.fixture(scope="module")
+def transformed(sam_build: Path) -> dict[str, Any]:
+    python = _sam_python()
+    if python is None:
+        pytest.skip("the SAM CLI's own Python (with samtranslator) is not reachable from its launcher")
+    result = subprocess.run(  # noqa: S603 - SAM's translator, on the template sam build wrote
+        [python, "-c", TRANSLATE, str(sam_build / "template.yaml"), json.dumps(SAM_PARAMETERS)],
+        env=_sam_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["Resources"]
+
+
+@pytest.mark.slow
+def test_sam_publishes_the_live_alias_and_lets_codedeploy_move_it(transformed: dict[str, Any]) -> None:
+    (alias_id,) = [k for k, v in transformed.items() if v["Type"] == "AWS::Lambda::Alias"]
+    alias = transformed[alias_id]
+    assert alias["Properties"]["Name"] == "live"
+    (version_id,) = [k for k, v in transformed.items() if v["Type"] == "AWS::Lambda::Version"]
+    assert version_id == f"{FUNCTION_ID}Version{SAM_PARAMETERS['ConfigurationDigest'][:10]}", "named by the digest"
+    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    group = transformed[ref(update["DeploymentGroupName"])]["Properties"]
+    assert {ref(alarm["Name"]) for alarm in group["AlarmConfiguration"]["Alarms"]} == ROLLBACK_ALARMS
+    assert group["AlarmConfiguration"]["Enabled"] is True
+    assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+    assert group["DeploymentConfigName"] == {
+        "Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": "Canary10Percent10Minutes"}]
+    }
+    # API Gateway invokes the alias, never $LATEST.
+    (api,) = [v for v in transformed.values() if v["Type"] == "AWS::ApiGateway::RestApi"]
+    uri = api["Properties"]["Body"]["paths"]["/events"]["post"]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    assert f"${{{alias_id}}}" in uri
+    permissions = [v for v in transformed.values() if v["Type"] == "AWS::Lambda::Permission"]
+    assert [p["Properties"]["FunctionName"] for p in permissions] == [{"Ref": alias_id}]
+
+
+@pytest.mark.slow
+def test_sam_gives_the_function_role_exactly_the_expected_statements(transformed: dict[str, Any]) -> None:
+    role = transformed[f"{FUNCTION_ID}Role"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["lambda.amazonaws.com"]}
+    found = []
+    for policy in role["Policies"]:
+        condition = None
+        if "Fn::If" in policy:
+            condition, policy, _ = policy["Fn::If"]
+        found += [(condition, action, s) for s in policy["PolicyDocument"]["Statement"] for action in actions(s)]
+    assert sorted((c or "", a) for c, a, _ in found) == [
+        ("", "secretsmanager:GetSecretValue"),
+        ("", "sqs:SendMessage*"),
+        ("DecryptWithSecretKey", "kms:Decrypt"),
+    ]
+    ((_, _, decrypt),) = [entry for entry in found if entry[1] == "kms:Decrypt"]
+    assert decrypt["Resource"] == {"Ref": "ExistingSecretKmsKeyArn"}
+    assert "kms:ViaService" in decrypt["Condition"]["StringEquals"]
+
+
+@pytest.mark.slow
+def test_sam_keeps_the_per_stack_namespace_and_empty_local_variables(transformed: dict[str, Any]) -> None:
+    variables = transformed[FUNCTION_ID]["Properties"]["Environment"]["Variables"]
+    assert variables[METRICS_NAMESPACE_ENV] == STACK_NAMESPACE and variables[SERVICE_ENV] == STACK_SERVICE
+    assert {name: variables[name] for name in LOCAL_ONLY_ENV} == dict.fromkeys(LOCAL_ONLY_ENV, "")
+    for name in ROLLBACK_ALARMS & {"DeliveryFailuresAlarm", "ParkingFailuresAlarm"}:
+        assert transformed[name]["Properties"]["Namespace"] == STACK_NAMESPACE
+
+
+def test_sam_reads_make_deploys_parameter_overrides_as_meant(sam_config: dict[str, Any], tmp_path: Path) -> None:
+    python = _sam_python()
+    if python is None:
+        pytest.skip("SAM CLI (with its Python) not installed")
+    config = json.loads(json.dumps(sam_config))
+    config["staging"]["deploy"]["parameters"]["parameter_overrides"] = (
+        'OfflineEventSetId="123" CreateApiGatewayLoggingRole="false" ConfigurationDigest="" '
+        'EventNameOverrides="checkout=Check Out,purchase=Buy"'
+    )
+    command = samconfig.deploy_command(config, "staging", ["TestEventCode=T1"], built(tmp_path), interactive=False)
+    tokens = command[command.index("--parameter-overrides") + 1 : command.index("--no-confirm-changeset")]
+    code = (
+        "import json, sys; from samcli.cli.types import CfnParameterOverridesType; "
+        "print(json.dumps(CfnParameterOverridesType().convert(tuple(json.loads(sys.argv[1])), None, None)))"
+    )
+    result = subprocess.run(  # noqa: S603 - SAM's own parser of --parameter-overrides
+        [python, "-c", code, json.dumps(tokens)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == {
+        "OfflineEventSetId": "123",
+        "CreateApiGatewayLoggingRole": "false",
+        "EventNameOverrides": "checkout=Check Out,purchase=Buy",
+        "TestEventCode": "T1",
+        "ConfigurationDigest": tokens[-1].partition("=")[2],
+    }

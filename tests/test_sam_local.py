@@ -1,0 +1,377 @@
+"""The pieces of `make local-invoke` / `make local-api` (localdev/sam_local.py), tested without Docker.
+
+The stand-ins start and answer where the container is told to call, the env file sets only variables the
+template declares (SAM ignores the others) and every one the function needs, the sample is dated now,
+real AWS credentials never reach sam, and the function accepts plain http:// to host.docker.internal only
+under `sam local`. Finally the whole command runs against a stand-in for `sam local invoke` that does
+what SAM does with the env file, in a fresh interpreter that resolves host.docker.internal to loopback.
+Also here: the Graph stand-in's own fixes (no Nagle delay, custom event names on the Conversions API).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from cfnlint.decode import decode_str
+
+from forwarder.settings import SettingsError, load_settings
+from localdev import sam_local
+from localdev.aws import WEBHOOK_AUTHORIZATION
+from localdev.graph_stub import GraphStub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    decoded, matches = decode_str((ROOT / "template.yaml").read_text())
+    assert not matches
+    return json.loads(json.dumps(decoded))
+
+
+@pytest.fixture(scope="module")
+def declared(template: dict[str, Any]) -> dict[str, Any]:
+    """The environment variables template.yaml declares for the function (all SAM can set)."""
+    return template["Resources"][sam_local.FUNCTION_ID]["Properties"]["Environment"]["Variables"]
+
+
+def refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        return {node["Ref"]} if set(node) == {"Ref"} else {r for value in node.values() for r in refs(value)}
+    if isinstance(node, list):
+        return {r for value in node for r in refs(value)}
+    return set()
+
+
+@pytest.fixture(scope="module")
+def local() -> Any:
+    with sam_local.stand_ins("127.0.0.1") as running:
+        yield running
+
+
+# --- where the stand-ins listen, and the names the container uses ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "docker0", "expected"),
+    [
+        ("Linux", "172.17.0.1", ("172.17.0.1", True)),  # Docker engine on this machine: its bridge, name mapped
+        ("Linux", None, ("127.0.0.1", False)),  # Docker Desktop for Linux: forwards the name to loopback
+        ("Darwin", None, ("127.0.0.1", False)),
+        ("Windows", None, ("127.0.0.1", False)),
+    ],
+)
+def test_the_stand_ins_listen_where_the_container_can_reach_them(
+    system: str, docker0: str | None, expected: tuple[str, bool]
+) -> None:
+    assert sam_local.bind_address(system, docker0) == expected
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads a Linux network interface")
+def test_an_interfaces_address_is_read_and_a_missing_one_is_none() -> None:
+    assert sam_local.interface_ipv4("lo") == "127.0.0.1"
+    assert sam_local.interface_ipv4("no-such-if0") is None
+
+
+def test_the_stand_ins_answer_and_the_container_is_told_the_same_ports(local: Any) -> None:
+    client = boto3.session.Session().client(
+        "secretsmanager",
+        endpoint_url=local.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    secret = json.loads(client.get_secret_value(SecretId=local.secret_id)["SecretString"])
+    assert secret["webhook_authorization"] == WEBHOOK_AUTHORIZATION  # what every sample sends
+    assert requests.post(f"{local.graph.url}/v26.0/1/events", json={}, timeout=5).status_code == 400  # answers
+    port = local.aws_endpoint.rsplit(":", 1)[1]
+    assert local.container_aws_endpoint == f"http://host.docker.internal:{port}"
+    assert local.container_graph_url == f"http://host.docker.internal:{local.graph.port}"
+    assert local.container_queue_url.startswith(f"http://host.docker.internal:{port}/")
+    assert local.container_queue_url.endswith("/mparticle-facebook-forwarder-parking")
+
+
+# --- the files sam is given -----------------------------------------------------------------------------------------
+
+
+def test_the_env_file_sets_only_declared_variables_and_all_the_function_needs(
+    local: Any, template: dict[str, Any], declared: dict[str, Any], tmp_path: Path
+) -> None:
+    env_file, _ = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    (function_id, values), *others = json.loads(env_file.read_text()).items()
+    assert function_id == sam_local.FUNCTION_ID and not others
+    assert values.keys() <= declared.keys(), sorted(values.keys() - declared.keys())  # SAM drops the rest
+    # What sam cannot resolve locally (references to resources), the endpoints, and the parameter without
+    # a default that the function reads.
+    from_resources = {name for name, value in declared.items() if refs(value) & template["Resources"].keys()}
+    assert from_resources == {"SECRET_ID", "PARKING_QUEUE_URL"}
+    assert values.keys() >= from_resources | {"AWS_ENDPOINT_URL", "FACEBOOK_GRAPH_URL", "OFFLINE_EVENT_SET_ID"}
+    settings = load_settings({**values, "AWS_SAM_LOCAL": "true"})
+    assert settings.graph_url == local.container_graph_url
+
+
+def test_the_sample_is_dated_now(local: Any, tmp_path: Path) -> None:
+    _, event_file = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    event = json.loads(event_file.read_text())
+    assert event["httpMethod"] == "POST" and event["path"] == "/events"
+    batch = json.loads(event["body"])
+    stamps = [e["data"]["timestamp_unixtime_ms"] for e in batch["events"]]
+    now_ms = time.time() * 1000
+    assert all(now_ms - 5 * 60_000 < stamp <= now_ms for stamp in stamps), stamps  # Facebook takes 62 days
+
+
+def test_an_unknown_sample_is_refused_with_the_choices() -> None:
+    with pytest.raises(SystemExit, match=r"choose one of: .*purchase"):
+        sam_local.sample_path("purchse")
+
+
+def test_the_sam_command_names_the_files_and_every_parameter_without_a_default(tmp_path: Path) -> None:
+    template, _ = decode_str((ROOT / "template.yaml").read_text())
+    required = {name for name, p in template["Parameters"].items() if "Default" not in p}
+    env_file, event_file = tmp_path / "env.json", tmp_path / "event.json"
+    invoke = sam_local.sam_command("invoke", env_file, "172.17.0.1", True, event_file)
+    assert invoke[:4] == ["sam", "local", "invoke", sam_local.FUNCTION_ID]
+    assert invoke[invoke.index("--event") + 1] == str(event_file)
+    assert invoke[invoke.index("--env-vars") + 1] == str(env_file)
+    assert invoke[invoke.index("--add-host") + 1] == "host.docker.internal:172.17.0.1"
+    overrides = invoke[invoke.index("--parameter-overrides") + 1 : invoke.index("--add-host")]
+    assert {token.split("=", 1)[0] for token in overrides} == required
+    api = sam_local.sam_command("start-api", env_file, "127.0.0.1", False, port=3001)
+    assert api[:5] == ["sam", "local", "start-api", "--port", "3001"] and "--add-host" not in api
+
+
+def test_sam_runs_with_placeholder_credentials_only() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "DOCKER_HOST": "unix:///var/run/docker.sock",
+        "AWS_PROFILE": "production",
+        "AWS_ACCESS_KEY_ID": "AKIAREALKEY",
+        "AWS_SECRET_ACCESS_KEY": "real-secret",
+        "AWS_SESSION_TOKEN": "real-token",
+        "FACEBOOK_GRAPH_URL": "https://graph.facebook.com",
+    }
+    env = sam_local.sam_environment({"FACEBOOK_GRAPH_URL", "SECRET_ID"}, environ)
+    assert env["AWS_ACCESS_KEY_ID"] == "testing" and env["AWS_SECRET_ACCESS_KEY"] == "testing"
+    assert "AWS_PROFILE" not in env and "real" not in json.dumps(env) and "AKIA" not in json.dumps(env)
+    assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+    assert "FACEBOOK_GRAPH_URL" not in env  # a shell value of a declared variable would reach the function
+    assert env["PATH"] == "/usr/bin" and env["DOCKER_HOST"] == environ["DOCKER_HOST"]
+
+
+# --- the function's one allowance for sam local ----------------------------------------------------------------------
+
+REQUIRED = {"SECRET_ID": "s", "OFFLINE_EVENT_SET_ID": "1", "PARKING_QUEUE_URL": "q"}
+
+
+@pytest.mark.parametrize(
+    ("url", "sam_local_flag", "allowed"),
+    [
+        ("http://host.docker.internal:8123", "true", True),
+        ("http://host.docker.internal:8123/graph", "true", True),
+        ("http://host.docker.internal:8123", None, False),  # deployed: never plain http to a non-loopback host
+        ("http://host.docker.internal:8123", "1", False),  # SAM sets exactly "true"
+        ("http://graph.example.com", "true", False),  # only that name, even under sam local
+        ("http://172.17.0.1:8123", "true", False),
+        ("http://127.0.0.1:8123", None, True),  # loopback as before
+        ("https://graph.facebook.com", None, True),
+    ],
+)
+def test_plain_http_to_host_docker_internal_only_under_sam_local(
+    url: str, sam_local_flag: str | None, allowed: bool
+) -> None:
+    env = {**REQUIRED, "FACEBOOK_GRAPH_URL": url}
+    if sam_local_flag is not None:
+        env["AWS_SAM_LOCAL"] = sam_local_flag
+    if allowed:
+        assert load_settings(env).graph_url == url
+    else:
+        with pytest.raises(SettingsError, match="FACEBOOK_GRAPH_URL"):
+            load_settings(env)
+
+
+# --- the whole command, with a stand-in for sam -------------------------------------------------------------------
+
+# What `sam local invoke FUNCTION --event E --env-vars F ...` does with the environment
+# (samcli/local/lambdafn/env_vars.py): AWS variables from its own session; then each variable the template
+# declares, with the template's value (an unresolved intrinsic becomes ""), the shell's value, or the env
+# file's, in rising priority; variables the template does not declare are ignored. Then the handler runs
+# (here in this interpreter, in a fresh process, with host.docker.internal resolving to loopback as the
+# container's hosts file would), its output to stderr and the response as the last line of stdout.
+FAKE_SAM = r"""#!{python}
+import json, os, socket, sys
+sys.path.insert(0, {root!r})
+args = sys.argv[1:]
+assert args[:3] == ["local", "invoke", "ForwarderFunction"], args
+event = json.load(open(args[args.index("--event") + 1]))
+overrides = json.load(open(args[args.index("--env-vars") + 1]))["ForwarderFunction"]
+declared = json.loads({declared!r})
+env = {{
+    "AWS_SAM_LOCAL": "true",
+    "AWS_LAMBDA_FUNCTION_NAME": "ForwarderFunction",
+    "AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "defaultkey"),
+    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "defaultsecret"),
+}}
+for name, value in declared.items():
+    value = value if isinstance(value, str) else ""
+    value = os.environ.get(name, value)
+    env[name] = str(overrides.get(name, value))
+json.dump(env, open(os.path.join(os.path.dirname(args[args.index("--env-vars") + 1]), "seen.json"), "w"))
+os.environ.clear()
+os.environ.update(env, PATH="/usr/bin:/bin", POWERTOOLS_METRICS_DISABLED="true")
+real_getaddrinfo = socket.getaddrinfo
+def getaddrinfo(host, *rest, **kwargs):
+    return real_getaddrinfo("127.0.0.1" if host == "host.docker.internal" else host, *rest, **kwargs)
+socket.getaddrinfo = getaddrinfo
+from localdev.lambda_context import LocalContext
+stdout, sys.stdout = sys.stdout, sys.stderr
+from handler.app import lambda_handler
+response = lambda_handler(event, LocalContext())
+sys.stdout = stdout
+print(json.dumps(response))
+"""
+
+
+@pytest.mark.parametrize("api", ["conversions_api", "offline_conversions"])
+def test_local_invoke_end_to_end_with_a_stand_in_for_sam(
+    declared: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    api: str,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sam"
+    fake.write_text(FAKE_SAM.format(python=sys.executable, root=str(ROOT), declared=json.dumps(declared)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALKEY")  # the operator's own: must not reach sam
+    monkeypatch.setenv("FACEBOOK_GRAPH_URL", "https://graph.facebook.com")  # nor a shell value of a declared one
+    workdir = tmp_path / "local"
+
+    status = sam_local.main(["invoke", "purchase", "--api", api, "--bind", "127.0.0.1", "--workdir", str(workdir)])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    seen = json.loads((workdir / "seen.json").read_text())
+    assert seen["AWS_ACCESS_KEY_ID"] == "testing"
+    assert seen["FACEBOOK_GRAPH_URL"].startswith("http://host.docker.internal:")
+    assert seen["AWS_ENDPOINT_URL"].startswith("http://host.docker.internal:")
+    response = json.loads(out.split("what mParticle gets back\n", 1)[1].split("\n== ", 1)[0])
+    assert response["statusCode"] == 200, response
+    assert response["body"]["forwarded"] == 1 and response["body"]["api"] == api
+    assert "as the Graph API stand-in received it (answered 200)" in out
+    assert '"event_name": "Purchase"' in out
+
+
+# --- the Graph stand-in ---------------------------------------------------------------------------------------------
+
+
+def test_the_graph_stand_in_adds_no_delay_to_keep_alive_requests() -> None:
+    """Its headers and body are two writes; with Nagle's algorithm the second waited ~40 ms for an ACK."""
+    with GraphStub() as graph, requests.Session() as session:
+        timings = []
+        for _ in range(12):
+            started = time.perf_counter()
+            session.post(f"{graph.url}/v26.0/1/events", json={"access_token": "x"}, timeout=5)
+            timings.append(time.perf_counter() - started)
+        assert graph.connections == 1  # one keep-alive connection, where the delay showed
+    assert statistics.median(timings[1:]) < 0.02, timings
+
+
+def test_the_graph_stand_in_listens_where_it_is_told() -> None:
+    with GraphStub(host="127.0.0.1") as graph, socket.create_connection(("127.0.0.1", graph.port), timeout=5):
+        assert graph.url == f"http://127.0.0.1:{graph.port}"
+
+
+def _event(name: str) -> dict[str, Any]:
+    return {
+        "event_name": name,
+        "event_time": int(time.time()) - 60,
+        "action_source": "physical_store",
+        "user_data": {"em": "a" * 64},
+    }
+
+
+def test_the_graph_stand_in_takes_custom_event_names_on_the_conversions_api_as_meta_does() -> None:
+    with GraphStub() as graph, requests.Session() as session:
+        url = f"{graph.url}/v26.0/1/events"
+        for name in ("Checkout", "AddToWishList", "store visit"):
+            answer = session.post(url, json={"access_token": graph.access_token, "data": [_event(name)]}, timeout=5)
+            assert answer.status_code == 200, (name, answer.text)
+        for name in ("", None, 7):
+            answer = session.post(url, json={"access_token": graph.access_token, "data": [_event(name)]}, timeout=5)
+            assert answer.status_code == 400, name
+        # The Offline Conversions API took Meta's standard names only.
+        offline = {**_event("Checkout"), "match_keys": {"email": "a" * 64}}
+        body = {"access_token": graph.access_token, "upload_tag": "t", "data": [offline]}
+        answer = session.post(f"{graph.url}/v16.0/1/events", json=body, timeout=5)
+        assert answer.status_code == 400 and "not a standard event" in answer.text
+
+
+# --- the same rules, by SAM itself where it is installed ------------------------------------------------------------
+
+SAM_RESOLVES = r"""
+import json, sys
+from samcli.lib.providers.provider import Stack
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.local.lambdafn.env_vars import EnvironmentVariables
+from samcli.yamlhelper import yaml_parse
+
+template_file, overrides_file, parameters = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+stack = Stack("", "", template_file, parameters, yaml_parse(open(template_file).read()))
+function = SamFunctionProvider([stack]).get("ForwarderFunction")
+overrides = json.load(open(overrides_file))["ForwarderFunction"]
+variables = EnvironmentVariables(
+    function.name, function.memory, function.timeout, function.handler,
+    variables=function.environment["Variables"], shell_env_values={}, override_values=overrides,
+    aws_creds={"key": "testing", "secret": "testing", "region": "us-east-1"},
+)
+print(json.dumps(variables.resolve()))
+"""
+
+
+def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path) -> None:
+    sam = shutil.which("sam")
+    python = None
+    if sam:
+        first = Path(sam).read_bytes()[:200].split(b"\n", 1)[0]
+        python = first[2:].decode().strip().split()[0] if first.startswith(b"#!") else None
+    if python is None or subprocess.run([python, "-c", "import samcli"], check=False).returncode:  # noqa: S603
+        pytest.skip("the SAM CLI (with its Python) is not installed")
+    env_file, _ = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    result = subprocess.run(  # noqa: S603 - SAM's own code resolving the function's environment
+        [
+            python,
+            "-c",
+            SAM_RESOLVES,
+            str(ROOT / "template.yaml"),
+            str(env_file),
+            json.dumps(sam_local.PARAMETER_OVERRIDES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    container = json.loads(result.stdout)
+    given = json.loads(env_file.read_text())[sam_local.FUNCTION_ID]
+    assert {name: container.get(name) for name in given} == given
+    assert container["AWS_SAM_LOCAL"] == "true" and container["AWS_ACCESS_KEY_ID"] == "testing"
+    load_settings(container)  # the function accepts what it is given there
