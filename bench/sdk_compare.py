@@ -91,7 +91,7 @@ def sdk_events(batch: dict[str, Any]) -> list[dict[str, Any]]:
 def our_events(batch: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     sha256_hex.cache_clear()  # a new user every time, as for the SDK
     mapped = map_batch(read_batch(batch), settings, time.time())
-    return render_events(mapped.conversions, settings)[0]
+    return render_events(mapped, settings)[0]
 
 
 def _check_same_events(ours: list[dict[str, Any]], sdk: list[dict[str, Any]]) -> None:

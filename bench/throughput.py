@@ -32,7 +32,7 @@ def sent_payload(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The URL and body the handler POSTs for this event (single request), built by the forwarder."""
     settings = load_settings()
     mapped = map_batch(read_batch(json.loads(event["body"])), settings, time.time())
-    events, _ = render_events(mapped.conversions, settings)
+    events, _ = render_events(mapped, settings)
     return settings.events_url, {"access_token": ACCESS_TOKEN, **request_fields(settings), "data": events}
 
 

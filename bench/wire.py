@@ -11,7 +11,7 @@ import math
 from bench import workload
 from bench.harness import Function, Row
 from bench.responder import Responder
-from forwarder.settings import MAX_EVENTS_PER_REQUEST, FacebookApi
+from forwarder.facebook_api import PROFILES, FacebookApi
 
 SIZES = (1, 999, 1000, 1001, 2000, 2001, 4500)
 WARM_INVOCATIONS = 20
@@ -20,7 +20,7 @@ WARM_INVOCATIONS = 20
 def measure(function: Function) -> dict[str, object]:
     checks = []
     for api in FacebookApi:
-        limit = MAX_EVENTS_PER_REQUEST[api]
+        limit = PROFILES[api].max_events_per_request
         with Responder() as server:
             function.configure(server.url, api.value)
             for events in SIZES:

@@ -227,7 +227,7 @@ class Sender:
                     self._body(events),
                     time_limit=self._time_left(),
                     redact=redactor.with_values(credentials.secret_values()),
-                    count_field=self.settings.accepted_count_field,
+                    count_field=self.settings.profile.accepted_count_field,
                 )
             except GraphError as error:
                 outcome.status, outcome.error, outcome.code = error.error_class.value, error.message, error.code
@@ -273,7 +273,7 @@ def _to_park(outcome: BatchOutcome, settings: Settings) -> list[RequestOutcome]:
     must_resend = any(request.status != ErrorClass.INVALID for request in pending)
     if must_resend:
         delivered_part = any(request.status == DELIVERED for request in outcome.requests)
-        return pending if delivered_part and not settings.deduplicates else []
+        return pending if delivered_part and not settings.profile.deduplicates else []
     return [request for request in outcome.requests if request.parking_reason]
 
 
@@ -290,7 +290,7 @@ def deliver(body: Any, settings: Settings, sender: Sender, park_by: Deadline, no
     # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
     logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
     mapped = map_batch(batch, settings, time.time() if now is None else now)
-    events, unmatched = render_events(mapped.conversions, settings)
+    events, unmatched = render_events(mapped, settings)
     outcome = BatchOutcome(
         received=mapped.received,
         skipped=mapped.skipped + unmatched,
@@ -298,7 +298,7 @@ def deliver(body: Any, settings: Settings, sender: Sender, park_by: Deadline, no
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
     )
-    chunks = _chunks(events, settings.max_events_per_request)
+    chunks = _chunks(events, settings.profile.max_events_per_request)
     # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
     outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
     redactor = Redactor(user_values(batch.user))

@@ -28,7 +28,7 @@ from forwarder.limits import (
     MAX_TEXT_LENGTH,
 )
 from forwarder.match_keys import MatchKeys, country_code, match_keys
-from forwarder.settings import FacebookApi, Settings
+from forwarder.settings import Settings
 
 # Meta: offline/physical_store events older than 62 days are refused or not attributed.
 MAX_AGE_SECONDS = 62 * 24 * 3600
@@ -56,12 +56,6 @@ class Skip:
     TOO_MANY_ATTRIBUTES = "too_many_attributes"
     VALUE_TOO_LONG = "value_too_long"
     EVENT_TOO_LARGE = "event_too_large"  # decided by render.py, on the rendered event
-
-
-# The one rendering detail the mapping takes on: the unit price's key. Building each content once
-# with the chosen API's key saves a copy of every content dict on the Conversions API.
-PRICE_KEY = "price"
-CONVERSIONS_API_PRICE_KEY = "item_price"
 
 
 class _TooMany(ValueError):
@@ -97,20 +91,22 @@ class Conversion:
     event_name: str
     event_time: int
     event_id: str | None
-    keys: MatchKeys
     value: float | None
     currency: str | None
     contents: list[Content]
     custom_data: dict[str, Any]
     order_id: str | None
-    ldu: Ldu | None
     size: int  # bytes: an upper bound of the JSON of contents and custom data (render.py adds the rest)
     adjusted: list[str] = field(default_factory=list)  # what was changed on the way (README, "Adjusted events")
 
 
 @dataclass(slots=True)
 class Mapped:
+    """A batch's conversions, and what they share: the one user's match keys and LDU flags."""
+
     received: int
+    keys: MatchKeys
+    ldu: Ldu | None
     conversions: list[Conversion] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
@@ -216,14 +212,7 @@ def _value(total: float | None) -> float | None:
 
 
 def map_event(
-    event: Any,
-    batch: Batch,
-    keys: MatchKeys,
-    ldu: Ldu | None,
-    settings: Settings,
-    now: float,
-    index: int = 0,
-    region: str | None = None,
+    event: Any, batch: Batch, settings: Settings, now: float, index: int = 0, region: str | None = None
 ) -> Conversion | str:
     """The conversion for one event, or the reason it is skipped; `region` is the user's country (alpha-2)."""
     if not isinstance(event, dict):
@@ -244,8 +233,8 @@ def map_event(
     if event_time > now + MAX_FUTURE_SECONDS:
         return Skip.IN_FUTURE
     try:
-        capi = settings.api is FacebookApi.CONVERSIONS_API  # an identity test: hashing the enum costs more
-        contents, total, contents_bytes = _products(action, CONVERSIONS_API_PRICE_KEY if capi else PRICE_KEY)
+        profile = settings.profile
+        contents, total, contents_bytes = _products(action, profile.price_key)
         attributes, custom_bytes, adjusted = custom_data(data, region)
         if data.get("timestamp_unixtime_ms") is None:
             adjusted.append(EVENT_TIME_FROM_BATCH)
@@ -268,20 +257,18 @@ def map_event(
     if value is None and action_name == "purchase":
         return Skip.PURCHASE_WITHOUT_VALUE
     # Only the Conversions API takes an event_id; hashing an id-less event costs a quarter of mapping.
-    event_id = _event_id(event, data, batch, index) if capi else None
+    event_id = _event_id(event, data, batch, index) if profile.sends_event_id else None
     if event_id is not None and len(event_id) > MAX_TEXT_LENGTH:
         return Skip.VALUE_TOO_LONG
     return Conversion(
         event_name=event_name,
         event_time=event_time,
         event_id=event_id,
-        keys=keys,
         value=value,
         currency=currency if value is not None else None,
         contents=contents,
         custom_data=attributes,
         order_id=order_id,
-        ldu=ldu,
         size=contents_bytes + custom_bytes,
         adjusted=adjusted,
     )
@@ -293,14 +280,12 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     Raises BatchTooLarge as soon as the conversions hold more than MAX_PRODUCTS_PER_BATCH contents, so
     the memory they take stays bounded (nothing has been sent yet).
     """
-    keys = match_keys(batch.user)
-    ldu = limited_data_use(settings.ldu_mode, batch.user)
     code = country_code(batch.user.attribute("$country"))
     region = code.upper() if code else None
-    mapped = Mapped(received=len(batch.events))
+    mapped = Mapped(len(batch.events), match_keys(batch.user), limited_data_use(settings.ldu_mode, batch.user))
     products = 0
     for index, event in enumerate(batch.events):
-        result = map_event(event, batch, keys, ldu, settings, now, index, region)
+        result = map_event(event, batch, settings, now, index, region)
         if isinstance(result, str):
             mapped.skipped[result] += 1
             continue

@@ -1,8 +1,9 @@
 """Rendering a neutral `Conversion` for one Facebook API: renames and reshapes, no mapping logic.
 
 Field names are Meta's: Offline Conversions `match_keys` (marketing-api/offline-conversions) and
-Conversions API `user_data`/`custom_data` (conversions-api/parameters). Each API is a `Rendering`
-row; the shared `_commerce_fields` builds what both carry. The contents already carry the API's price
+Conversions API `user_data`/`custom_data` (conversions-api/parameters). Each API has a shape here and
+a `Profile` (forwarder/facebook_api.py) for its key names and hashing; `_commerce_fields` builds what
+both carry, and the user's keys and LDU fields are rendered once per batch. The contents already carry the API's price
 key (`item_price` on the Conversions API, built so by mapping.py) and the rendered events share the
 conversions' lists and dicts: rendering copies nothing per product or attribute.
 """
@@ -11,15 +12,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from forwarder.facebook_api import FacebookApi, Profile
+from forwarder.ldu import Ldu
 from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
-from forwarder.mapping import Conversion, Skip
-from forwarder.match_keys import is_sha256_hex, sha256_hex
-from forwarder.settings import FacebookApi, Settings
+from forwarder.mapping import Conversion, Mapped, Skip
+from forwarder.match_keys import MatchKeys, is_sha256_hex, sha256_hex
+from forwarder.settings import Settings
 
 ACTION_SOURCE = "physical_store"  # Meta: offline conversions on the Conversions API
 CONTENT_TYPE = "product"
@@ -39,13 +41,6 @@ MAX_EVENT_BYTES = 200_000
 _OTHER_BYTES = 2 * JSON_BYTES_PER_CHAR * MAX_TEXT_LENGTH + 1_000
 
 
-@dataclass(frozen=True, slots=True)
-class Rendering:
-    key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
-    hash_madid: bool
-    render: Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]
-
-
 def _commerce_fields(conversion: Conversion) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if conversion.value is not None:
@@ -59,21 +54,14 @@ def _commerce_fields(conversion: Conversion) -> dict[str, Any]:
     return fields
 
 
-def _ldu_fields(conversion: Conversion) -> dict[str, Any]:
-    if conversion.ldu is None:
+def _ldu_fields(ldu: Ldu | None) -> dict[str, Any]:
+    if ldu is None:
         return {}
     return {
         "data_processing_options": ["LDU"],
-        "data_processing_options_country": conversion.ldu.country,
-        "data_processing_options_state": conversion.ldu.state,
+        "data_processing_options_country": ldu.country,
+        "data_processing_options_state": ldu.state,
     }
-
-
-def _with_ldu(event: dict[str, Any], conversion: Conversion) -> dict[str, Any]:
-    """The event with the LDU fields added in place: no copy of every event for the usual no-LDU case."""
-    if conversion.ldu is not None:
-        event.update(_ldu_fields(conversion))
-    return event
 
 
 def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +73,7 @@ def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[
     }
     if conversion.custom_data:
         event["custom_data"] = conversion.custom_data
-    return _with_ldu(event, conversion)
+    return event
 
 
 def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
@@ -104,61 +92,42 @@ def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerc
     }
     if custom_data:
         event["custom_data"] = custom_data
-    return _with_ldu(event, conversion)
+    return event
 
 
-RENDERINGS = {
-    FacebookApi.OFFLINE_CONVERSIONS: Rendering(
-        key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
-        hash_madid=True,  # mParticle's integration and Meta's offline uploader hash it
-        render=_offline_event,
-    ),
-    FacebookApi.CONVERSIONS_API: Rendering(
-        key_names={
-            "email": "em",
-            "fn": "fn",
-            "ln": "ln",
-            "gen": "ge",
-            "ct": "ct",
-            "country": "country",
-            "external_id": "external_id",
-        },
-        hash_madid=False,  # Meta: madid is sent as is, lower-cased
-        render=_conversions_api_event,
-    ),
+# How each API shapes an event (the names and hashing of its keys are in its Profile).
+_SHAPES: Mapping[FacebookApi, Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    FacebookApi.OFFLINE_CONVERSIONS: _offline_event,
+    FacebookApi.CONVERSIONS_API: _conversions_api_event,
 }
 
 
-def _keys(conversion: Conversion, rendering: Rendering) -> dict[str, Any]:
-    keys: dict[str, Any] = {
-        rendering.key_names[name]: digest
-        for name, digest in conversion.keys.hashed.items()
-        if name in rendering.key_names
+def render_keys(keys: MatchKeys, profile: Profile) -> dict[str, Any]:
+    """The user's match keys under this API's names, hashed as it wants them."""
+    rendered: dict[str, Any] = {
+        profile.key_names[name]: digest for name, digest in keys.hashed.items() if name in profile.key_names
     }
-    if madid := conversion.keys.madid:
-        keys["madid"] = sha256_hex(madid) if rendering.hash_madid and not is_sha256_hex(madid) else madid
-    return keys
+    if madid := keys.madid:
+        rendered["madid"] = sha256_hex(madid) if profile.hash_madid and not is_sha256_hex(madid) else madid
+    return rendered
 
 
-def render_events(conversions: list[Conversion], settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """The events to send, and the skipped ones by reason: those this API cannot match (no key it
-    accepts) and those too large ever to be parked (`event_too_large`, over MAX_EVENT_BYTES)."""
-    rendering = RENDERINGS[settings.api]
-    events: list[dict[str, Any]] = []
+def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The events to send, and the skipped ones by reason: every event when this API cannot match the
+    user (no key it accepts), and those too large ever to be parked (`event_too_large`, over MAX_EVENT_BYTES)."""
     skipped: Counter[str] = Counter()
-    # A batch's events share one user's keys: rendered, and their JSON size measured, once.
-    rendered_keys: dict[int, tuple[dict[str, Any], int]] = {}
-    render = rendering.render
-    for conversion in conversions:
-        cached = rendered_keys.get(id(conversion.keys))
-        if cached is None:
-            keys = _keys(conversion, rendering)
-            cached = rendered_keys[id(conversion.keys)] = keys, len(orjson.dumps(keys))
-        keys, keys_bytes = cached
-        if not keys:
-            skipped[Skip.NO_MATCH_KEY] += 1
-            continue
-        event = render(conversion, keys, _commerce_fields(conversion))
+    keys = render_keys(mapped.keys, settings.profile)  # the batch's one user: rendered and measured once
+    if not keys:
+        skipped[Skip.NO_MATCH_KEY] = len(mapped.conversions)
+        return [], +skipped
+    keys_bytes = len(orjson.dumps(keys))
+    ldu = _ldu_fields(mapped.ldu)
+    shape = _SHAPES[settings.api]
+    events: list[dict[str, Any]] = []
+    for conversion in mapped.conversions:
+        event = shape(conversion, keys, _commerce_fields(conversion))
+        if ldu:
+            event.update(ldu)
         # Exact, but serialised to be measured only when the cheap upper bound says it might be too large.
         bound = conversion.size + keys_bytes + _OTHER_BYTES
         if bound > MAX_EVENT_BYTES and len(orjson.dumps(event)) > MAX_EVENT_BYTES:
@@ -170,6 +139,9 @@ def render_events(conversions: list[Conversion], settings: Settings) -> tuple[li
 
 def request_fields(settings: Settings) -> dict[str, Any]:
     """The request-level fields besides `data` and the token."""
-    if settings.api is FacebookApi.OFFLINE_CONVERSIONS:
-        return {"upload_tag": settings.upload_tag}
-    return {"test_event_code": settings.test_event_code} if settings.test_event_code else {}
+    fields: dict[str, Any] = {}
+    if settings.profile.upload_tag:
+        fields["upload_tag"] = settings.upload_tag
+    if settings.profile.test_event_code and settings.test_event_code:
+        fields["test_event_code"] = settings.test_event_code
+    return fields

@@ -222,7 +222,7 @@ class Replayer:
             return
         events = [event for index in sorted(pending.parts) for event in pending.parts[index].events]
         redactor = Redactor(value for event in events for value in raw_values(_keys(event)))
-        size = target.max_events_per_request
+        size = target.profile.max_events_per_request
         results = [self._send_request(target, events[i : i + size], redactor) for i in range(0, len(events), size)]
         delivered = [result for result in results if _taken(result)]
         if not delivered:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from forwarder.currencies import currency_code
+from forwarder.facebook_api import PROFILES, FacebookApi, Profile
 
 
 class SettingsError(ValueError):
@@ -31,22 +32,6 @@ class LduMode(StrEnum):
     OPTED_OUT = "opted_out"
 
 
-class FacebookApi(StrEnum):
-    OFFLINE_CONVERSIONS = "offline_conversions"
-    CONVERSIONS_API = "conversions_api"
-
-
-# Meta: the Offline Conversions API accepts offline events up to v16.0 only (graph-api changelog v17.0).
-DEFAULT_VERSION = {FacebookApi.OFFLINE_CONVERSIONS: "v16.0", FacebookApi.CONVERSIONS_API: "v26.0"}
-# Meta: at most 2000 events per Offline Conversions request, 1000 per Conversions API request.
-MAX_EVENTS_PER_REQUEST = {FacebookApi.OFFLINE_CONVERSIONS: 2000, FacebookApi.CONVERSIONS_API: 1000}
-# Meta: what each API's success answer calls the number of events it processed.
-ACCEPTED_COUNT_FIELD = {
-    FacebookApi.OFFLINE_CONVERSIONS: "num_processed_entries",
-    FacebookApi.CONVERSIONS_API: "events_received",
-}
-# Meta: only the Conversions API de-duplicates a resent event (event_id + event_name, 48 hours).
-DEDUPLICATES = {FacebookApi.OFFLINE_CONVERSIONS: False, FacebookApi.CONVERSIONS_API: True}
 DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
 
 # The product actions of mParticle's Facebook Offline Conversions integration and Meta's standard event
@@ -91,24 +76,18 @@ class Settings:
     parking_queue_url: str
     ldu_mode: LduMode = LduMode.NEVER
     api: FacebookApi = FacebookApi.CONVERSIONS_API  # Meta shut the Offline Conversions API down
-    api_version: str = DEFAULT_VERSION[FacebookApi.CONVERSIONS_API]
+    api_version: str = PROFILES[FacebookApi.CONVERSIONS_API].default_version
     graph_url: str = "https://graph.facebook.com"
     upload_tag: str = DEFAULT_UPLOAD_TAG
     default_currency: str = "USD"
     event_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_NAMES))
     test_event_code: str | None = None
 
-    @property
-    def max_events_per_request(self) -> int:
-        return MAX_EVENTS_PER_REQUEST[self.api]
+    # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
+    profile: Profile = field(init=False, repr=False, compare=False)
 
-    @property
-    def accepted_count_field(self) -> str:
-        return ACCEPTED_COUNT_FIELD[self.api]
-
-    @property
-    def deduplicates(self) -> bool:
-        return DEDUPLICATES[self.api]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "profile", PROFILES[self.api])
 
     @property
     def events_url(self) -> str:
@@ -224,7 +203,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not _EVENT_SET_ID.fullmatch(event_set_id):
         raise SettingsError("OFFLINE_EVENT_SET_ID must be the numeric id of the event set or dataset")
     api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.CONVERSIONS_API)
-    version = env.get("FACEBOOK_API_VERSION", "").strip() or DEFAULT_VERSION[api]
+    version = env.get("FACEBOOK_API_VERSION", "").strip() or PROFILES[api].default_version
     if not _VERSION.fullmatch(version):
         raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")
     currency = currency_code(env.get("DEFAULT_CURRENCY", "").strip() or "USD")

@@ -176,8 +176,9 @@ def test_the_cheap_size_bound_is_never_below_the_exact_size(monkeypatch, api, ev
     settings = configured(api, EVENT_NAME_OVERRIDES="add_to_cart=" + "A" * 100, SEND_CCPA_LIMITED_DATA_USE="always")
     with monkeypatch.context() as patch:
         patch.setattr(render, "MAX_EVENT_BYTES", sys.maxsize)
-        [conversion] = map_batch(read_batch(make_batch([event])), settings, NOW_MS / 1000).conversions
-        [rendered], _ = render_events([conversion], settings)
+        mapped = map_batch(read_batch(make_batch([event])), settings, NOW_MS / 1000)
+        [conversion] = mapped.conversions
+        [rendered], _ = render_events(mapped, settings)
     keys = rendered["match_keys"] if api == "offline_conversions" else rendered["user_data"]
     exact = len(orjson.dumps(rendered)) - len(orjson.dumps(keys))  # keys are measured exactly, once per batch
     assert conversion.size + render._OTHER_BYTES >= exact
@@ -189,7 +190,7 @@ def rendered_bytes(event: dict[str, Any], api: str, monkeypatch: pytest.MonkeyPa
     with monkeypatch.context() as patch:
         patch.setattr(render, "MAX_EVENT_BYTES", sys.maxsize)
         mapped = map_batch(read_batch(make_batch([event])), settings, NOW_MS / 1000)
-        [rendered], _ = render_events(mapped.conversions, settings)
+        [rendered], _ = render_events(mapped, settings)
     return len(orjson.dumps(rendered))
 
 

@@ -433,7 +433,7 @@ def test_limited_data_use_per_mode(
     body = make_batch(user_attributes=attributes)
     if consent_state is not None:
         body["consent_state"] = consent_state
-    assert only(body, settings(SEND_CCPA_LIMITED_DATA_USE=mode)).ldu == ldu
+    assert run(body, settings(SEND_CCPA_LIMITED_DATA_USE=mode)).ldu == ldu
 
 
 # ---- both identity shapes ----------------------------------------------------------------------
@@ -458,8 +458,8 @@ def sha(normalised: str) -> str:
     ids=["outbound_array", "inbound_map_sdk", "inbound_map"],
 )
 def test_both_identity_shapes_give_the_same_keys(identities: Any) -> None:
-    conversion = only(make_batch(user_identities=identities, user_attributes={}, device_info={}))
-    assert conversion.keys.hashed == {"email": sha("jane.doe@example.com"), "external_id": sha("123")}
+    mapped = run(make_batch(user_identities=identities, user_attributes={}, device_info={}))
+    assert mapped.keys.hashed == {"email": sha("jane.doe@example.com"), "external_id": sha("123")}
 
 
 def test_products_outside_meta_quantities_count_neither_in_value_nor_contents() -> None:

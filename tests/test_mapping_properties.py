@@ -180,7 +180,7 @@ def is_batch(body: Any) -> bool:
 
 
 def emitted(body: Any, config: Settings) -> list[dict[str, Any]]:
-    return render_events(map_batch(read_batch(body), config, NOW).conversions, config)[0]
+    return render_events(map_batch(read_batch(body), config, NOW), config)[0]
 
 
 def check(body: Any, config: Settings) -> None:
@@ -191,7 +191,7 @@ def check(body: Any, config: Settings) -> None:
         return
     assert is_batch(body)
     mapped = map_batch(batch, config, NOW)
-    events, unmatched = render_events(mapped.conversions, config)
+    events, unmatched = render_events(mapped, config)
 
     assert mapped.received == len(body.get("events") or [])
     assert mapped.received == len(mapped.conversions) + sum(mapped.skipped.values())

@@ -40,7 +40,7 @@ def settings(api: str, **env: str) -> Settings:
 def render(body: dict[str, Any], config: Settings) -> tuple[list[dict[str, Any]], dict[str, int]]:
     mapped = map_batch(read_batch(body), config, NOW)
     assert not mapped.skipped, mapped.skipped
-    events, skipped = render_events(mapped.conversions, config)
+    events, skipped = render_events(mapped, config)
     return events, dict(skipped)
 
 

@@ -176,8 +176,7 @@ def test_conversions(mapped: Mapped) -> None:
 
 
 def test_user_keys_and_ldu(mapped: Mapped) -> None:
-    conversion = mapped.conversions[0]
-    assert conversion.keys.hashed == {
+    assert mapped.keys.hashed == {
         "email": sha("jane.doe@example.com"),
         "external_id": sha("cust-123"),
         "fn": sha("jane"),
@@ -186,8 +185,8 @@ def test_user_keys_and_ldu(mapped: Mapped) -> None:
         "ct": sha("sanfrancisco"),
         "country": sha("us"),
     }
-    assert conversion.keys.madid == GAID.lower()
-    assert conversion.ldu == Ldu(country=1, state=1000)  # opted out of sale, in California
+    assert mapped.keys.madid == GAID.lower()
+    assert mapped.ldu == Ldu(country=1, state=1000)  # opted out of sale, in California
 
 
 def test_both_shapes_map_to_the_same_conversions() -> None:
@@ -202,8 +201,8 @@ def test_rendered_for_both_apis(shape: str) -> None:
     body = SHAPES[shape]()
     offline = settings("offline_conversions", ldu="never")
     capi = settings("conversions_api", ldu="never")
-    offline_events, offline_skipped = render_events(map_batch(read_batch(body), offline, NOW).conversions, offline)
-    capi_events, capi_skipped = render_events(map_batch(read_batch(body), capi, NOW).conversions, capi)
+    offline_events, offline_skipped = render_events(map_batch(read_batch(body), offline, NOW), offline)
+    capi_events, capi_skipped = render_events(map_batch(read_batch(body), capi, NOW), capi)
     assert not offline_skipped and not capi_skipped
     assert [event["event_name"] for event in offline_events] == ["Purchase", "AddToCart", "ViewContent"]
     assert [event["event_id"] for event in capi_events] == ["m-purchase", "m-cart", "m-view"]

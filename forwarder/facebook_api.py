@@ -1,0 +1,76 @@
+"""The two Facebook APIs, side by side: everything that differs between them, in one table.
+
+Every other module reads a `Profile` (through `Settings.profile`) instead of asking which API it is.
+Sources: Meta's marketing-api/offline-conversions (the Offline Conversions API: v16.0 was the last
+version that took offline events; 2000 events per request; `upload_tag`; `match_keys`;
+`num_processed_entries`; no de-duplication key) and conversions-api/parameters (the Conversions API:
+1000 events per request; `user_data` with `madid` unhashed; `item_price`; `event_id` de-duplicated with
+`event_name` for 48 hours; `events_received`; `test_event_code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FacebookApi(StrEnum):
+    OFFLINE_CONVERSIONS = "offline_conversions"
+    CONVERSIONS_API = "conversions_api"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    api: FacebookApi
+    default_version: str
+    max_events_per_request: int
+    accepted_count_field: str  # the success answer's count of processed events
+    deduplicates: bool  # a resent event counts once (event_id + event_name)
+    sends_event_id: bool
+    price_key: str  # a content's unit price
+    keys_field: str  # where an event's match keys go
+    key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
+    hash_madid: bool
+    upload_tag: bool  # the request carries UPLOAD_TAG
+    test_event_code: bool  # the request may carry TEST_EVENT_CODE
+
+
+PROFILES: Mapping[FacebookApi, Profile] = {
+    FacebookApi.OFFLINE_CONVERSIONS: Profile(
+        api=FacebookApi.OFFLINE_CONVERSIONS,
+        default_version="v16.0",
+        max_events_per_request=2000,
+        accepted_count_field="num_processed_entries",
+        deduplicates=False,
+        sends_event_id=False,
+        price_key="price",
+        keys_field="match_keys",
+        key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
+        hash_madid=True,  # mParticle's integration and Meta's offline uploader hash it
+        upload_tag=True,
+        test_event_code=False,
+    ),
+    FacebookApi.CONVERSIONS_API: Profile(
+        api=FacebookApi.CONVERSIONS_API,
+        default_version="v26.0",
+        max_events_per_request=1000,
+        accepted_count_field="events_received",
+        deduplicates=True,
+        sends_event_id=True,
+        price_key="item_price",
+        keys_field="user_data",
+        key_names={
+            "email": "em",
+            "fn": "fn",
+            "ln": "ln",
+            "gen": "ge",
+            "ct": "ct",
+            "country": "country",
+            "external_id": "external_id",
+        },
+        hash_madid=False,  # Meta: the advertising id is sent as it is, lower-cased
+        upload_tag=False,
+        test_event_code=True,
+    ),
+}
