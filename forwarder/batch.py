@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from forwarder.telemetry import logger
 
 
@@ -165,6 +167,17 @@ def _bounded_id(value: Any, name: str) -> str | None:
         )
         return None
     return identifier
+
+
+def parse_batch(raw: bytes) -> Batch:
+    """The batch in a request body (JSON bytes); raises BatchError (400) or BatchTooLarge (413)."""
+    check_structure(raw)  # before parsing: what a body of tiny nested values would run out of memory in
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        # orjson's message gives the position, not the content.
+        raise BatchError(f"the body is not valid JSON: {error}") from None
+    return read_batch(body)
 
 
 def read_batch(body: Any) -> Batch:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -27,20 +27,21 @@ class OutOfTime(BaseException):
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """An instant on the `time.monotonic()` clock."""
+    """An instant on a monotonic clock (`time.monotonic` unless a test gives its own)."""
 
     at: float
+    clock: Callable[[], float] = time.monotonic
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
 
     def left(self) -> float:
         """Seconds until the deadline (negative once it has passed)."""
-        return self.at - time.monotonic()
+        return self.at - self.clock()
 
     def earlier(self, seconds: float) -> Deadline:
-        return Deadline(self.at - seconds)
+        return Deadline(self.at - seconds, self.clock)
 
 
 _armed = 0  # bounded blocks in progress; a stale timer signal outside them is ignored

@@ -25,11 +25,12 @@ from typing import Any
 import orjson
 
 from forwarder.deadline import Deadline, OutOfTime, bounded
-from forwarder.delivery import DELIVERED, RequestOutcome, Sender, TokenSource
 from forwarder.graph_client import GraphClient
+from forwarder.outcome import RequestOutcome
 from forwarder.parking import MalformedPart, ParkedPart, ParkingFailed, Request, park, read_part, sqs_client
 from forwarder.redaction import Redactor, raw_values
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
+from forwarder.sender import Sender, open_sender
 from forwarder.settings import Settings, SettingsError, load_settings
 
 VISIBILITY_TIMEOUT = 120
@@ -183,8 +184,7 @@ def destination(settings: Settings, parked: dict[str, str], use_parked: bool) ->
 @dataclass
 class Replayer:
     settings: Settings
-    client: GraphClient
-    tokens: TokenSource
+    sender: Sender  # its settings and deadline are replaced for each request
     holding: _Holding
     parked_destination: bool
     report: ReplayReport = field(default_factory=ReplayReport)
@@ -224,11 +224,11 @@ class Replayer:
         redactor = Redactor(value for event in events for value in raw_values(_keys(event)))
         size = target.profile.max_events_per_request
         results = [self._send_request(target, events[i : i + size], redactor) for i in range(0, len(events), size)]
-        delivered = [result for result in results if _taken(result)]
+        delivered = [result for result in results if result.taken]
         if not delivered:
             self._keep(pending, results[0].parking_reason or f"{results[0].status}: {results[0].error}")
             return
-        rest = [result for result in results if not _taken(result)]
+        rest = [result for result in results if not result.taken]
         if rest:  # deleting the set would lose them, keeping it would send the delivered part again
             try:
                 requests = [Request(_reason(result), result.payload) for result in rest]
@@ -244,7 +244,7 @@ class Replayer:
         del self.sets[set_id]
 
     def _send_request(self, target: Settings, events: list[dict[str, Any]], redactor: Redactor) -> RequestOutcome:
-        sender = Sender(target, self.tokens, self.client, Deadline.after(SEND_BUDGET_SECONDS))
+        sender = dataclasses.replace(self.sender, settings=target, deadline=Deadline.after(SEND_BUDGET_SECONDS))
         return sender.send(events, redactor)
 
     def _keep(self, pending: _Set, reason: str) -> None:
@@ -268,10 +268,6 @@ def _keys(event: dict[str, Any]) -> Any:
     return event.get("user_data", event.get("match_keys"))
 
 
-def _taken(result: RequestOutcome) -> bool:
-    return result.status == DELIVERED and result.accepted is not None and result.accepted >= result.events
-
-
 def _reason(result: RequestOutcome) -> str:
     return result.parking_reason or f"not delivered on replay ({result.status}): {result.error}"
 
@@ -286,9 +282,9 @@ def replay(
     sqs = sqs_client()
     queue = settings.parking_queue_url
     credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
-    tokens = TokenSource(credentials, lambda: get_credentials(settings.secret_id, AWS_CALL_SECONDS, force=True))
+    sender = open_sender(settings, credentials, client or GraphClient(), Deadline.after(SEND_BUDGET_SECONDS))
     with _Holding(sqs, queue) as holding:
-        replayer = Replayer(settings, client or GraphClient(), tokens, holding, parked_destination)
+        replayer = Replayer(settings, sender, holding, parked_destination)
         while replayer.report.messages < max_messages:
             received = _aws(
                 sqs.receive_message,

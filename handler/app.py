@@ -1,9 +1,11 @@
 """API Gateway in, HTTP out: authenticate, decode, enforce limits, then hand the batch to `forwarder`.
 
-Statuses follow the outside contract (README, "HTTP contract"); every domain error maps to one
-status in `ERROR_STATUS`, in one place. One route needs no router: Powertools' event handler
-package costs about 45 ms of cold start (it imports every resolver and asyncio) for a method and
-path check, so this module does that check itself and uses Powertools for logs, metrics and traces.
+Statuses follow the outside contract (README, "HTTP contract"): every verdict maps to one status in
+`VERDICT_STATUS`, and every domain error to one in `ERROR_STATUS`, looked up along the error's class
+hierarchy (so a subclass can have its own status before its base's), in one place. One route needs
+no router: Powertools' event handler package costs about 45 ms of cold start (it imports every
+resolver and asyncio) for a method and path check, so this module does that check itself and uses
+Powertools for logs, metrics and traces.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import orjson
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from forwarder.batch import BatchError, BatchTooLarge, check_structure
+from forwarder.batch import BatchError, BatchTooLarge, parse_batch
 from forwarder.deadline import Deadline
-from forwarder.delivery import RETRY_AFTER_SECONDS, Sender, TokenSource, Verdict, deliver, parse_body
+from forwarder.delivery import deliver
 from forwarder.graph_client import GraphClient
+from forwarder.outcome import Verdict
 from forwarder.parking import ParkingFailed
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
+from forwarder.sender import open_sender
 from forwarder.settings import Settings, SettingsError, load_settings
 from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, trace_handler
 
@@ -33,6 +37,7 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 # before that for parking in SQS after the last Graph attempt.
 ANSWER_MARGIN_SECONDS = 0.5
 PARKING_RESERVE_SECONDS = 1.0  # SQS answers in tens of milliseconds; a set is a few messages
+RETRY_AFTER_SECONDS = 60  # every 503 says when to come back
 
 VERDICT_STATUS = {
     Verdict.DELIVERED: 200,
@@ -53,13 +58,19 @@ class HttpProblem(Exception):
 # Domain errors -> status. 502 (not 4xx) for a secret an operator must fix and 500 for bad
 # configuration: mParticle keeps retrying while the cause is fixed, so nothing is lost.
 ERROR_STATUS: dict[type[Exception], int] = {
-    BatchTooLarge: 413,  # before BatchError, its base: the first match wins
     BatchError: 400,
+    BatchTooLarge: 413,  # a BatchError too: its own class is found first
     SettingsError: 500,
     ParkingFailed: 503,  # AWS failed transiently: the contract's 503 + Retry-After
     SecretInvalid: 502,
     SecretUnavailable: 503,
 }
+
+
+def error_status(error: Exception) -> int:
+    """The status of the nearest class in the error's hierarchy that ERROR_STATUS names."""
+    return next(ERROR_STATUS[kind] for kind in type(error).__mro__ if kind in ERROR_STATUS)
+
 
 graph_client = GraphClient()  # one keep-alive session per container
 _settings: Settings | None = None
@@ -119,7 +130,6 @@ def _raw_body(event: dict[str, Any]) -> bytes:
         raise HttpProblem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         raise BatchError("the body is empty; expected an mParticle batch (JSON object)")
-    check_structure(raw)  # before parsing: what a body of tiny nested values would run out of memory in
     return raw
 
 
@@ -130,14 +140,8 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     config = settings()
     credentials = get_credentials(config.secret_id, send_by.left())
     _authenticate(event, credentials.webhook_authorization)
-    body = parse_body(_raw_body(event))
-    sender = Sender(
-        settings=config,
-        tokens=TokenSource(credentials, lambda: get_credentials(config.secret_id, send_by.left(), force=True)),
-        client=graph_client,
-        deadline=send_by,
-    )
-    outcome = deliver(body, config, sender, park_by=answer_by)
+    batch = parse_batch(_raw_body(event))
+    outcome = deliver(batch, config, open_sender(config, credentials, graph_client, send_by), park_by=answer_by)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}
     record_summary(summary, status)
@@ -175,6 +179,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if isinstance(error, ParkingFailed):
             record_parking_failure()
         message = f"invalid configuration: {error}" if isinstance(error, SettingsError) else str(error)
-        return _refuse(next(code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), message)
+        return _refuse(error_status(error), message)
     except Exception as error:
         return _unexpected(error)
