@@ -9,7 +9,7 @@ missing or oddly typed field: only a body that is not a batch at all is an error
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,10 @@ CONTAINERS_COUNTED_ABOVE_BYTES = 2 * 1024 * 1024
 # the Conversions API, in every event (the advertising id): mParticle's are UUIDs or 64-bit numbers.
 # A longer one is dropped (with a warning naming the field), so it can never make a batch unparkable.
 MAX_ID_LENGTH = 128
+# Entries read from the user's identities and attributes: mParticle knows about twenty identity types and
+# limits user attributes far below this, but a body may hold hundreds of thousands; reading them all (and
+# lower-casing every name) would cost memory and time for nothing.
+MAX_USER_ENTRIES = 1000
 
 
 # The Python SDK serialises the customer id identity as `customerid` (mparticle-python-sdk).
@@ -118,16 +122,25 @@ def mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _first(entries: Iterable[Any], name: str) -> Iterator[Any]:
+    """At most MAX_USER_ENTRIES of a user map or list (a warning naming it, never its content, past that)."""
+    for count, entry in enumerate(entries):
+        if count == MAX_USER_ENTRIES:
+            logger.warning("user entries past the limit ignored", extra={"field": name, "max_entries": count})
+            return
+        yield entry
+
+
 def _identities(raw: Any) -> dict[str, str]:
-    pairs: list[tuple[Any, Any]]
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(raw, dict):
-        pairs = list(raw.items())
+        pairs = raw.items()
     elif isinstance(raw, list):
-        pairs = [(item.get("identity_type"), item.get("identity")) for item in raw if isinstance(item, dict)]
+        pairs = ((item.get("identity_type"), item.get("identity")) for item in raw if isinstance(item, dict))
     else:
-        pairs = []
+        pairs = ()
     identities: dict[str, str] = {}
-    for kind, value in pairs:
+    for kind, value in _first(pairs, "user_identities"):
         name = text(kind)
         identity = text(value)
         if name and identity:
@@ -192,7 +205,9 @@ def read_batch(body: Any) -> Batch:
     if len(events) > MAX_EVENTS_PER_BATCH:
         raise BatchTooLarge(f"the batch has {len(events)} events; at most {MAX_EVENTS_PER_BATCH} are accepted")
     attributes = {
-        key.lower(): value for key, value in mapping(body.get("user_attributes")).items() if isinstance(key, str)
+        key.lower(): value
+        for key, value in _first(mapping(body.get("user_attributes")).items(), "user_attributes")
+        if isinstance(key, str)
     }
     device = mapping(body.get("device_info"))
     user = User(

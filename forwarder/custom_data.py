@@ -14,18 +14,24 @@ is more often an id. Dates and amounts are not valid numbers, so they stay.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from forwarder.limits import ATTRIBUTE_OVERHEAD_BYTES, JSON_BYTES_PER_CHAR, MAX_ATTRIBUTES_PER_EVENT, MAX_TEXT_LENGTH
-from forwarder.match_keys import normalize_email
+from forwarder.match_keys import normalize_email, remove_invisible
 
 EMAIL_IN_CUSTOM_DATA = "email_in_custom_data"
 PHONE_IN_CUSTOM_DATA = "phone_in_custom_data"
 
 _SCALARS = frozenset({str, int, float, bool})
 _AROUND_WORDS = "<>()[]{},;:'\"`"
-_PHONE_CHARACTERS = frozenset("0123456789+-(). /\u00a0")
+# Digits and what people write between them: spaces (no-break too), dots, slashes, brackets, and the
+# hyphens and dashes (U+2010-U+2015, the minus sign) that NFKC leaves as they are.
+_PHONE_CHARACTERS = frozenset("0123456789+-(). /\u00a0\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+# libphonenumber parses about 20,000 numbers a second: this bounds a batch's checks to about 50 ms.
+MAX_PHONE_CHECKS_PER_BATCH = 1000
 _MAX_PHONE_LENGTH = 32
 _PHONE_NAMES = ("phone", "mobile", "tel", "cell", "sms", "whatsapp", "fax")
 
@@ -38,9 +44,20 @@ class TooLong(ValueError):
     """A name or value over MAX_TEXT_LENGTH."""
 
 
-def custom_data(data: Mapping[str, Any], region: str | None) -> tuple[dict[str, Any], int, list[str]]:
+@dataclass(slots=True)
+class Screen:
+    """What one batch's custom attributes are screened with: the user's country (ISO 3166-1 alpha-2, for
+    national phone numbers) and how many phone numbers libphonenumber may still check. Past that budget
+    a value shaped like a phone number is removed unchecked: a body of them costs linear time, and errs
+    on the side of privacy."""
+
+    region: str | None = None
+    checks_left: int = MAX_PHONE_CHECKS_PER_BATCH
+
+
+def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any], int, list[str]]:
     """The event's scalar custom attributes without personal data, an upper bound in bytes of their
-    JSON, and the reasons of what was removed. `region` is the user's ISO 3166-1 alpha-2 country, if known.
+    JSON, and the reasons of what was removed.
 
     The event's own dict is used as it is when nothing is left out (the usual case): no copy per event.
     Raises TooManyAttributes or TooLong.
@@ -61,7 +78,7 @@ def custom_data(data: Mapping[str, Any], region: str | None) -> tuple[dict[str, 
         key_length, value_length = len(key), len(value) if kind is str else 0
         if key_length > MAX_TEXT_LENGTH or value_length > MAX_TEXT_LENGTH:
             raise TooLong
-        if reason := _personal(key, value if kind is str else None, region):
+        if reason := _personal(key, value, screen):
             left_out.append(key)
             removed.append(reason)
             continue
@@ -71,14 +88,24 @@ def custom_data(data: Mapping[str, Any], region: str | None) -> tuple[dict[str, 
     return attributes, JSON_BYTES_PER_CHAR * chars + ATTRIBUTE_OVERHEAD_BYTES * len(attributes), removed
 
 
-def _personal(key: str, value: str | None, region: str | None) -> str | None:
+def _plain(text: str) -> str:
+    """Text as a person reads it: without invisible characters, and compatibility forms folded (a
+    fullwidth at sign U+FF20 is an @, a non-breaking hyphen a hyphen). ASCII text, the usual case, is left as it is."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", remove_invisible(text))
+
+
+def _personal(key: str, value: str | float | bool, screen: Screen) -> str | None:
+    key = _plain(key)
     if "@" in key and normalize_email(key):
         return EMAIL_IN_CUSTOM_DATA
-    if value is None:
+    if type(value) is int:  # a JSON number can be a phone number written without punctuation
+        value = str(value)
+    if type(value) is not str:
         return None
+    value = _plain(value)
     if "@" in value and _holds_email(value):
         return EMAIL_IN_CUSTOM_DATA
-    if _is_phone(key, value, region):
+    if _is_phone(key, value, screen):
         return PHONE_IN_CUSTOM_DATA
     return None
 
@@ -88,7 +115,7 @@ def _holds_email(value: str) -> bool:
     return any("@" in word and normalize_email(word.strip(_AROUND_WORDS)) for word in value.split())
 
 
-def _is_phone(key: str, value: str, region: str | None) -> bool:
+def _is_phone(key: str, value: str, screen: Screen) -> bool:
     candidate = value.strip()
     if not 7 <= len(candidate) <= _MAX_PHONE_LENGTH or not _PHONE_CHARACTERS.issuperset(candidate):
         return False
@@ -96,14 +123,17 @@ def _is_phone(key: str, value: str, region: str | None) -> bool:
         return False
     named = any(word in key.lower() for word in _PHONE_NAMES)
     international = candidate.startswith(("+", "00"))
-    if not international and region is None:
+    if named or (not international and screen.region is None):
         return named
+    if screen.checks_left <= 0:
+        return True
+    screen.checks_left -= 1
     import phonenumbers  # only for a value shaped like a phone number (about 17 ms, once)
 
     try:
         number = phonenumbers.parse(
-            "+" + candidate[2:] if candidate.startswith("00") else candidate, None if international else region
+            "+" + candidate[2:] if candidate.startswith("00") else candidate, None if international else screen.region
         )
     except phonenumbers.NumberParseException:
-        return named
-    return named or phonenumbers.is_valid_number(number)
+        return False
+    return phonenumbers.is_valid_number(number)

@@ -44,7 +44,7 @@ class Deadline:
         return Deadline(self.at - seconds, self.clock)
 
 
-_armed = 0  # bounded blocks in progress; a stale timer signal outside them is ignored
+_armed = 0  # 1 while a bounded block runs; a stale timer signal outside one is ignored
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -68,24 +68,18 @@ def _can_interrupt() -> bool:
 def bounded(seconds: float) -> Iterator[None]:
     """Run the block for at most `seconds` (wall time); raises OutOfTime when they are up or already gone.
 
-    Nests: an inner block never outlives an outer one, and the outer timer resumes afterwards.
+    Inside another bounded block, only the outer bound applies (one timer, one owner: nothing to re-arm).
     """
     global _armed
     if seconds <= 0:
         raise OutOfTime
-    if not _can_interrupt():
+    if _armed or not _can_interrupt():
         yield
         return
-    outer_left = signal.getitimer(signal.ITIMER_REAL)[0] if _armed else 0.0
-    started = time.monotonic()
-    _armed += 1
-    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
+    _armed = 1
     try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)  # inside the try: a signal right after it is cleaned up too
         yield
     finally:
-        _armed -= 1
-        if outer_left:
-            # The outer block's own time, less what this one used (never 0, which would disarm it).
-            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 1e-3))
-        else:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        _armed = 0
+        signal.setitimer(signal.ITIMER_REAL, 0)

@@ -33,12 +33,14 @@ def _to_park(outcome: BatchOutcome, settings: Settings) -> list[RequestOutcome]:
     Without Meta's de-duplication (the Offline Conversions API), resending a batch of which Facebook took
     a part counts that part twice: then everything not delivered is parked instead, and the answer is final.
     """
-    pending = [request for request in outcome.requests if request.status != DELIVERED]
-    must_resend = any(request.status != ErrorClass.INVALID for request in pending)
-    if must_resend:
-        delivered_part = any(request.status == DELIVERED for request in outcome.requests)
-        return pending if delivered_part and not settings.profile.deduplicates else []
-    return [request for request in outcome.requests if request.parking_reason]
+    final = [request for request in outcome.requests if request.parking_reason]  # rejected, or taken in part
+    must_resend = any(request.status not in (DELIVERED, ErrorClass.INVALID) for request in outcome.requests)
+    if not must_resend:
+        return final
+    delivered_part = any(request.status == DELIVERED for request in outcome.requests)
+    if not delivered_part or settings.profile.deduplicates:
+        return []
+    return [request for request in outcome.requests if not request.taken]
 
 
 def _parking_reason(request: RequestOutcome) -> str:
@@ -66,7 +68,7 @@ def deliver(
     chunks = _chunks(events, settings.profile.max_events_per_request)
     # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
     outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
-    redactor = Redactor(user_values(batch.user))
+    redactor = Redactor(user_values(batch.user, mapped.keys.madid))
     for index, chunk in enumerate(chunks):
         result = outcome.requests[index] = sender.send(chunk, redactor)
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):

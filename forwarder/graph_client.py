@@ -182,9 +182,13 @@ class GraphClient:
     def _post(self, url: str, body: dict[str, Any], time_limit: float, redact: Redact, count_field: str) -> Accepted:
         started = time.perf_counter()
         try:
+            data = orjson.dumps(body)
+        except orjson.JSONEncodeError:  # nesting orjson cannot write: the request itself is wrong
+            raise GraphError(ErrorClass.INVALID, "the events cannot be sent as JSON (nested too deep)") from None
+        try:
             with self.session.post(
                 url,
-                data=orjson.dumps(body),
+                data=data,
                 headers={"Content-Type": "application/json"},
                 timeout=(CONNECT_TIMEOUT, max(0.5, min(time_limit - CONNECT_TIMEOUT, MAX_READ_TIMEOUT))),
                 # A 307/308 resends the body, token included, wherever Location points (even http://).

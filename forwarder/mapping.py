@@ -18,7 +18,7 @@ import orjson
 
 from forwarder.batch import MAX_PRODUCTS_PER_BATCH, Batch, BatchTooLarge, mapping, number, text
 from forwarder.currencies import currency_code
-from forwarder.custom_data import TooLong, TooManyAttributes, custom_data
+from forwarder.custom_data import Screen, TooLong, TooManyAttributes, custom_data
 from forwarder.ldu import Ldu, limited_data_use
 from forwarder.limits import (
     CONTENT_OVERHEAD_BYTES,
@@ -212,9 +212,9 @@ def _value(total: float | None) -> float | None:
 
 
 def map_event(
-    event: Any, batch: Batch, settings: Settings, now: float, index: int = 0, region: str | None = None
+    event: Any, batch: Batch, settings: Settings, now: float, index: int = 0, screen: Screen | None = None
 ) -> Conversion | str:
-    """The conversion for one event, or the reason it is skipped; `region` is the user's country (alpha-2)."""
+    """The conversion for one event, or the reason it is skipped; `screen` is the batch's, for custom data."""
     if not isinstance(event, dict):
         return Skip.MALFORMED_EVENT
     if event.get("event_type") != "commerce_event":
@@ -235,7 +235,7 @@ def map_event(
     try:
         profile = settings.profile
         contents, total, contents_bytes = _products(action, profile.price_key)
-        attributes, custom_bytes, adjusted = custom_data(data, region)
+        attributes, custom_bytes, adjusted = custom_data(data, screen or Screen())
         if data.get("timestamp_unixtime_ms") is None:
             adjusted.append(EVENT_TIME_FROM_BATCH)
         order_id = _bounded(text(action.get("transaction_id")))
@@ -281,11 +281,11 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     the memory they take stays bounded (nothing has been sent yet).
     """
     code = country_code(batch.user.attribute("$country"))
-    region = code.upper() if code else None
+    screen = Screen(region=code.upper() if code else None)
     mapped = Mapped(len(batch.events), match_keys(batch.user), limited_data_use(settings.ldu_mode, batch.user))
     products = 0
     for index, event in enumerate(batch.events):
-        result = map_event(event, batch, settings, now, index, region)
+        result = map_event(event, batch, settings, now, index, screen)
         if isinstance(result, str):
             mapped.skipped[result] += 1
             continue

@@ -181,7 +181,10 @@ def normalize_gender(value: str) -> str | None:
 def normalize_country(value: str) -> str | None:
     """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
     is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
-    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland)."""
+    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland,
+    N/A: no country code or name has a slash, and "N/A" would otherwise read as Namibia)."""
+    if "/" in value:
+        return None
     code = value.strip().lower()
     if code in ISO_ALPHA_2:
         return code

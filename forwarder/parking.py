@@ -82,8 +82,9 @@ def set_id(parts: Sequence[Sequence[bytes]]) -> str:
 
 
 def _sqs_safe(body: bytes) -> str:
-    """SQS refuses U+FFFE and U+FFFF in a message; inside JSON strings their escapes mean the same."""
-    return body.decode().replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+    """SQS refuses the noncharacters U+FFFE and U+FFFF in a message; they become U+FFFD, the replacement
+    character, of the same three bytes in UTF-8, so a part never grows past the size it was cut to."""
+    return body.replace(b"\xef\xbf\xbe", b"\xef\xbf\xbd").replace(b"\xef\xbf\xbf", b"\xef\xbf\xbd").decode()
 
 
 def park(
@@ -166,6 +167,10 @@ def read_part(body: str) -> ParkedPart:
     events = value.get("events")
     if not isinstance(events, list) or not events or not all(isinstance(event, dict) for event in events):
         raise MalformedPart("'events' is not a non-empty array of objects")
+    try:
+        encoded = [orjson.dumps(event) for event in events]
+    except orjson.JSONEncodeError:
+        raise MalformedPart("an event cannot be sent as JSON (nested too deep)") from None
     settings = value.get("settings")
     if not isinstance(settings, dict):
         raise MalformedPart("'settings' is not an object")
@@ -173,7 +178,7 @@ def read_part(body: str) -> ParkedPart:
     if not all(isinstance(item, str) for item in destination.values()):
         raise MalformedPart("a destination setting is not a string")
     if value["format"] == 1:
-        identity, part, parts = set_id([[orjson.dumps(event) for event in events]]), 0, 1
+        identity, part, parts = set_id([encoded]), 0, 1
     else:
         identity, part, parts = value.get("set_id"), value.get("part"), value.get("parts")
         if not (isinstance(identity, str) and len(identity) == 64 and identity.isalnum() and identity.isascii()):

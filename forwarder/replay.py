@@ -42,6 +42,9 @@ AWS_CALL_SECONDS = 15.0  # per SQS or Secrets Manager call, its SDK retry includ
 INCOMPLETE_AFTER_SECONDS = 15 * 60
 
 
+INCOMPLETE = "set incomplete: its other parts were not received in this run"
+
+
 class ReplayFailed(RuntimeError):
     """SQS or Secrets Manager could not be used; the message says which, never any data."""
 
@@ -102,12 +105,16 @@ class _Holding:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(AWS_CALL_SECONDS)  # a heartbeat stuck in a call is left behind (daemon), not waited for
         self.set_visibility(list(self._handles), 0)  # what is kept is visible to the next run at once
 
     def hold(self, handle: str) -> None:
         with self._lock:
             self._handles.add(handle)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._handles)
 
     def delete(self, handles: list[str]) -> None:
         for batch in _tens(handles):
@@ -250,17 +257,19 @@ class Replayer:
     def _keep(self, pending: _Set, reason: str) -> None:
         pending.kept = reason
 
-    def finish(self, now: float) -> None:
-        """Count what stays; discard incomplete sets once no invocation can still be writing them."""
+    def finish(self, now: float, discard: bool) -> None:
+        """Count what stays. An incomplete set is deleted only when `discard` says the whole queue was seen
+        (no cut, no other consumer) and it is older than any invocation could still be writing it: a set
+        whose other parts this run merely did not receive must never be lost."""
         for pending in self.sets.values():
             if pending.kept is not None:
                 self.report.kept[pending.kept] += len(pending.handles)
-            elif now - min(part.parked_at for part in pending.parts.values()) > INCOMPLETE_AFTER_SECONDS:
+            elif discard and now - max(part.parked_at for part in pending.parts.values()) > INCOMPLETE_AFTER_SECONDS:
                 self.holding.delete(pending.handles)
                 self.report.incomplete_discarded += len(pending.handles)
                 self.report.deleted += len(pending.handles)
             else:
-                self.report.kept["set incomplete: its other parts are not in the queue yet"] += len(pending.handles)
+                self.report.kept[INCOMPLETE] += len(pending.handles)
         self.sets.clear()
 
 
@@ -277,14 +286,20 @@ def replay(
     client: GraphClient | None = None,
     max_messages: int = 1000,
     parked_destination: bool = False,
+    discard_incomplete: bool = False,
 ) -> ReplayReport:
-    """Replay up to `max_messages` parked messages; raises ReplayFailed when SQS or the secret cannot be used."""
+    """Replay up to `max_messages` parked messages; raises ReplayFailed when SQS or the secret cannot be used.
+
+    `discard_incomplete` deletes sets that stay incomplete (their batch was answered 503 when a later part
+    could not be written, and mParticle resent it) once older than INCOMPLETE_AFTER_SECONDS, but only when
+    this run read the queue to its end and no other consumer held a message meanwhile."""
     sqs = sqs_client()
     queue = settings.parking_queue_url
     credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
     sender = open_sender(settings, credentials, client or GraphClient(), Deadline.after(SEND_BUDGET_SECONDS))
     with _Holding(sqs, queue) as holding:
         replayer = Replayer(settings, sender, holding, parked_destination)
+        drained = False
         while replayer.report.messages < max_messages:
             received = _aws(
                 sqs.receive_message,
@@ -294,24 +309,33 @@ def replay(
                 WaitTimeSeconds=1,
             ).get("Messages", [])
             if not received:
+                drained = True
                 break
             for message in received:
                 replayer.take(message)
-        replayer.finish(time.time())
-    attributes = _aws(
-        sqs.get_queue_attributes,
-        QueueUrl=queue,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
+        alone = discard_incomplete and drained and _counts(sqs, queue)[1] <= holding.count()
+        replayer.finish(time.time(), discard=alone)
     report = replayer.report
-    report.in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
-    report.waiting = int(attributes.get("ApproximateNumberOfMessages", 0))
+    report.waiting, report.in_flight = _counts(sqs, queue)
     return report
+
+
+def _counts(sqs: Any, queue: str) -> tuple[int, int]:
+    """SQS's approximate counts of visible and in-flight messages."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = _aws(sqs.get_queue_attributes, QueueUrl=queue, AttributeNames=names)["Attributes"]
+    return int(attributes.get(names[0], 0)), int(attributes.get(names[1], 0))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m forwarder.replay", description=__doc__)
     parser.add_argument("--max-messages", type=int, default=1000, help="stop after this many messages")
+    parser.add_argument(
+        "--discard-incomplete",
+        action="store_true",
+        help=f"delete sets still incomplete {INCOMPLETE_AFTER_SECONDS // 60} minutes after they were parked "
+        "(run alone, without --max-messages)",
+    )
     parser.add_argument(
         "--parked-destination",
         action="store_true",
@@ -319,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = replay(load_settings(), max_messages=args.max_messages, parked_destination=args.parked_destination)
+        report = replay(
+            load_settings(),
+            max_messages=args.max_messages,
+            parked_destination=args.parked_destination,
+            discard_incomplete=args.discard_incomplete,
+        )
     except (ReplayFailed, SettingsError, SecretInvalid, SecretUnavailable) as error:
         print(f"replay stopped: {error}", file=sys.stderr)
         return 2

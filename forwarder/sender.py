@@ -18,7 +18,7 @@ from forwarder.graph_client import CONNECT_TIMEOUT, ErrorClass, GraphClient, Gra
 from forwarder.outcome import DELIVERED, RequestOutcome
 from forwarder.redaction import Redactor
 from forwarder.render import request_fields
-from forwarder.secrets import Credentials, get_credentials
+from forwarder.secrets import Credentials, SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.settings import Settings
 
 MIN_READ_TIMEOUT = 1.0
@@ -83,13 +83,22 @@ class Sender:
                     self.settings.events_url,
                     self._body(events),
                     time_limit=self.deadline.left(),
-                    redact=redactor.with_values(credentials.secret_values()),
+                    redact=redactor.with_secrets(credentials.secret_values()),
                     count_field=self.settings.profile.accepted_count_field,
                 )
             except GraphError as error:
                 outcome.status, outcome.error, outcome.code = error.error_class.value, error.message, error.code
                 outcome.fbtrace_id = error.fbtrace_id
-                if not self._should_retry(error, outcome.attempts):
+                try:
+                    retry = self._should_retry(error, outcome.attempts)
+                except (SecretUnavailable, SecretInvalid) as problem:
+                    # The re-read after a token error failed: an outcome like any other, so a batch Facebook
+                    # already took part of is still settled as one (and its summary is still answered).
+                    unavailable = isinstance(problem, SecretUnavailable)
+                    outcome.status = (ErrorClass.TRANSIENT if unavailable else ErrorClass.TOKEN).value
+                    outcome.error = f"{outcome.error}; then {problem}"
+                    return outcome
+                if not retry:
                     return outcome
                 self.retries += 1
                 continue
@@ -103,8 +112,7 @@ class Sender:
 
     def _should_retry(self, error: GraphError, attempts: int) -> bool:
         if error.error_class is ErrorClass.TOKEN:
-            # The token may have been rotated since this container cached it. A failed re-read raises
-            # SecretUnavailable/SecretInvalid to the caller (503/502): mParticle retries either way.
+            # The token may have been rotated since this container cached it.
             return self.tokens.refresh(self.deadline.left())
         if not error.error_class.retryable:
             return False

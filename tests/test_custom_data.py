@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from forwarder.custom_data import custom_data
+from forwarder.custom_data import Screen, custom_data
 from localdev.graph_stub import Fault
 from tests.faulty_servers import parked_messages
 from tests.support import api_event, commerce_event, make_batch
@@ -33,7 +33,12 @@ CASES = [
     ({"delivery_date": "2026-11-29"}, "US", [], []),
     ({"amount": "1234567.00"}, "US", [], []),
     ({"sku": "123456"}, "US", [], []),
-    ({"total": 4155550199}, "US", [], []),  # a number, not text someone typed
+    ({"total": 4155550199}, "US", ["total"], [PHONE]),  # a JSON number can be a phone number too
+    ({"total": 1234567.5, "count": 41}, "US", [], []),
+    ({"contact": "+1 415\u200b555 0199"}, None, ["contact"], [PHONE]),  # invisible characters inside
+    ({"contact": "+1\u2011415\u2011555\u20110199"}, None, ["contact"], [PHONE]),  # non-breaking hyphens
+    ({"contact": "jane.doe\uff20example.com"}, None, ["contact"], [EMAIL]),  # a fullwidth at sign
+    ({"e\u200bmail": "jane.doe@example.com"}, None, ["e\u200bmail"], [EMAIL]),
     ({"store": "SF-01", "lane": 3, "vip": True}, "US", [], []),
     (
         {"email": "jane.doe@example.com", "mobile": "+1 415 555 0199", "store": "SF-01"},
@@ -46,14 +51,14 @@ CASES = [
 
 @pytest.mark.parametrize(("attributes", "region", "removed", "reasons"), CASES)
 def test_emails_and_phone_numbers_are_removed_and_counted(attributes, region, removed, reasons):
-    kept, _, counted = custom_data({"custom_attributes": attributes}, region)
+    kept, _, counted = custom_data({"custom_attributes": attributes}, Screen(region))
     assert kept == {key: value for key, value in attributes.items() if key not in removed}
     assert counted == reasons
 
 
 def test_an_attribute_map_without_personal_data_is_not_copied():
     attributes = {"store": "SF-01", "lane": 3}
-    assert custom_data({"custom_attributes": attributes}, "US")[0] is attributes
+    assert custom_data({"custom_attributes": attributes}, Screen("US"))[0] is attributes
 
 
 def test_personal_custom_attributes_are_never_sent_logged_or_parked(aws, function_env, invoke, graph, api, capsys):
@@ -71,3 +76,12 @@ def test_personal_custom_attributes_are_never_sent_logged_or_parked(aws, functio
     [parked] = parked_messages(aws)
     emitted = json.dumps(parked) + json.dumps(answer.body) + capsys.readouterr().out
     assert "zq@example.org" not in emitted and "555 0199" not in emitted
+
+
+def test_phone_checks_are_bounded_per_batch_and_then_err_on_the_side_of_privacy():
+    screen = Screen("US", checks_left=2)
+    attributes = {f"n{i}": "+1 415 555 0199" if i % 2 else "12.345.678" for i in range(6)}
+    kept, _, removed = custom_data({"custom_attributes": attributes}, screen)
+    assert screen.checks_left == 0
+    # The two checked: a valid number removed, a version-like string kept; past the budget, removed unchecked.
+    assert kept == {"n0": "12.345.678"} and removed == [PHONE] * 5

@@ -42,7 +42,7 @@ def test_no_time_left_refuses_to_start(seconds):
         pytest.fail("the block must not run")
 
 
-def test_an_inner_bound_never_outlives_the_outer_one_and_the_outer_one_resumes():
+def test_an_inner_bound_runs_under_the_outer_one_which_keeps_counting():
     started = time.monotonic()
     with pytest.raises(OutOfTime), bounded(0.4):
         with bounded(5.0):

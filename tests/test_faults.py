@@ -286,6 +286,18 @@ FAULTS = [
         split=True,
         replay=True,
     ),
+    # Facebook says it took part of the first request (not which events): that request is parked whole with the
+    # undelivered rest, on the API that cannot de-duplicate a resend.
+    Case(
+        "split: first part processed in part, second failing until the deadline",
+        (Fault(200, {"num_processed_entries": 1990}), *[graph_5xx()] * 30),
+        200,
+        "first",
+        "all",
+        timeout=SHORT,
+        apis=OFFLINE,
+        split=True,
+    ),
 ]
 
 

@@ -99,11 +99,11 @@ def test_a_set_cut_short_is_never_replayed_beside_its_resend(
             assert resent.status == (200 if facebook_on_resend == "accepts" else 422)
             report = replay(load_settings())
             if facebook_on_resend == "accepts":
-                # The lone first part is younger than any invocation could be: kept, never sent.
-                assert report.delivered_events == 0
-                assert report.kept == {"set incomplete: its other parts are not in the queue yet": 1}
+                # The lone first part is never sent, and never deleted unless the operator asks.
+                assert report.delivered_events == 0 and report.kept == {replay_module.INCOMPLETE: 1}
+                assert replay(load_settings(), discard_incomplete=True).incomplete_discarded == 0  # too young
                 monkeypatch.setattr(replay_module, "INCOMPLETE_AFTER_SECONDS", -1)  # as if 15 minutes had passed
-                report = replay(load_settings())
+                report = replay(load_settings(), discard_incomplete=True)
                 assert report.incomplete_discarded == 1 and report.delivered_events == 0
             else:
                 assert report.duplicates == 1 and report.delivered_events == len(ids)
@@ -195,10 +195,12 @@ TAMPERED = [
     ("events", "not a list", "malformed", "malformed"),
     ("events", [], "malformed", "malformed"),
     ("events", [1, 2], "malformed", "malformed"),
+    ("events", [{"custom_data": json.loads("[" * 300 + "]" * 300)}], "malformed", "malformed"),
     ("set_id", "../x", "malformed", "malformed"),
     ("part", 3, "malformed", "malformed"),
     ("parts", True, "malformed", "malformed"),
     ("format", 3, "malformed", "malformed"),
+    ("format", 1, "delivered", "delivered"),  # a message of the earlier release: a set of one part
 ]
 
 
@@ -238,3 +240,77 @@ def test_replay_reports_messages_another_consumer_holds(aws, function_env, invok
     out, err = capsys.readouterr()
     assert json.loads(out[out.rindex('{\n  "messages"') :])["in_flight"] == 1
     assert "1 messages are held by another consumer" in err
+
+
+def park_several_parts(aws: dict[str, str], function_env: Any, invoke: Any, graph: GraphStub) -> tuple[list[str], int]:
+    """A rejected batch parked as one set of several messages; returns its event ids and the messages."""
+    batch, ids = batch_of(450, note=900)
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(batch)).status == 422
+    parts = len(parked_messages(aws))
+    assert parts >= 2
+    graph.received.clear()
+    return ids, parts
+
+
+@pytest.mark.parametrize("discard", [False, True])
+def test_a_complete_set_split_between_consumers_is_never_lost(discard, aws, function_env, invoke, graph, monkeypatch):
+    """Another consumer holds one part while replay runs: replay sees an incomplete set, and must keep it,
+    even when asked to discard incomplete sets and even when the set is old."""
+    ids, parts = park_several_parts(aws, function_env, invoke, graph)
+    monkeypatch.setattr(replay_module, "INCOMPLETE_AFTER_SECONDS", -1)
+    queue = aws["PARKING_QUEUE_URL"]
+    held = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"][0]
+
+    report = replay(load_settings(), discard_incomplete=discard)
+    assert report.deleted == 0 and report.kept == {replay_module.INCOMPLETE: parts - 1} and graph.received == []
+
+    sqs(aws).change_message_visibility(QueueUrl=queue, ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=0)
+    report = replay(load_settings(), discard_incomplete=discard)
+    assert report.delivered_events == len(ids) and report.finished
+    assert acknowledged(graph) == Counter(ids)
+
+
+def test_replays_cut_by_max_messages_never_lose_a_set(aws, function_env, invoke, graph, monkeypatch):
+    ids, parts = park_several_parts(aws, function_env, invoke, graph)
+    monkeypatch.setattr(replay_module, "INCOMPLETE_AFTER_SECONDS", -1)
+    for _ in range(parts):
+        assert replay_module.main(["--max-messages", "1", "--discard-incomplete"]) == 1
+        assert graph.received == [] and len(parked_messages(aws)) == parts
+    assert replay_module.main([]) == 0
+    assert acknowledged(graph) == Counter(ids)
+
+
+def test_a_parked_event_of_noncharacters_still_fits_a_classic_sqs_message(aws, function_env, invoke, graph):
+    """SQS refuses U+FFFF in a message body: it is parked as U+FFFD, which takes the same three bytes."""
+    event = commerce_event("add_to_cart", product_action={"products": [{"id": "\uffff" * 900}] * 70})
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(make_batch([event]))).status == 422
+    queue = aws["PARKING_QUEUE_URL"]
+    [message] = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
+    assert 180_000 < len(message["Body"].encode()) <= 256 * 1024
+    assert "\ufffd" * 900 in message["Body"] and "\uffff" not in message["Body"]
+
+
+@pytest.mark.parametrize(("api", "status", "parked"), [("offline_conversions", 200, 5), ("conversions_api", 503, 0)])
+def test_a_token_reread_that_fails_after_a_part_was_delivered_is_an_outcome(
+    api, status, parked, aws, function_env, invoke, graph
+):
+    """Code 190 on the second request, then Secrets Manager throttles the re-read: the first request is at
+    Facebook, so on the Offline Conversions API the rest is parked (a resend would count the first twice);
+    on the Conversions API mParticle resends and Meta de-duplicates. Either way the answer has its summary."""
+    limit = {"offline_conversions": 2000, "conversions_api": 1000}[api]
+    batch, ids = batch_of(limit + 5)
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.script("GetSecretValue", AwsStep(), THROTTLED, THROTTLED)
+        function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy.url)
+        graph.script(Fault(), Fault.graph_error(190))
+        with fresh_aws_clients():
+            answer = invoke(api_event(batch))
+    assert answer.status == status
+    assert answer.body["forwarded"] == limit and answer.body["parked"] == parked
+    assert "Secrets Manager" in answer.body["requests"][1]["error"]
+    assert acknowledged(graph) == Counter(ids[:limit])
+    assert {event_key(event) for message in parked_messages(aws) for event in message["events"]} == set(
+        ids[limit:] if parked else []
+    )

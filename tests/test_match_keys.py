@@ -301,6 +301,10 @@ COUNTRIES = [
     # ISO's), reserved organisations.
     ("XX", None),
     ("xx", None),
+    # "Not available", not Namibia (NA), nor "not applicable" read as a code.
+    ("N/A", None),
+    ("n/a", None),
+    ("NA", "na"),
     ("ZZ", None),
     ("AA", None),
     ("QM", None),
