@@ -147,7 +147,7 @@ class ParkedPart:
     source_request_id: str | None = None
 
 
-_DESTINATION_KEYS = ("api", "api_version", "event_set_id", "upload_tag")
+_DESTINATION_KEYS = ("api", "api_version", "event_set_id", "upload_tag", "test_event_code")
 _MAX_PARTS = 10_000  # a 6 MB batch makes a few dozen messages
 
 

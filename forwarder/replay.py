@@ -162,13 +162,15 @@ def destination(settings: Settings, parked: dict[str, str], use_parked: bool) ->
     """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for.
 
     With `use_parked`, the recorded destination, checked by the same rules as the environment (so a
-    tampered message cannot steer the token to another path). Raises SettingsError or ValueError.
+    tampered message cannot steer the token to another path). Either way the events keep the
+    `test_event_code` they were sent with (none for production events, whatever TEST_EVENT_CODE says
+    now): a parked production event is never replayed as a test event. Raises SettingsError or ValueError.
     """
     api = parked.get("api", settings.api.value)
     if not use_parked:
         if api != settings.api.value:
             raise ValueError(f"rendered for {api}, but FACEBOOK_API is {settings.api.value}")
-        return settings
+        return dataclasses.replace(settings, test_event_code=parked.get("test_event_code") or None)
     recorded = load_settings(
         {
             "SECRET_ID": settings.secret_id,
@@ -177,6 +179,7 @@ def destination(settings: Settings, parked: dict[str, str], use_parked: bool) ->
             "FACEBOOK_API_VERSION": parked.get("api_version", ""),
             "OFFLINE_EVENT_SET_ID": parked.get("event_set_id", ""),
             "UPLOAD_TAG": parked.get("upload_tag", ""),
+            "TEST_EVENT_CODE": parked.get("test_event_code", ""),
         }
     )
     return dataclasses.replace(
@@ -185,6 +188,7 @@ def destination(settings: Settings, parked: dict[str, str], use_parked: bool) ->
         api_version=recorded.api_version,
         event_set_id=recorded.event_set_id,
         upload_tag=recorded.upload_tag,
+        test_event_code=recorded.test_event_code,
     )
 
 

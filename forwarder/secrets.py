@@ -46,7 +46,8 @@ class SecretInvalid(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Credentials:
     access_token: str = field(repr=False)
-    webhook_authorization: str | None = field(default=None, repr=False)
+    # The Authorization values mParticle may send: one, or two while it is being changed (README).
+    webhook_authorizations: tuple[str, ...] = field(default=(), repr=False)
     app_secret: str | None = field(default=None, repr=False)
 
     def appsecret_proof(self) -> str | None:
@@ -57,7 +58,7 @@ class Credentials:
 
     def secret_values(self) -> list[str]:
         """Everything secret here, for redacting text from outside that might quote one."""
-        values = [self.access_token, self.webhook_authorization, self.app_secret, self.appsecret_proof()]
+        values = [self.access_token, *self.webhook_authorizations, self.app_secret, self.appsecret_proof()]
         return [value for value in values if value]
 
 
@@ -67,6 +68,17 @@ def _optional_text(value: Any, key: str) -> str | None:
     if not isinstance(value, str):
         raise SecretInvalid(f"the secret's '{key}' must be a string")
     return value
+
+
+MAX_WEBHOOK_AUTHORIZATIONS = 2  # the value in use and its successor, while mParticle's setting changes
+
+
+def _authorizations(value: Any) -> tuple[str, ...]:
+    """`webhook_authorization` as a string, or a list of at most two strings (rotation without a 401)."""
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_WEBHOOK_AUTHORIZATIONS:
+        raise SecretInvalid("the secret's 'webhook_authorization' may list at most 2 values (old and new)")
+    return tuple(text for item in values if (text := _optional_text(item, "webhook_authorization")))
 
 
 def _secret_json(value: str | bytes) -> Any:
@@ -94,7 +106,7 @@ def parse_credentials(value: Any) -> Credentials:
         raise SecretInvalid("the secret has no 'access_token'")
     return Credentials(
         access_token=token,
-        webhook_authorization=_optional_text(value.get("webhook_authorization"), "webhook_authorization"),
+        webhook_authorizations=_authorizations(value.get("webhook_authorization")),
         app_secret=_optional_text(value.get("app_secret"), "app_secret"),
     )
 

@@ -102,6 +102,7 @@ class Settings:
             "ldu_mode": self.ldu_mode.value,
             "upload_tag": self.upload_tag,
             "default_currency": self.default_currency,
+            "test_event_code": self.test_event_code,
         }
 
 

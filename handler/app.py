@@ -103,13 +103,13 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return next((value for key, value in headers.items() if str(key).lower() == name), None)
 
 
-def _authenticate(event: dict[str, Any], expected: str | None) -> None:
-    """Constant-time comparison; a secret without webhook_authorization refuses everyone."""
+def _authenticate(event: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    """Constant-time comparison with every accepted value (all of them, so the time says nothing about which
+    one matched); a secret without webhook_authorization refuses everyone."""
     received = _header(event, "authorization")
-    received = received if isinstance(received, str) else ""
-    if not expected or not hmac.compare_digest(
-        received.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    ):
+    received_bytes = (received if isinstance(received, str) else "").encode("utf-8", "surrogatepass")
+    matches = [hmac.compare_digest(received_bytes, value.encode("utf-8", "surrogatepass")) for value in accepted]
+    if not any(matches):
         raise HttpProblem(401, "missing or invalid Authorization header")
 
 
@@ -139,7 +139,7 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
     config = settings()
     credentials = get_credentials(config.secret_id, send_by.left())
-    _authenticate(event, credentials.webhook_authorization)
+    _authenticate(event, credentials.webhook_authorizations)
     batch = parse_batch(_raw_body(event))
     outcome = deliver(batch, config, open_sender(config, credentials, graph_client, send_by), park_by=answer_by)
     status = VERDICT_STATUS[outcome.verdict]

@@ -314,3 +314,15 @@ def test_a_token_reread_that_fails_after_a_part_was_delivered_is_an_outcome(
     assert {event_key(event) for message in parked_messages(aws) for event in message["events"]} == set(
         ids[limit:] if parked else []
     )
+
+
+@pytest.mark.parametrize("parked_with", ["", "TEST4321"])
+def test_replay_keeps_the_test_event_code_the_events_were_sent_with(parked_with, aws, function_env, invoke, graph):
+    """The replay environment may carry a TEST_EVENT_CODE (during verification): production events parked
+    without one are still replayed as production events, and test events stay test events."""
+    function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE=parked_with)
+    graph.script(Fault.graph_error(100))
+    assert invoke(api_event(batch_of(2)[0])).status == 422
+    function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE="VERIFY999")
+    assert replay(load_settings()).delivered_events == 2
+    assert graph.received[-1].body.get("test_event_code") == (parked_with or None)

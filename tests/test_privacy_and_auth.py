@@ -34,6 +34,7 @@ import handler.app
 from forwarder import replay
 from forwarder.graph_client import ErrorClass, GraphClient, GraphError
 from forwarder.redaction import Redactor
+from forwarder.secrets import provider as handler_secrets
 from forwarder.settings import SettingsError, load_settings
 from forwarder.telemetry import logger
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
@@ -170,6 +171,15 @@ def rejected_quoting_personal_data(world: World) -> list[int]:
     return [world.send()]
 
 
+def rejected_quoting_secrets_for_a_user_of_many_attributes(world: World) -> list[int]:
+    """Hundreds of attributes must not crowd the token or the user's own values out of the redaction."""
+    batch = personal_batch()
+    batch["user_attributes"] = {f"attribute_{i}": f"value {i:04}" for i in range(600)} | batch["user_attributes"]
+    quoted = quoting(TOKEN, PROOF, FIRST_NAME, LAST_NAME, IDFA.lower(), EMAIL)
+    world.graph.script(Fault.graph_error(100, message=quoted, error_user_msg=quoted))
+    return [world.send(api_event(batch, authorization=WEBHOOK))]
+
+
 def replay_rejected_quoting_the_madid(world: World) -> list[int]:
     statuses = rejected(world)
     # Replay only has the rendered events: the madid (unhashed on the Conversions API) is what Meta could quote.
@@ -226,6 +236,7 @@ SCENARIOS = {
     "413": (too_large, [413]),
     "422 parked": (rejected, [422]),
     "422 quoting personal data": (rejected_quoting_personal_data, [422]),
+    "422 quoting secrets, 600 attributes": (rejected_quoting_secrets_for_a_user_of_many_attributes, [422]),
     "replay rejected quoting the madid": (replay_rejected_quoting_the_madid, [422, 1]),
     "502": (token_refused, [502]),
     "503": (transient, [503]),
@@ -384,8 +395,10 @@ def test_an_unauthenticated_caller_learns_nothing_about_its_body(function_env, g
         {"access_token": ACCESS_TOKEN},
         {"access_token": ACCESS_TOKEN, "webhook_authorization": ""},
         {"access_token": ACCESS_TOKEN, "webhook_authorization": None},
+        {"access_token": ACCESS_TOKEN, "webhook_authorization": []},
+        {"access_token": ACCESS_TOKEN, "webhook_authorization": ["", None]},
     ],
-    ids=["absent", "empty", "null"],
+    ids=["absent", "empty", "null", "empty list", "list of nothing"],
 )
 def test_fails_closed_without_a_webhook_authorization(aws, function_env, graph, secret):
     put_secret(aws, secret)
@@ -394,11 +407,26 @@ def test_fails_closed_without_a_webhook_authorization(aws, function_env, graph, 
     assert graph.received == []
 
 
-def test_a_webhook_authorization_that_is_not_text_lets_nobody_in(aws, function_env, graph):
-    put_secret(aws, {"access_token": ACCESS_TOKEN, "webhook_authorization": 12345})
+@pytest.mark.parametrize(
+    "value", [12345, [WEBHOOK_AUTHORIZATION, 12345], [WEBHOOK_AUTHORIZATION, "b", "c"], {"a": WEBHOOK_AUTHORIZATION}]
+)
+def test_a_webhook_authorization_that_is_not_text_lets_nobody_in(aws, function_env, graph, value):
+    put_secret(aws, {"access_token": ACCESS_TOKEN, "webhook_authorization": value})
     for authorization in ("12345", WEBHOOK_AUTHORIZATION, None):
         assert raw_call(api_event(make_batch(), authorization=authorization))["statusCode"] == 502
     assert graph.received == []
+
+
+def test_during_a_rotation_the_old_and_the_new_value_are_both_accepted(aws, function_env, graph):
+    """README's rotation: list the new value beside the old, change mParticle, then drop the old one."""
+    new = "Basic bmV3OnZhbHVl"
+    put_secret(aws, {"access_token": ACCESS_TOKEN, "webhook_authorization": [WEBHOOK_AUTHORIZATION, new]})
+    for authorization, status in ((WEBHOOK_AUTHORIZATION, 200), (new, 200), (new + "x", 401), (None, 401)):
+        assert raw_call(api_event(make_batch(), authorization=authorization))["statusCode"] == status
+    put_secret(aws, {"access_token": ACCESS_TOKEN, "webhook_authorization": new})
+    handler_secrets().clear_cache()
+    assert raw_call(api_event(make_batch(), authorization=WEBHOOK_AUTHORIZATION))["statusCode"] == 401
+    assert raw_call(api_event(make_batch(), authorization=new))["statusCode"] == 200
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "post", "POST"])
