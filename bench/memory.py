@@ -179,6 +179,20 @@ def counted(events: list[str]) -> str:
     )
 
 
+def user_maps() -> str:
+    """One event, and user identities and attributes of distinct short non-ASCII names filling the body
+    (their entries past batch.MAX_USER_ENTRIES are parsed but never read)."""
+    event = _event([_TINY_PRODUCT])
+
+    def build(count: int) -> str:
+        half = count // 2
+        identities = ",".join(f'"\u00e9{i:x}":"v"' for i in range(half))
+        attributes = ",".join(f'"\u00e8{i:x}":"v"' for i in range(count - half))
+        return _batch([event], f',"user_identities":{{{identities}}},"user_attributes":{{{attributes}}}')
+
+    return _largest(build, MAX_BODY_BYTES)
+
+
 def _api_event(body: Callable[[], str]) -> Callable[[], dict[str, Any]]:
     return lambda: workload.api_event(body())
 
@@ -219,6 +233,11 @@ def worst_bodies() -> list[Body]:
             "nested arrays and strings",
             f"one event, an unknown field of {containers}",
             _api_event(lambda: counted([_event([_TINY_PRODUCT])])),
+        ),
+        Body(
+            "user maps",
+            "user identities and attributes of distinct short names filling the body",
+            _api_event(user_maps),
         ),
         Body(
             "all at once",
