@@ -99,6 +99,8 @@ class Sender:
                     outcome.error = f"{outcome.error}; then {problem}"
                     return outcome
                 if not retry:
+                    if error.error_class.retryable:  # it would have been retried: time ran out
+                        outcome.error = f"{outcome.error} (retries ran out of time)"
                     return outcome
                 self.retries += 1
                 continue
