@@ -2,7 +2,8 @@
 
 Ours imports `handler.app` and serves one request (secret from the local Secrets Manager, one POST
 to the responder); the floor does the work any implementation must do for that request with the same
-libraries: import boto3 and requests, read the secret once, POST once. Both run with the same environment and warm bytecode caches.
+libraries: import boto3 and requests, read the secret once, POST once. Both run with the same
+environment and warm bytecode caches.
 A second pair runs with an empty bytecode cache, which is what a Lambda artifact built with
 `pip install --no-compile` gets on every cold start (/var/task is read-only, nothing is cached).
 """

@@ -186,8 +186,8 @@ def user_maps() -> str:
 
     def build(count: int) -> str:
         half = count // 2
-        identities = ",".join(f'"\u00e9{i:x}":"v"' for i in range(half))
-        attributes = ",".join(f'"\u00e8{i:x}":"v"' for i in range(count - half))
+        identities = ",".join(f'"\\u00e9{i:x}":"v"' for i in range(half))
+        attributes = ",".join(f'"\\u00e8{i:x}":"v"' for i in range(count - half))
         return _batch([event], f',"user_identities":{{{identities}}},"user_attributes":{{{attributes}}}')
 
     return _largest(build, MAX_BODY_BYTES)
