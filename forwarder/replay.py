@@ -15,17 +15,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from forwarder.deadline import Deadline, OutOfTime, bounded
+from forwarder.deadline import Deadline
 from forwarder.graph_client import GraphClient
+from forwarder.held_messages import (
+    AWS_CALL_SECONDS,
+    VISIBILITY_TIMEOUT,
+    HeldMessages,
+    ReplayFailed,
+    sqs_call,
+)
 from forwarder.outcome import RequestOutcome
 from forwarder.parking import MalformedPart, ParkedPart, ParkingFailed, Request, park, read_part, sqs_client
 from forwarder.redaction import Redactor, raw_values
@@ -33,20 +38,13 @@ from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.sender import Sender, open_sender
 from forwarder.settings import Settings, SettingsError, load_settings
 
-VISIBILITY_TIMEOUT = 120
-HEARTBEAT_SECONDS = 30  # well inside the visibility timeout, so a held message never reappears
 SEND_BUDGET_SECONDS = 60.0  # per Graph request, every retry included
-AWS_CALL_SECONDS = 15.0  # per SQS or Secrets Manager call, its SDK retry included
 # A set with parts missing after this long can never be completed: every invocation that parks ends
 # within Lambda's maximum timeout. Its batch was answered 503 and resent by mParticle.
 INCOMPLETE_AFTER_SECONDS = 15 * 60
 
 
 INCOMPLETE = "set incomplete: its other parts were not received in this run"
-
-
-class ReplayFailed(RuntimeError):
-    """SQS or Secrets Manager could not be used; the message says which, never any data."""
 
 
 @dataclass
@@ -89,75 +87,6 @@ class _Set:
         return self.parts[min(self.parts)]
 
 
-class _Holding:
-    """Receipt handles this run holds: kept invisible by a heartbeat until deleted or released."""
-
-    def __init__(self, sqs: Any, queue_url: str) -> None:
-        self._sqs, self._queue_url = sqs, queue_url
-        self._handles: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="replay-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Holding:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(AWS_CALL_SECONDS)  # a heartbeat stuck in a call is left behind (daemon), not waited for
-        self.set_visibility(list(self._handles), 0)  # what is kept is visible to the next run at once
-
-    def hold(self, handle: str) -> None:
-        with self._lock:
-            self._handles.add(handle)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._handles)
-
-    def delete(self, handles: list[str]) -> None:
-        for batch in _tens(handles):
-            entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(batch)]
-            _aws(self._sqs.delete_message_batch, QueueUrl=self._queue_url, Entries=entries)
-        with self._lock:
-            self._handles.difference_update(handles)
-
-    def set_visibility(self, handles: list[str], seconds: int) -> None:
-        for batch in _tens(handles):
-            entries = [
-                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
-                for index, handle in enumerate(batch)
-            ]
-            _aws(self._sqs.change_message_visibility_batch, QueueUrl=self._queue_url, Entries=entries)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            with self._lock:
-                handles = list(self._handles)
-            try:
-                self.set_visibility(handles, VISIBILITY_TIMEOUT)
-            except Exception as error:
-                print(f"replay: could not extend the visibility timeout ({type(error).__name__})", file=sys.stderr)
-
-
-def _tens(items: list[str]) -> Iterator[list[str]]:
-    """SQS batch calls take at most ten entries."""
-    for start in range(0, len(items), 10):
-        yield items[start : start + 10]
-
-
-def _aws(call: Callable[..., Any], **arguments: Any) -> Any:
-    """One SQS call, bounded in total (on the main thread); raises ReplayFailed."""
-    try:
-        with bounded(AWS_CALL_SECONDS):
-            return call(**arguments)
-    except OutOfTime:
-        raise ReplayFailed("SQS did not answer in time") from None
-    except Exception as error:  # botocore's ClientError/BotoCoreError: name the kind, not the text
-        raise ReplayFailed(f"SQS refused or could not be reached ({type(error).__name__})") from None
-
-
 def destination(settings: Settings, parked: dict[str, str], use_parked: bool) -> Settings:
     """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for.
 
@@ -196,7 +125,7 @@ def destination(settings: Settings, parked: dict[str, str], use_parked: bool) ->
 class Replayer:
     settings: Settings
     sender: Sender  # its settings and deadline are replaced for each request
-    holding: _Holding
+    holding: HeldMessages
     parked_destination: bool
     report: ReplayReport = field(default_factory=ReplayReport)
     sets: dict[str, _Set] = field(default_factory=dict)
@@ -301,11 +230,11 @@ def replay(
     queue = settings.parking_queue_url
     credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
     sender = open_sender(settings, credentials, client or GraphClient(), Deadline.after(SEND_BUDGET_SECONDS))
-    with _Holding(sqs, queue) as holding:
+    with HeldMessages(sqs, queue) as holding:
         replayer = Replayer(settings, sender, holding, parked_destination)
         drained = False
         while replayer.report.messages < max_messages:
-            received = _aws(
+            received = sqs_call(
                 sqs.receive_message,
                 QueueUrl=queue,
                 MaxNumberOfMessages=min(10, max_messages - replayer.report.messages),
@@ -327,7 +256,7 @@ def replay(
 def _counts(sqs: Any, queue: str) -> tuple[int, int]:
     """SQS's approximate counts of visible and in-flight messages."""
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = _aws(sqs.get_queue_attributes, QueueUrl=queue, AttributeNames=names)["Attributes"]
+    attributes = sqs_call(sqs.get_queue_attributes, QueueUrl=queue, AttributeNames=names)["Attributes"]
     return int(attributes.get(names[0], 0)), int(attributes.get(names[1], 0))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from forwarder import held_messages
 from forwarder import replay as replay_module
 from forwarder.replay import replay
 from forwarder.settings import load_settings
@@ -117,8 +118,9 @@ def test_a_set_cut_short_is_never_replayed_beside_its_resend(
 def test_overlapping_replays_never_send_the_same_set(aws, function_env, invoke, graph, monkeypatch):
     """A replay whose Graph requests take longer than the visibility timeout keeps its messages invisible,
     so a second replay started meanwhile finds nothing to send."""
-    monkeypatch.setattr(replay_module, "VISIBILITY_TIMEOUT", 2)
-    monkeypatch.setattr(replay_module, "HEARTBEAT_SECONDS", 0.5)
+    monkeypatch.setattr(replay_module, "VISIBILITY_TIMEOUT", 2)  # what messages are received with
+    monkeypatch.setattr(held_messages, "VISIBILITY_TIMEOUT", 2)  # what the heartbeat extends them to
+    monkeypatch.setattr(held_messages, "HEARTBEAT_SECONDS", 0.5)
     batch, ids = batch_of(3)
     graph.script(Fault.graph_error(100))
     assert invoke(api_event(batch)).status == 422
