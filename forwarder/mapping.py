@@ -72,6 +72,10 @@ def _bounded(value: str | None) -> str | None:
     return value
 
 
+# The product texts a content carries besides its id (Meta: contents[].brand, contents[].category).
+_CONTENT_TEXTS = ("brand", "category")
+
+
 class Content(TypedDict, total=False):
     """One product as the chosen API describes it: the unit price is `price` on the Offline
     Conversions API and `item_price` on the Conversions API, never both."""
@@ -187,18 +191,13 @@ def _products(action: Mapping[str, Any], price_key: str) -> tuple[list[Content],
         content: Content = {"id": product_id, "quantity": whole}
         if price is not None:
             content[price_key] = price  # "price" or "item_price"
-        if (brand := product.get("brand")) is not None and (brand := text(brand)):
-            length = len(brand)
-            if length > MAX_TEXT_LENGTH:
-                raise _TooLong
-            chars += length
-            content["brand"] = brand
-        if (category := product.get("category")) is not None and (category := text(category)):
-            length = len(category)
-            if length > MAX_TEXT_LENGTH:
-                raise _TooLong
-            chars += length
-            content["category"] = category
+        for name in _CONTENT_TEXTS:
+            if (value := product.get(name)) is not None and (value := text(value)):
+                length = len(value)
+                if length > MAX_TEXT_LENGTH:
+                    raise _TooLong
+                chars += length
+                content[name] = value  # type: ignore[literal-required]
         contents.append(content)
     return contents, total, JSON_BYTES_PER_CHAR * chars + CONTENT_OVERHEAD_BYTES * len(contents)
 
