@@ -33,6 +33,7 @@ _PHONE_CHARACTERS = frozenset("0123456789+-(). /\u00a0\u2010\u2011\u2012\u2013\u
 # libphonenumber parses about 20,000 numbers a second: this bounds a batch's checks to about 50 ms.
 MAX_PHONE_CHECKS_PER_BATCH = 1000
 _MAX_PHONE_LENGTH = 32
+_PHONE_STARTS = frozenset("0123456789+(")  # how a written phone number begins
 _PHONE_NAMES = ("phone", "mobile", "tel", "cell", "sms", "whatsapp", "fax")
 
 
@@ -95,17 +96,27 @@ def _plain(text: str) -> str:
 
 
 def _personal(key: str, value: str | float | bool, screen: Screen) -> str | None:
-    key = _plain(key)
-    if "@" in key and normalize_email(key):
-        return EMAIL_IN_CUSTOM_DATA
+    """The reason to remove the attribute, or None. Runs for every attribute of every event: the common
+    cases (short ASCII text, small numbers, words) are settled by a cheap look before any normalising."""
+    if not key.isascii() or "@" in key:
+        plain_key = _plain(key)
+        if "@" in plain_key and normalize_email(plain_key):
+            return EMAIL_IN_CUSTOM_DATA
     if type(value) is int:  # a JSON number can be a phone number written without punctuation
-        value = str(value)
-    if type(value) is not str:
+        if -1_000_000 < value < 1_000_000:
+            return None
+        text = str(value)
+    elif type(value) is str:
+        text = value
+    else:
         return None
-    value = _plain(value)
-    if "@" in value and _holds_email(value):
+    if not text.isascii():
+        text = _plain(text)
+    elif "@" not in text and (len(text) < 7 or text.lstrip()[:1] not in _PHONE_STARTS):
+        return None
+    if "@" in text and _holds_email(text):
         return EMAIL_IN_CUSTOM_DATA
-    if _is_phone(key, value, screen):
+    if _is_phone(key, text, screen):
         return PHONE_IN_CUSTOM_DATA
     return None
 
