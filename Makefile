@@ -1,4 +1,5 @@
 # Targets a newcomer can guess: `make run`, `make test`, `make build`, `make deploy`, `make bench`.
+# `make unit` runs only the unit tests (seconds).
 # Each sets up .venv itself (Python 3.13 like the Lambda runtime when available, else >= 3.11);
 # `make deploy` needs only Python and the SAM CLI.
 
@@ -22,7 +23,7 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 # The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
 ENV ?= staging
 
-.PHONY: run test lint build deploy deploy-built local-invoke local-api bench replay event clean \
+.PHONY: run test unit lint build deploy deploy-built local-invoke local-api bench replay event clean \
 	build-ForwarderFunction
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -34,10 +35,13 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 run: $(BIN)/.installed  ## map and deliver a sample batch against local AWS + Graph stand-ins
 	$(BIN)/python -m localdev.run $(ARGS)
 
-test: $(BIN)/.installed  ## lint, then every test
+test: $(BIN)/.installed  ## lint, then every test (unit, integration, infra)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(BIN)/.installed  ## the unit tests only: no servers, no build; seconds
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

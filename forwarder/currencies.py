@@ -3,7 +3,7 @@
 Meta wants "a valid ISO 4217 three-letter currency code" (conversions-api/parameters/custom-data; its
 SDK's `CustomData.currency`). Three letters are not yet a currency: `RMB` is a common name of the yuan,
 not its code (`CNY`), and Meta refuses it, on the Conversions API with the whole request. The list is
-pycountry's ISO 4217 table, frozen here (no import at run time; `tests/test_currencies.py` keeps it equal
+pycountry's ISO 4217 table, frozen here (no import at run time; `tests/integration/test_currencies.py` keeps it equal
 to the library's), without the codes that are not money a purchase is paid in: precious metals (XAU,
 XAG, XPD, XPT), bond-market and accounting units (XBA-XBD, XDR, XSU, XUA, XAD), the testing and "no
 currency" codes (XTS, XXX) and the fund codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW).

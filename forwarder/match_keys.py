@@ -52,7 +52,7 @@ _DEFAULT_IGNORABLE = re.compile(
 _INVISIBLE_CATEGORIES = ("Cc", "Cf")
 
 # ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
-# that already is a code, never imports pycountry. tests/test_match_keys.py checks it against pycountry.
+# that already is a code, never imports pycountry. tests/unit/test_match_keys.py checks it against pycountry.
 _ISO_ALPHA_2_CODES = """
     ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz
     ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SAMCONFIG = ROOT / "samconfig.toml"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
-# template.yaml's parameters without a default (tests/test_template.py keeps this list true).
+# template.yaml's parameters without a default (tests/infra/test_template.py keeps this list true).
 REQUIRED_PARAMETERS = ("OfflineEventSetId", "CreateApiGatewayLoggingRole")
 DIGEST_PARAMETER = "ConfigurationDigest"
 DIGEST_LENGTH = 16  # SAM names the version after the first 10; the rest shows in the function's description

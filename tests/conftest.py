@@ -1,24 +1,17 @@
-"""Shared fixtures: one moto server per session, a fresh Graph stand-in per test, and invoke helpers.
+"""Fixtures for every layer; none starts a server (tests/integration/conftest.py has those).
 
-Tests drive the real `lambda_handler` named in template.yaml with API Gateway proxy events, against
-real local HTTP servers; nothing in forwarder/ or handler/ is patched.
+Layers: tests/unit (no servers, seconds: `make unit`), tests/integration (the real handler against a moto
+server and the Graph stand-in), tests/infra (template.yaml, samconfig, the built artifact, the dependency
+lock). `make test` runs all three.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-import requests
 
-from localdev.aws import moto_server, provision
-from localdev.graph_stub import GraphStub
-from localdev.lambda_context import LocalContext
-from localdev.samples import load_api_event
-from tests.support import BOTH_APIS, EVENT_SET_ID, NOW_MS, Answer
+from tests.support import BOTH_APIS
 
 # Powertools needs these before the handler is imported; tracing is a no-op outside Lambda.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "facebook-offline-forwarder")
@@ -26,67 +19,6 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MParticleFacebookForwarde
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A fresh secret and queue in the shared moto server (reset between tests)."""
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=5)
-    env = provision(moto_endpoint)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphStub]:
-    with GraphStub() as stub:
-        yield stub
-
-
 @pytest.fixture(params=BOTH_APIS)
 def api(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-@pytest.fixture
-def function_env(aws: dict[str, str], graph: GraphStub, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Configure the function like the template does; call again with overrides (e.g. FACEBOOK_API)."""
-    import handler.app
-    from forwarder import secrets
-
-    def configure(**overrides: str) -> None:
-        values = {
-            "OFFLINE_EVENT_SET_ID": EVENT_SET_ID,
-            "FACEBOOK_GRAPH_URL": graph.url,
-            "FACEBOOK_API": "offline_conversions",
-            "SEND_CCPA_LIMITED_DATA_USE": "never",
-            **overrides,
-        }
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr(handler.app, "_settings", None)
-        secrets.provider().clear_cache()  # the same moto endpoint: keep the client, drop cached values
-
-    configure()
-    return configure
-
-
-@pytest.fixture
-def invoke() -> Callable[..., Answer]:
-    """Call the real lambda_handler; accepts an API Gateway event or the name of a file in events/."""
-    from handler.app import lambda_handler
-
-    def call(event: dict[str, Any] | str, timeout: float = 25.0) -> Answer:
-        if isinstance(event, str):
-            event = load_api_event(event, NOW_MS)
-        response = lambda_handler(event, LocalContext(timeout_seconds=timeout))
-        body = json.loads(response["body"]) if response.get("body") else {}
-        headers = {key: values[-1] for key, values in (response.get("multiValueHeaders") or {}).items()}
-        return Answer(response["statusCode"], body, headers | (response.get("headers") or {}))
-
-    return call

@@ -14,7 +14,6 @@ import pytest
 from forwarder.batch import read_batch
 from forwarder.ldu import Ldu, limited_data_use
 from forwarder.settings import LduMode
-from tests.support import api_event, make_batch
 
 USA, GEOLOCATE = 1, 0
 
@@ -142,23 +141,3 @@ def test_the_country_is_the_us_by_the_match_keys_rule(country: str | None, usa: 
 def test_no_ldu_fields_unless_the_setting_says_so() -> None:
     assert ldu_for("US", "MN", LduMode.NEVER) is None
     assert ldu_for("US", "MN", LduMode.OPTED_OUT) is None  # this batch's user did not opt out
-
-
-@pytest.mark.parametrize(
-    ("country", "state", "expected"),
-    [
-        ("United States", "Minnesota", (USA, 1011)),
-        ("USA", " md ", (USA, 1012)),
-        ("us", "Rhode  Island", (USA, 1013)),
-        ("US", "New Jersey", (USA, 1010)),
-        ("US", "New York", (USA, GEOLOCATE)),
-        ("Germany", "MN", (GEOLOCATE, GEOLOCATE)),
-    ],
-)
-def test_facebook_receives_the_state_code(function_env, invoke, graph, api, country, state, expected):
-    function_env(FACEBOOK_API=api, SEND_CCPA_LIMITED_DATA_USE="always")
-    answer = invoke(api_event(make_batch(user_attributes={"$firstname": "Jane", "$country": country, "$state": state})))
-    assert answer.status == 200, answer.body
-    [event] = graph.events
-    assert event["data_processing_options"] == ["LDU"]
-    assert (event["data_processing_options_country"], event["data_processing_options_state"]) == expected

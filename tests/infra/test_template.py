@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from forwarder.settings import SettingsError, load_settings
 from localdev import samconfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
 # API Gateway's integration timeout for REST APIs; the function must answer before it.

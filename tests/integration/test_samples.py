@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import api_event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORWARDABLE = ["purchase", "add_to_cart", "view_detail", "outbound_identities", "inbound_identities", "base64_purchase"]
 
 

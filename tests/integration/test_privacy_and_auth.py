@@ -536,7 +536,7 @@ def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
 def test_the_graph_session_verifies_certificates():
     assert GraphClient().session.verify is True
     assert handler.app.graph_client.session.verify is True
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     source = "\n".join(
         path.read_text() for folder in ("forwarder", "handler") for path in (root / folder).rglob("*.py")
     )

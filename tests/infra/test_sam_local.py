@@ -31,7 +31,7 @@ from localdev import sam_local
 from localdev.aws import WEBHOOK_AUTHORIZATION
 from localdev.graph_stub import GraphStub
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Servers that send a byte just before each read times out (Graph, Secrets Manager, SQS), that hang, or
 that answer just too late are run against the real handler with a short invocation timeout. Each row
 checks that the answer comes before the Lambda would have been stopped, that its status is the one
-mParticle must get, and the per-event accounting of the fault suite (tests/test_faults.py).
+mParticle must get, and the per-event accounting of the fault suite (tests/integration/test_faults.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 
 from localdev.graph_stub import Fault, GraphStub
 from tests.faulty_servers import AwsProxy, AwsStep, FaultyGraph, Trickle, fresh_aws_clients, parked_messages
+from tests.integration.test_faults import RETRIED, assert_accounted, fault_batch, ids_of
 from tests.support import api_event
-from tests.test_faults import RETRIED, assert_accounted, fault_batch, ids_of
 
 SUCCESS = '{"events_received": 3, "num_processed_entries": 3}'
 

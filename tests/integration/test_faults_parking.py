@@ -24,8 +24,8 @@ from forwarder.replay import replay
 from forwarder.settings import load_settings
 from localdev.graph_stub import Fault, GraphStub
 from tests.faulty_servers import AwsProxy, AwsStep, FaultyGraph, fresh_aws_clients, parked_messages
+from tests.integration.test_faults import event_key
 from tests.support import EVENT_SET_ID, api_event, commerce_event, make_batch
-from tests.test_faults import event_key
 
 THROTTLED = AwsStep(error=(400, "ThrottlingException"))
 

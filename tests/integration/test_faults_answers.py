@@ -16,8 +16,8 @@ import pytest
 
 from localdev.graph_stub import Fault, GraphStub
 from tests.faulty_servers import FaultyGraph, parked_messages
+from tests.integration.test_faults import assert_accounted, fault_batch, ids_of
 from tests.support import api_event
-from tests.test_faults import assert_accounted, fault_batch, ids_of
 
 COUNT = {"offline_conversions": "num_processed_entries", "conversions_api": "events_received"}
 

@@ -28,7 +28,7 @@ from localdev.aws import WEBHOOK_AUTHORIZATION, moto_server, provision
 from localdev.graph_stub import GraphStub
 from localdev.samples import EVENTS_DIR, load_api_event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Scenario -> (status, whether at least one event must reach Facebook).
 SCENARIOS: dict[str, tuple[int, bool]] = {
