@@ -1,5 +1,5 @@
 # Targets a newcomer can guess: `make run`, `make test`, `make build`, `make deploy`, `make bench`.
-# `make unit` runs only the unit tests (seconds).
+# `make unit` runs only the unit tests (seconds); `make lock` re-locks after a change to pyproject.toml.
 # Each sets up .venv itself (Python 3.13 like the Lambda runtime when available, else >= 3.11);
 # `make deploy` needs only Python and the SAM CLI.
 
@@ -23,14 +23,25 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 # The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
 ENV ?= staging
 
-.PHONY: run test unit lint build deploy deploy-built local-invoke local-api bench replay event clean \
+.PHONY: run test unit lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
 	build-ForwarderFunction
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
+$(BIN)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
+
+# Dependencies are declared in pyproject.toml and locked in uv.lock; requirements.txt (what the artifact ships)
+# and requirements-dev.txt (what .venv gets) are exported from the lock, never edited by hand
+# (tests/infra/test_dependencies.py fails when they disagree). After editing pyproject.toml: `make lock`;
+# to upgrade: `make lock ARGS="--upgrade-package boto3"` (one package) or `ARGS=--upgrade` (all).
+UV_EXPORT = $(BIN)/uv export --quiet --frozen --no-emit-project
+lock: $(BIN)/.installed
+	$(BIN)/uv lock $(ARGS)
+	$(UV_EXPORT) --no-dev >requirements.txt.tmp && mv requirements.txt.tmp requirements.txt
+	$(UV_EXPORT) --all-groups >requirements-dev.txt.tmp && mv requirements-dev.txt.tmp requirements-dev.txt
 
 run: $(BIN)/.installed  ## map and deliver a sample batch against local AWS + Graph stand-ins
 	$(BIN)/python -m localdev.run $(ARGS)
@@ -63,7 +74,7 @@ build-ForwarderFunction: $(DEPS_DIR)
 # Filled in a temporary directory and renamed, so an interrupted install never looks complete.
 $(DEPS_DIR): requirements.txt
 	rm -rf "$@.tmp" && mkdir -p "$@.tmp"
-	$(PYTHON) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt \
+	$(PYTHON) -m pip install --quiet --no-compile --disable-pip-version-check --require-hashes -r requirements.txt \
 	  --target "$@.tmp" --platform $(LAMBDA_PLATFORM) --implementation cp \
 	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: --upgrade
 	# pycountry's translations (22 MB of its 23) are never read: the code looks up English names only.
@@ -91,7 +102,6 @@ local-api: $(BIN)/.installed  ## sam local start-api on port 3000 against the sa
 	$(BIN)/python -m localdev.sam_local start-api $(ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(ARGS)
 
 event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s event NAME=purchase | sam local invoke -e -
