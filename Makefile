@@ -23,7 +23,7 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 # The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
 ENV ?= staging
 
-.PHONY: run test unit lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
+.PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
 	build-ForwarderFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
@@ -46,13 +46,17 @@ lock: $(BIN)/.installed
 run: $(BIN)/.installed  ## map and deliver a sample batch against local AWS + Graph stand-ins
 	$(BIN)/python -m localdev.run $(ARGS)
 
-test: $(BIN)/.installed  ## lint, then every test (unit, integration, infra)
+test: $(BIN)/.installed  ## lint, type check, then every test (unit, integration, infra)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed  ## the unit tests only: no servers, no build; seconds
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+typecheck: $(BIN)/.installed  ## mypy --strict over forwarder/, handler/, localdev/ (pyproject.toml, [tool.mypy])
+	$(BIN)/mypy
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -111,4 +115,4 @@ replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and r
 	$(BIN)/python -m forwarder.replay $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class FacebookApi(StrEnum):
@@ -28,7 +29,7 @@ class Profile:
     accepted_count_field: str  # the success answer's count of processed events
     deduplicates: bool  # a resent event counts once (event_id + event_name)
     sends_event_id: bool
-    price_key: str  # a content's unit price
+    price_key: Literal["price", "item_price"]  # a content's unit price
     keys_field: str  # where an event's match keys go
     key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
     hash_madid: bool

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import isfinite
-from typing import Any, Required, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 import orjson
 
@@ -147,7 +147,9 @@ def _event_id(event: Mapping[str, Any], data: Mapping[str, Any], batch: Batch, i
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
-def _products(action: Mapping[str, Any], price_key: str) -> tuple[list[Content], float | None, int]:
+def _products(
+    action: Mapping[str, Any], price_key: Literal["price", "item_price"]
+) -> tuple[list[Content], float | None, int]:
     """The contents, the sum of price x quantity (None when no product has a price), and an upper bound
     in bytes of the contents' JSON, in one pass.
 

@@ -94,8 +94,8 @@ def sha256_hex(value: str) -> str:
 
 
 # The cache's own controls under the public name: the benchmark clears it, tests read its size.
-sha256_hex.cache_info = _cached_sha256_hex.cache_info
-sha256_hex.cache_clear = _cached_sha256_hex.cache_clear
+sha256_hex.cache_info = _cached_sha256_hex.cache_info  # type: ignore[attr-defined]
+sha256_hex.cache_clear = _cached_sha256_hex.cache_clear  # type: ignore[attr-defined]
 
 
 def remove_invisible(value: str) -> str:
@@ -269,14 +269,14 @@ def hash_key(value: str, normalize: Normalizer, max_length: int) -> str | None:
     normalising; invisible characters are removed; one already hashed (64 hex) passes through; one that
     normalises to nothing is omitted.
     """
-    value = prepare(value, max_length)
-    if not value:
+    prepared = prepare(value, max_length)
+    if not prepared:
         return None
-    lowered = value.strip().lower()
+    lowered = prepared.strip().lower()
     if is_sha256_hex(lowered):
         return lowered
     # NFC first: "é" typed as e + combining accent must hash like the single character.
-    normalized = normalize(unicodedata.normalize("NFC", value))
+    normalized = normalize(unicodedata.normalize("NFC", prepared))
     return sha256_hex(normalized) if normalized else None
 
 

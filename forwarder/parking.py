@@ -177,6 +177,9 @@ def read_part(body: str) -> ParkedPart:
     destination = {key: settings[key] for key in _DESTINATION_KEYS if settings.get(key) is not None}
     if not all(isinstance(item, str) for item in destination.values()):
         raise MalformedPart("a destination setting is not a string")
+    identity: object
+    part: object
+    parts: object
     if value["format"] == 1:
         identity, part, parts = set_id([encoded]), 0, 1
     else:

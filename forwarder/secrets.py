@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
@@ -135,7 +135,7 @@ def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> C
             raise SecretInvalid(message) from None
         raise SecretUnavailable(f"could not read the secret from Secrets Manager ({code})") from None
     try:
-        return parse_credentials(_secret_json(value))
+        return parse_credentials(_secret_json(cast("str | bytes", value)))  # no transform: the raw value
     except SecretInvalid:
         provider().clear_cache()  # the operator's fix must count from the next invocation, not in 5 minutes
         raise

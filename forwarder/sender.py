@@ -50,7 +50,7 @@ class TokenSource:
 def backoff(attempt: int) -> float:
     """Seconds before retry `attempt` (1, 2…): exponential with equal jitter, so a burst of retries
     from many containers spreads out."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    ceiling: float = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 _PATH = re.compile(r"/v(\d+)\.\d+/(\d+)/events")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -112,7 +112,7 @@ class GraphStub:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = cast(tuple[str, int], self._server.server_address[:2])  # AF_INET: never bytes
         return f"http://{host}:{port}"
 
     @property

@@ -53,7 +53,7 @@ def load_api_event(path: str | Path, now_ms: int | None = None) -> dict[str, Any
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = EVENTS_DIR / path
-    event = json.loads(path.read_text())
+    event: dict[str, Any] = json.loads(path.read_text())
     body = event.get("body")
     if not isinstance(body, str):
         return event
