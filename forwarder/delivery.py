@@ -12,6 +12,7 @@ from typing import Any
 from forwarder.batch import Batch
 from forwarder.deadline import Deadline
 from forwarder.graph_client import ErrorClass
+from forwarder.isolation import send_isolating
 from forwarder.mapping import map_batch
 from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
 from forwarder.parking import Request, park
@@ -65,14 +66,16 @@ def deliver(
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
     )
-    chunks = _chunks(events, settings.profile.max_events_per_request)
-    # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
-    outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
     redactor = Redactor(user_values(batch.user, mapped.keys.madid))
-    for index, chunk in enumerate(chunks):
-        result = outcome.requests[index] = sender.send(chunk, redactor)
-        if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):
-            break  # without a valid token or permission every later request fails the same way
+    stopped = False
+    for chunk in _chunks(events, settings.profile.max_events_per_request):
+        if stopped:  # without a valid token or permission every later request fails the same way
+            outcome.requests.append(RequestOutcome(events=len(chunk), payload=chunk))  # NOT_ATTEMPTED: resent
+            continue
+        isolated = send_isolating(sender, chunk, redactor)
+        outcome.requests += isolated.outcomes
+        outcome.isolation_requests += isolated.extra_requests
+        stopped = any(request.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION) for request in isolated.outcomes)
     outcome.retries = sender.retries
     if to_park := _to_park(outcome, settings):
         logger.warning("parking events mParticle will not resend", extra={"events": sum(r.events for r in to_park)})

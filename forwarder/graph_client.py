@@ -26,6 +26,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 # Meta's trace ids are short base64-like tokens; anything else is not kept (it travels to logs and answers).
 _FBTRACE_ID = re.compile(r"[A-Za-z0-9_+/=-]{1,64}")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9.+/-]{1,64}")
+_BLAMED = re.compile(r"\bdata\[([0-9]{1,4})\]")  # bounded repetition: linear
 _MAX_CODE = 2**31 - 1
 
 
@@ -62,13 +63,21 @@ class GraphError(Exception):
     """A failed Graph call; the message is Meta's own text, redacted (secrets, personal values) and trimmed."""
 
     def __init__(
-        self, error_class: ErrorClass, message: str, code: int | None = None, fbtrace_id: str | None = None
+        self,
+        error_class: ErrorClass,
+        message: str,
+        code: int | None = None,
+        fbtrace_id: str | None = None,
+        subcode: int | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.code = code
         self.fbtrace_id = fbtrace_id
+        self.subcode = subcode
+        self.index = index  # the event of `data` the error names, when it names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +131,31 @@ def _error_from(status: int, answer: bytes | None, response: requests.Response, 
             f"Facebook answered HTTP {status} without a Graph error ({_content_type(response)})",
         )
     code = _code(error.get("code"))
-    parts = [error[key] for key in ("message", "error_user_msg") if isinstance(error.get(key), str) and error[key]]
+    texts = ("message", "error_user_title", "error_user_msg")
+    parts = [error[key] for key in texts if isinstance(error.get(key), str) and error[key]]
     return GraphError(
         classify(status, code, error.get("is_transient") is True),
         redact(" - ".join(parts) or "no message"),
         code=code,
         fbtrace_id=fbtrace_id(error.get("fbtrace_id")),
+        subcode=_code(error.get("error_subcode")),
+        index=_blamed_event(parts, error.get("error_data")),
     )
+
+
+def _blamed_event(texts: list[str], error_data: Any) -> int | None:
+    """The index in `data` of the event an error blames: Meta names it as `data[3]` in its texts, or in
+    `error_data.blame_field_specs` as `["data", 3, …]`. None when it names none (or only oddly)."""
+    if isinstance(error_data, dict):
+        specs = error_data.get("blame_field_specs")
+        if isinstance(specs, list) and specs and isinstance(specs[0], list) and len(specs[0]) >= 2:
+            field_name, index = specs[0][0], specs[0][1]
+            if field_name == "data" and type(index) is int and 0 <= index < 10_000:
+                return index
+    for text in texts:
+        if match := _BLAMED.search(text[:1200]):
+            return int(match.group(1))
+    return None
 
 
 def _accepted(answer: bytes | None, events: int, count_field: str, latency_ms: float) -> Accepted:

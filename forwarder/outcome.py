@@ -65,9 +65,12 @@ class RequestOutcome:
     accepted: int | None = None
     error: str | None = None
     code: int | None = None
+    subcode: int | None = None
+    index: int | None = None  # the event Facebook's error blamed, when it named one (not reported)
     fbtrace_id: str | None = None
     latency_ms: float | None = None
     parked: bool = False
+    isolated: bool = False  # a rejected event on its own: its neighbours were sent without it
     payload: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the rendered events sent
 
     @property
@@ -79,8 +82,12 @@ class RequestOutcome:
     def parking_reason(self) -> str | None:
         """Why this request's events must be parked, or None: only answers mParticle will not retry."""
         if self.status == ErrorClass.INVALID:
-            code = f" (code {self.code})" if self.code is not None else ""
-            return f"rejected by Facebook{code}: {self.error}"
+            numbers = ", ".join(
+                f"{name} {value}" for name, value in (("code", self.code), ("subcode", self.subcode)) if value
+            )
+            return (
+                f"rejected by Facebook ({numbers}): {self.error}" if numbers else f"rejected by Facebook: {self.error}"
+            )
         if self.status == DELIVERED and not self.taken:
             return f"Facebook processed {self.accepted} of {self.events} events"
         return None
@@ -94,9 +101,11 @@ class RequestOutcome:
             "error": self.error,
             "error_class": self.status if self.status not in (DELIVERED, NOT_ATTEMPTED) else None,
             "code": self.code,
+            "subcode": self.subcode,
             "fbtrace_id": self.fbtrace_id,
             "latency_ms": self.latency_ms,
             "parked": self.parked or None,
+            "isolated": self.isolated or None,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
@@ -108,6 +117,7 @@ class BatchOutcome:
     adjusted: Counter[str] = field(default_factory=Counter)  # reason -> events forwarded with a change
     requests: list[RequestOutcome] = field(default_factory=list)
     retries: int = 0
+    isolation_requests: int = 0  # extra requests spent isolating rejected events
     batch_id: str | None = None
     source_request_id: str | None = None
 
@@ -125,10 +135,18 @@ class BatchOutcome:
         return sum(request.events for request in self.requests if request.parked)
 
     def _deciding(self) -> tuple[Rule, RequestOutcome] | None:
+        """The rule and request that make the verdict. An isolated rejection (an event set aside while its
+        neighbours went through, forwarder/isolation.py) decides nothing, unless nothing went through."""
         for rule in VERDICT_RULES:
             for request in self.requests:
-                if request.status in rule.statuses and (rule.counts_parked or not request.parked):
+                if request.isolated or request.status not in rule.statuses:
+                    continue
+                if rule.counts_parked or not request.parked:
                     return rule, request
+        if not any(request.status == DELIVERED for request in self.requests):
+            rejected = next((request for request in self.requests if request.status == ErrorClass.INVALID), None)
+            if rejected is not None:
+                return VERDICT_RULES[-1], rejected
         return None
 
     @property
@@ -155,4 +173,5 @@ class BatchOutcome:
             "adjusted": dict(self.adjusted),
             "requests": [request.as_dict() for request in self.requests],
             "retries": self.retries,
+            "isolation_requests": self.isolation_requests,
         }

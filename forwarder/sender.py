@@ -88,7 +88,7 @@ class Sender:
                 )
             except GraphError as error:
                 outcome.status, outcome.error, outcome.code = error.error_class.value, error.message, error.code
-                outcome.fbtrace_id = error.fbtrace_id
+                outcome.subcode, outcome.index, outcome.fbtrace_id = error.subcode, error.index, error.fbtrace_id
                 try:
                     retry = self._should_retry(error, outcome.attempts)
                 except (SecretUnavailable, SecretInvalid) as problem:
@@ -106,7 +106,7 @@ class Sender:
                 continue
             outcome.status, outcome.accepted = DELIVERED, accepted.count
             outcome.fbtrace_id, outcome.latency_ms = accepted.fbtrace_id, accepted.latency_ms
-            outcome.error = outcome.code = None
+            outcome.error = outcome.code = outcome.subcode = outcome.index = None
             return outcome
         if outcome.attempts:
             outcome.error = f"{outcome.error} (retries ran out of time)"

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.park_demo and stub is None:
             raise SystemExit("--park-demo scripts the local stand-in; it cannot be combined with --live")
         if stub and args.park_demo:
-            stub.script(Fault.graph_error(100, message="Invalid parameter (scripted by --park-demo)"))
+            stub.script(Fault.graph_error(100, error_subcode=33, message="Invalid parameter (scripted by --park-demo)"))
 
         worst = 200
         for name in names:

@@ -66,7 +66,7 @@ def test_personal_custom_attributes_are_never_sent_logged_or_parked(aws, functio
     event = commerce_event(
         custom_attributes={"customer_email": "zq@example.org", "mobile": "+1 415 555 0199", "store": "SF-01"}
     )
-    graph.script(Fault.graph_error(100))  # rejected: the events are parked
+    graph.script(Fault.graph_error(100, error_subcode=33))  # rejected: the events are parked
     answer = invoke(api_event(make_batch([event], user_attributes={"$country": "US"})))
     assert answer.status == 422
     assert answer.body["adjusted"] == {EMAIL: 1, PHONE: 1}

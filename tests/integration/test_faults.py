@@ -179,7 +179,14 @@ FAULTS = [
     Case("cut-off JSON 500 then success", (Fault(500, '{"error": {"code": 2, "mess'),), attempts=2),
     Case("non-JSON 400", (Fault(400, "<html>Bad Request</html>"),), 422, "none", "all", error="HTTP 400"),
     # Facebook: final answers
-    Case("invalid parameter (code 100)", (Fault.graph_error(100),), 422, "none", "all", error="code 100"),
+    Case(
+        "invalid parameter (code 100)",
+        (Fault.graph_error(100, error_subcode=33),),
+        422,
+        "none",
+        "all",
+        error="code 100",
+    ),
     Case("processed in part", partial, 200, "all", "all"),
     Case("token invalid even after re-reading", (), 502, "none", stub_token="not-the-secret", error="code 190"),
     Case("permission missing (code 200)", (Fault.graph_error(200),), 502, "none", error="code 200"),
@@ -204,7 +211,7 @@ FAULTS = [
     # SQS, when a parking is needed (and when it is not)
     Case(
         "SQS unreachable while parking a rejection",
-        (Fault.graph_error(100),),
+        (Fault.graph_error(100, error_subcode=33),),
         503,
         "none",
         env={"AWS_ENDPOINT_URL_SQS": "{closed}"},
@@ -212,7 +219,7 @@ FAULTS = [
     ),
     Case(
         "SQS throttled while parking a rejection",
-        (Fault.graph_error(100),),
+        (Fault.graph_error(100, error_subcode=33),),
         503,
         "none",
         env={"AWS_ENDPOINT_URL_SQS": "{throttling}"},
@@ -232,8 +239,18 @@ FAULTS = [
     # The invocation itself
     Case("invocation too short to try", (), 503, "none", graph_requests=0, timeout=5.0, apis=ONE_API, error="no time"),
     # Split batches: one part fails, the other does not
-    Case("split: second part rejected", (OK, Fault.graph_error(100)), 422, "first", "second", split=True, replay=True),
-    Case("split: first part rejected", (Fault.graph_error(100), OK), 422, "second", "first", split=True),
+    Case(
+        "split: second part rejected",
+        (OK, Fault.graph_error(100, error_subcode=33)),
+        422,
+        "first",
+        "second",
+        split=True,
+        replay=True,
+    ),
+    Case(
+        "split: first part rejected", (Fault.graph_error(100, error_subcode=33), OK), 422, "second", "first", split=True
+    ),
     Case(
         "split: second part failing until the deadline",
         (OK, *[graph_5xx()] * 30),
@@ -245,7 +262,7 @@ FAULTS = [
     ),
     Case(
         "split: first part rejected, second failing until the deadline",
-        (Fault.graph_error(100), *[graph_5xx()] * 30),
+        (Fault.graph_error(100, error_subcode=33), *[graph_5xx()] * 30),
         503,
         "none",
         "none",  # not parked: mParticle resends the whole batch, so a copy now would be parked twice
@@ -256,7 +273,7 @@ FAULTS = [
     Case("split: second part processed in part", lambda api: (OK, *partial(api)), 200, "all", "second", split=True),
     Case(
         "split: second part rejected, SQS unreachable",
-        (OK, Fault.graph_error(100)),
+        (OK, Fault.graph_error(100, error_subcode=33)),
         503,
         "first",
         env={"AWS_ENDPOINT_URL_SQS": "{closed}"},

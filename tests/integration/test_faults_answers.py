@@ -40,7 +40,8 @@ def success(api: str, **fields: Any) -> Fault:
 
 
 def error(**fields: Any) -> dict[str, Any]:
-    return {"error": {"message": "scripted", "type": "OAuthException", "code": 100, **fields}}
+    # Subcode 33: about the request as a whole, so it is parked, not split (isolation has tests of its own).
+    return {"error": {"message": "scripted", "type": "OAuthException", "code": 100, "error_subcode": 33, **fields}}
 
 
 # (name, answers for one API, status, delivered on the first answer?)

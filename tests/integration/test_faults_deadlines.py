@@ -54,14 +54,14 @@ SLOW = [
     Slow(
         "SQS hangs while parking a rejection",
         8,
-        (Fault.graph_error(100),),
+        (Fault.graph_error(100, error_subcode=33),),
         sqs=(AwsStep(delay_before=HANG),) * 3,
         error="could not park",
     ),
     Slow(
         "SQS trickles while parking a rejection",
         8,
-        (Fault.graph_error(100),),
+        (Fault.graph_error(100, error_subcode=33),),
         sqs=(AwsStep(trickle=0.5),) * 3,
         error="could not park",
     ),

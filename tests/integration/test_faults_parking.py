@@ -67,7 +67,7 @@ def test_a_parking_write_answered_late_is_written_twice_and_replayed_once(aws, f
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
         proxy.script("SendMessage", AwsStep(delay_after=3.5))  # botocore's read timeout is 3 s
         function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
-        graph.script(Fault.graph_error(100))
+        graph.script(Fault.graph_error(100, error_subcode=33))
         with fresh_aws_clients():
             assert invoke(api_event(batch)).status == 422
             assert proxy.count("SendMessage") == 2
@@ -89,13 +89,13 @@ def test_a_set_cut_short_is_never_replayed_beside_its_resend(
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
         proxy.script("SendMessage", AwsStep(), THROTTLED, THROTTLED)
         function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
-        graph.script(Fault.graph_error(100))
+        graph.script(Fault.graph_error(100, error_subcode=33))
         with fresh_aws_clients():
             first = invoke(api_event(batch))
             assert first.status == 503 and "could not park" in first.body["error"]
             assert len(parked_messages(aws)) == 1  # the first part of the set only
             if facebook_on_resend == "rejects again":
-                graph.script(Fault.graph_error(100))
+                graph.script(Fault.graph_error(100, error_subcode=33))
             resent = invoke(api_event(batch))  # mParticle's retry
             assert resent.status == (200 if facebook_on_resend == "accepts" else 422)
             report = replay(load_settings())
@@ -122,7 +122,7 @@ def test_overlapping_replays_never_send_the_same_set(aws, function_env, invoke, 
     monkeypatch.setattr(held_messages, "VISIBILITY_TIMEOUT", 2)  # what the heartbeat extends them to
     monkeypatch.setattr(held_messages, "HEARTBEAT_SECONDS", 0.5)
     batch, ids = batch_of(3)
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch)).status == 422
     graph.script(Fault(delay=5.0))  # the first replay's request: Facebook takes 5 s
     reports: list[Any] = []
@@ -165,7 +165,7 @@ def test_replay_sends_to_the_destination_fixed_since(wrong, aws, function_env, i
 
 def park_one(aws: dict[str, str], function_env: Any, invoke: Any, graph: GraphStub) -> dict[str, Any]:
     """A real parked message, taken out of the queue so a test can alter it and put it back."""
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch_of(3)[0])).status == 422
     queue = aws["PARKING_QUEUE_URL"]
     message = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"][0]
@@ -234,7 +234,7 @@ def test_replay_never_crashes_on_nor_is_steered_by_a_tampered_message(
 
 
 def test_replay_reports_messages_another_consumer_holds(aws, function_env, invoke, graph, capsys):
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch_of(3)[0])).status == 422
     sqs(aws).receive_message(QueueUrl=aws["PARKING_QUEUE_URL"], VisibilityTimeout=60)  # someone else has it
 
@@ -247,7 +247,7 @@ def test_replay_reports_messages_another_consumer_holds(aws, function_env, invok
 def park_several_parts(aws: dict[str, str], function_env: Any, invoke: Any, graph: GraphStub) -> tuple[list[str], int]:
     """A rejected batch parked as one set of several messages; returns its event ids and the messages."""
     batch, ids = batch_of(450, note=900)
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch)).status == 422
     parts = len(parked_messages(aws))
     assert parts >= 2
@@ -286,7 +286,7 @@ def test_replays_cut_by_max_messages_never_lose_a_set(aws, function_env, invoke,
 def test_a_parked_event_of_noncharacters_still_fits_a_classic_sqs_message(aws, function_env, invoke, graph):
     """SQS refuses U+FFFF in a message body: it is parked as U+FFFD, which takes the same three bytes."""
     event = commerce_event("add_to_cart", product_action={"products": [{"id": "\uffff" * 900}] * 70})
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(make_batch([event]))).status == 422
     queue = aws["PARKING_QUEUE_URL"]
     [message] = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
@@ -323,7 +323,7 @@ def test_replay_keeps_the_test_event_code_the_events_were_sent_with(parked_with,
     """The replay environment may carry a TEST_EVENT_CODE (during verification): production events parked
     without one are still replayed as production events, and test events stay test events."""
     function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE=parked_with)
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch_of(2)[0])).status == 422
     function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE="VERIFY999")
     assert replay(load_settings()).delivered_events == 2

@@ -155,7 +155,9 @@ def test_rate_limited_until_time_runs_out_is_a_503_with_retry_after(function_env
 
 def test_invalid_parameter_is_a_422_with_facebooks_message(function_env, invoke, graph, api):
     function_env(FACEBOOK_API=api)
-    graph.script(Fault.graph_error(100, message="Invalid parameter", error_user_msg="event_time is too old"))
+    graph.script(
+        Fault.graph_error(100, error_subcode=33, message="Invalid parameter", error_user_msg="event_time is too old")
+    )
     answer = invoke(api_event(make_batch()))
     assert answer.status == 422
     assert "code 100" in answer.body["error"]

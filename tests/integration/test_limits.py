@@ -248,7 +248,7 @@ def test_every_event_sent_could_be_parked(classic_queue, function_env, invoke, g
     # The largest envelope too: ids at their limit and Meta's message (trimmed to 300 characters)
     # both made of characters JSON escapes in six bytes, and the longest upload tag.
     function_env(FACEBOOK_API=api, UPLOAD_TAG="\x01" * 256)
-    graph.script(Fault.graph_error(100, message="\x01" * 1000))
+    graph.script(Fault.graph_error(100, error_subcode=33, message="\x01" * 1000))
     largest = [event_of(MAX_EVENT_BYTES, api, "\x01", monkeypatch, name=f"big-{i}") for i in range(3)]
     too_large = commerce_event("add_to_cart", products=[{"id": f"{i:04}" + at_limit[4:]} for i in range(1000)])
     ids = {"batch_id": "\x02" * MAX_ID_LENGTH, "source_request_id": "\x03" * MAX_ID_LENGTH}
@@ -277,7 +277,7 @@ def test_ids_that_travel_with_every_log_line_and_parked_message_are_bounded(
     classic_queue, function_env, invoke, graph, log_lines, api, field, length, kept
 ):
     function_env(FACEBOOK_API=api)
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     value = "7" * length
     answer = invoke(api_event(make_batch(**{field: value})))
     assert answer.status == 422, answer.body

@@ -30,7 +30,7 @@ def queue_depth(env: dict[str, str]) -> int:
 
 def test_rejected_events_are_parked_before_the_422(aws, function_env, invoke, graph, api):
     function_env(FACEBOOK_API=api)
-    graph.script(Fault.graph_error(100, message="Invalid parameter"))
+    graph.script(Fault.graph_error(100, error_subcode=33, message="Invalid parameter"))
     answer = invoke(api_event(make_batch()))
     assert answer.status == 422
     assert answer.body["parked"] == 1
@@ -66,7 +66,7 @@ def test_nothing_is_parked_when_mparticle_will_retry(aws, function_env, invoke, 
 
 def test_an_sqs_failure_turns_the_final_answer_into_a_503(aws, function_env, invoke, graph):
     function_env(PARKING_QUEUE_URL=aws["PARKING_QUEUE_URL"] + "-missing")
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     answer = invoke(api_event(make_batch()))
     assert answer.status == 503  # retried by mParticle: never a final answer without a durable copy
     assert int(answer.headers["Retry-After"]) > 0
@@ -74,7 +74,7 @@ def test_an_sqs_failure_turns_the_final_answer_into_a_503(aws, function_env, inv
 
 
 def test_large_rejections_are_split_into_messages_sqs_accepts(aws, function_env, invoke, graph):
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     events = [commerce_event("add_to_cart", source_message_id=f"m-{i}") for i in range(1500)]
     answer = invoke(api_event(make_batch(events)))
     assert answer.status == 422
@@ -94,7 +94,7 @@ def test_large_rejections_are_split_into_messages_sqs_accepts(aws, function_env,
 
 def test_replay_sends_parked_events_and_empties_the_queue(aws, function_env, invoke, graph, api):
     function_env(FACEBOOK_API=api)
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(make_batch())).status == 422
     refused = graph.received[0].data
     report = replay(load_settings())
@@ -116,11 +116,13 @@ def test_replay_sends_parked_events_and_empties_the_queue(aws, function_env, inv
 
 
 def test_replay_keeps_what_still_fails(aws, function_env, invoke, graph):
-    graph.script(Fault.graph_error(100), Fault.graph_error(100, message="still invalid"))
+    graph.script(
+        Fault.graph_error(100, error_subcode=33), Fault.graph_error(100, error_subcode=33, message="still invalid")
+    )
     assert invoke(api_event(make_batch())).status == 422
     report = replay(load_settings())
     assert report.deleted == 0
-    assert report.kept == {"rejected by Facebook (code 100): still invalid": 1}
+    assert report.kept == {"rejected by Facebook (code 100, subcode 33): still invalid": 1}
     assert queue_depth(aws) == 1  # still there, invisible until the next run
 
 

@@ -153,7 +153,9 @@ def too_large(world: World) -> list[int]:
 
 def rejected(world: World) -> list[int]:
     # Meta's messages can quote what they received; the token and app secret must be scrubbed.
-    world.graph.script(Fault.graph_error(100, message=f"Invalid parameter for token {TOKEN} ({APP_SECRET})"))
+    world.graph.script(
+        Fault.graph_error(100, error_subcode=33, message=f"Invalid parameter for token {TOKEN} ({APP_SECRET})")
+    )
     return [world.send()]
 
 
@@ -167,7 +169,9 @@ PROOF = SECRETS["appsecret_proof"]
 
 def rejected_quoting_personal_data(world: World) -> list[int]:
     quoted = quoting(IDFA, IDFA.lower(), EMAIL, FIRST_NAME, LAST_NAME, CITY, PHONE, CUSTOMER_ID, TOKEN, PROOF)
-    world.graph.script(Fault.graph_error(100, message=quoted, error_user_msg=quoted, error_user_title=quoted))
+    world.graph.script(
+        Fault.graph_error(100, error_subcode=33, message=quoted, error_user_msg=quoted, error_user_title=quoted)
+    )
     return [world.send()]
 
 
@@ -176,14 +180,14 @@ def rejected_quoting_secrets_for_a_user_of_many_attributes(world: World) -> list
     batch = personal_batch()
     batch["user_attributes"] = {f"attribute_{i}": f"value {i:04}" for i in range(600)} | batch["user_attributes"]
     quoted = quoting(TOKEN, PROOF, FIRST_NAME, LAST_NAME, IDFA.lower(), EMAIL)
-    world.graph.script(Fault.graph_error(100, message=quoted, error_user_msg=quoted))
+    world.graph.script(Fault.graph_error(100, error_subcode=33, message=quoted, error_user_msg=quoted))
     return [world.send(api_event(batch, authorization=WEBHOOK))]
 
 
 def replay_rejected_quoting_the_madid(world: World) -> list[int]:
     statuses = rejected(world)
     # Replay only has the rendered events: the madid (unhashed on the Conversions API) is what Meta could quote.
-    world.graph.script(Fault.graph_error(100, message=quoting(IDFA.lower(), TOKEN, PROOF, EMAIL)))
+    world.graph.script(Fault.graph_error(100, error_subcode=33, message=quoting(IDFA.lower(), TOKEN, PROOF, EMAIL)))
     return [*statuses, 200 if replay.main([]) == 0 else 1]
 
 
@@ -212,7 +216,7 @@ def replayed(world: World) -> list[int]:
 
 def parking_failure(world: World) -> list[int]:
     world.configure(PARKING_QUEUE_URL=world.aws["PARKING_QUEUE_URL"] + "-missing")
-    world.graph.script(Fault.graph_error(100))
+    world.graph.script(Fault.graph_error(100, error_subcode=33))
     return [world.send()]
 
 

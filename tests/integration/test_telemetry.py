@@ -69,7 +69,7 @@ def test_one_invocation_emits_counts_by_reason_and_one_summary_line(function_env
 
 def test_a_failed_delivery_counts_as_a_delivery_failure_by_error_class(function_env, invoke, graph, capsys):
     capsys.readouterr()
-    graph.script(Fault.graph_error(100))
+    graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(make_batch())).status == 422
     values = metric_values(emitted(capsys.readouterr().out))
     assert values[("DeliveryFailures", None)] == 1
