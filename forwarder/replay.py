@@ -31,6 +31,7 @@ from forwarder.held_messages import (
     ReplayFailed,
     sqs_call,
 )
+from forwarder.isolation import send_isolating
 from forwarder.outcome import RequestOutcome
 from forwarder.parking import MalformedPart, ParkedPart, ParkingFailed, Request, park, read_part, sqs_client
 from forwarder.redaction import Redactor, raw_values
@@ -38,7 +39,7 @@ from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.sender import Sender, open_sender
 from forwarder.settings import Settings, SettingsError, load_settings
 
-SEND_BUDGET_SECONDS = 60.0  # per Graph request, every retry included
+SEND_BUDGET_SECONDS = 60.0  # per request of a parked set: its retries and the isolation of its rejected events
 # A set with parts missing after this long can never be completed: every invocation that parks ends
 # within Lambda's maximum timeout. Its batch was answered 503 and resent by mParticle.
 INCOMPLETE_AFTER_SECONDS = 15 * 60
@@ -55,6 +56,7 @@ class ReplayReport:
     duplicates: int = 0  # copies of a part already handled (deleted with their set)
     incomplete_discarded: int = 0  # parts of sets that can never be completed (deleted)
     reparked_events: int = 0  # undelivered rest of a set Facebook took in part, parked again as a new set
+    isolation_requests: int = 0  # extra requests spent isolating the events Facebook rejects
     kept: Counter[str] = field(default_factory=Counter)  # reason -> messages left in the queue
     malformed: Counter[str] = field(default_factory=Counter)  # what is wrong -> messages left, never sent
     waiting: int | None = None  # visible messages left when the run ended
@@ -163,7 +165,11 @@ class Replayer:
         events = [event for index in sorted(pending.parts) for event in pending.parts[index].events]
         redactor = Redactor(value for event in events for value in raw_values(_keys(event)))
         size = target.profile.max_events_per_request
-        results = [self._send_request(target, events[i : i + size], redactor) for i in range(0, len(events), size)]
+        results = [
+            outcome
+            for i in range(0, len(events), size)
+            for outcome in self._send_request(target, events[i : i + size], redactor)
+        ]
         delivered = [result for result in results if result.taken]
         if not delivered:
             self._keep(pending, results[0].parking_reason or f"{results[0].status}: {results[0].error}")
@@ -183,9 +189,12 @@ class Replayer:
         self.report.delivered_events += sum(result.events for result in delivered)
         del self.sets[set_id]
 
-    def _send_request(self, target: Settings, events: list[dict[str, Any]], redactor: Redactor) -> RequestOutcome:
+    def _send_request(self, target: Settings, events: list[dict[str, Any]], redactor: Redactor) -> list[RequestOutcome]:
+        """One request's events, their rejected ones isolated (forwarder/isolation.py), within its budget."""
         sender = dataclasses.replace(self.sender, settings=target, deadline=Deadline.after(SEND_BUDGET_SECONDS))
-        return sender.send(events, redactor)
+        isolated = send_isolating(sender, events, redactor)
+        self.report.isolation_requests += isolated.extra_requests
+        return isolated.outcomes
 
     def _keep(self, pending: _Set, reason: str) -> None:
         pending.kept = reason

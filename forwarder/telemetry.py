@@ -74,7 +74,11 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     requests = summary.get("requests", [])
     metrics.add_metric(name="FacebookRequests", unit=MetricUnit.Count, value=len(requests))
     errors: dict[str, int] = {}
+    rejected: dict[str, int] = {}  # events Facebook rejected, by Meta's subcode
     for request in requests:
+        if request.get("error_class") == "invalid":
+            subcode = str(request.get("subcode", "none"))
+            rejected[subcode] = rejected.get(subcode, 0) + request["events"]
         if request.get("error_class"):
             errors[request["error_class"]] = errors.get(request["error_class"], 0) + 1
         if request.get("latency_ms") is not None:
@@ -82,6 +86,10 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     metrics.add_metric(name="FacebookErrors", unit=MetricUnit.Count, value=sum(errors.values()))
     _by_dimension("FacebookErrorsByClass", "error_class", errors)
     metrics.add_metric(name="FacebookRetries", unit=MetricUnit.Count, value=summary.get("retries", 0))
+    metrics.add_metric(
+        name="FacebookIsolationRequests", unit=MetricUnit.Count, value=summary.get("isolation_requests", 0)
+    )
+    _by_dimension("EventsRejectedBySubcode", "subcode", rejected)
     metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=summary.get("parked", 0))
     if status >= 500 or status == 422:
         metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)

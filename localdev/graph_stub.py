@@ -71,6 +71,11 @@ class GraphStub:
     validate: bool = True
     datasets: set[str] | None = None  # the event set / dataset ids that exist (None: any)
     deprecated_before: int = 0  # Graph versions below this major are refused, as Meta refuses retired ones
+    # Events whose event_id (Conversions API) or order_id (Offline Conversions) contains this are refused, and
+    # with them their whole request, as Meta refuses a request with one invalid event; `blame` says whether
+    # the error names the event (`data[3]`) or not.
+    reject_marked: str | None = None
+    blame: bool = True
     host: str = "127.0.0.1"  # the address to listen on
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -174,6 +179,17 @@ class GraphStub:
             return 400, _error(100, "param data must be a non-empty array")
         if len(data) > MAX_EVENTS[api]:
             return 400, _error(100, f"at most {MAX_EVENTS[api]} events per request")
+        if self.reject_marked is not None:
+            for index, event in enumerate(data):
+                if isinstance(event, dict) and self.reject_marked in str(
+                    event.get("event_id") or event.get("order_id")
+                ):
+                    where = f"data[{index}]: " if self.blame else ""
+                    error = _error(
+                        100, f"Invalid parameter: {where}the product id is not in the catalogue", subcode=2804050
+                    )
+                    error["error"]["error_user_title"] = "Invalid Product Id"
+                    return 400, error
         if self.validate:
             for index, event in enumerate(data):
                 if problem := _event_problem(event, api):

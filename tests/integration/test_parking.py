@@ -105,6 +105,7 @@ def test_replay_sends_parked_events_and_empties_the_queue(aws, function_env, inv
         "duplicates": 0,
         "incomplete_discarded": 0,
         "reparked_events": 0,
+        "isolation_requests": 0,
         "kept": {},
         "malformed": {},
         "waiting": 0,

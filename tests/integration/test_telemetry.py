@@ -127,3 +127,15 @@ def test_the_graph_call_and_the_secret_read_are_subsegments(function_env, invoke
     assert "## Secrets Manager GetSecretValue" in tracer.subsegments
     assert "## Graph API events POST" in tracer.subsegments
     assert "events=1" in tracer.subsegments
+
+
+def test_isolation_is_measured_rejected_events_by_subcode_and_the_extra_requests(function_env, invoke, graph, capsys):
+    capsys.readouterr()
+    graph.reject_marked = "BAD"
+    ids = [f"{mark}-{i}" for i, mark in enumerate(["ok", "ok", "BAD", "ok"])]
+    events = [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in ids]
+    assert invoke(api_event(make_batch(events))).status == 200
+    values = metric_values(emitted(capsys.readouterr().out))
+    assert values[("EventsRejectedBySubcode", "2804050")] == 1
+    assert values[("FacebookIsolationRequests", None)] >= 1
+    assert values[("EventsParked", None)] == 1 and values[("EventsForwarded", None)] == 3
