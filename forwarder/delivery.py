@@ -13,14 +13,17 @@ from forwarder.batch import Batch
 from forwarder.deadline import Deadline
 from forwarder.graph_client import ErrorClass
 from forwarder.isolation import send_isolating
-from forwarder.mapping import map_batch
+from forwarder.mapping import Mapped, map_batch
 from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
-from forwarder.parking import Request, park
+from forwarder.parking import Request, enqueue, park
 from forwarder.redaction import Redactor, user_values
 from forwarder.render import render_events
 from forwarder.sender import Sender
-from forwarder.settings import Settings
+from forwarder.settings import Settings, SettingsError
 from forwarder.telemetry import logger
+
+# An ingest message's reason: it shows in replay's report only if the queue redrove it to the parking queue.
+QUEUED = "queued for the sender function; redriven here after failing on every receive"
 
 
 def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
@@ -51,10 +54,11 @@ def _parking_reason(request: RequestOutcome) -> str:
     return f"not delivered ({request.status}): {detail}; parked because Facebook took another part of the batch"
 
 
-def deliver(
-    batch: Batch, settings: Settings, sender: Sender, park_by: Deadline, now: float | None = None
-) -> BatchOutcome:
-    """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
+def prepare(
+    batch: Batch, settings: Settings, now: float | None = None
+) -> tuple[list[dict[str, Any]], BatchOutcome, Mapped]:
+    """The batch's events rendered for the chosen API, its outcome so far (received, skipped, adjusted), and
+    the mapped batch."""
     # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
     logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
     mapped = map_batch(batch, settings, time.time() if now is None else now)
@@ -66,6 +70,35 @@ def deliver(
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
     )
+    return events, outcome, mapped
+
+
+def queue(batch: Batch, settings: Settings, deadline: Deadline, now: float | None = None) -> dict[str, Any]:
+    """Buffered delivery's webhook side: the rendered events written to the ingest queue (each write by
+    `deadline`), nothing sent to Facebook; the summary to answer. Raises ParkingFailed (answered 503)."""
+    if settings.ingest_queue_url is None:
+        raise SettingsError("INGEST_QUEUE_URL is required when DELIVERY_MODE=buffered")
+    events, outcome, _ = prepare(batch, settings, now)
+    messages = 0
+    if events:
+        messages = enqueue(
+            events, QUEUED, settings.ingest_queue_url, settings, deadline, batch.batch_id, batch.source_request_id
+        )
+    summary = outcome.summary()
+    return {
+        "received": summary["received"],
+        "queued": len(events),
+        "messages": messages,
+        "skipped": summary["skipped"],
+        "adjusted": summary["adjusted"],
+    }
+
+
+def deliver(
+    batch: Batch, settings: Settings, sender: Sender, park_by: Deadline, now: float | None = None
+) -> BatchOutcome:
+    """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
+    events, outcome, mapped = prepare(batch, settings, now)
     redactor = Redactor(user_values(batch.user, mapped.keys.madid))
     stopped = False
     for chunk in _chunks(events, settings.profile.max_events_per_request):

@@ -15,6 +15,7 @@ incomplete ones once no invocation can still be writing them (README, "Parking a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder.deadline import Deadline, OutOfTime, bounded
-from forwarder.settings import Settings
+from forwarder.settings import Settings, load_settings
 
 FORMAT_VERSION = 2
 # SQS accepts up to 256 KiB per message; keep headroom for the envelope (reason, settings, ids).
@@ -95,8 +96,39 @@ def park(
     source_request_id: str | None = None,
 ) -> int:
     """Write the events as one set of messages, each write bounded by `deadline`; returns the messages
-    written. Raises ParkingFailed (the set may then be incomplete: replay discards it)."""
-    parts = _parts(requests)
+    written. Raises ParkingFailed (the set may then be incomplete: replay never sends it)."""
+    return write_set(settings.parking_queue_url, _parts(requests), settings, deadline, batch_id, source_request_id)
+
+
+def enqueue(
+    events: Sequence[dict[str, Any]],
+    reason: str,
+    queue_url: str,
+    settings: Settings,
+    deadline: Deadline,
+    batch_id: str | None = None,
+    source_request_id: str | None = None,
+) -> int:
+    """Write events to another queue in this same format, each message a set of its own (so a message
+    that queue redrives to the parking queue is a complete set replay can send); returns the messages.
+    Raises ParkingFailed."""
+    parts = _parts([Request(reason, events)])
+    for part in parts:
+        write_set(queue_url, [part], settings, deadline, batch_id, source_request_id, purpose="queue the events")
+    return len(parts)
+
+
+def write_set(
+    queue_url: str,
+    parts: Sequence[tuple[str, list[bytes]]],
+    settings: Settings,
+    deadline: Deadline,
+    batch_id: str | None,
+    source_request_id: str | None,
+    purpose: str = "park undeliverable events",
+) -> int:
+    """One set of (reason, serialised events) parts as messages of this format; returns the messages.
+    Raises ParkingFailed, whose message says what could not be done (`purpose`) and the AWS error code."""
     identity = set_id([events for _, events in parts])
     for index, (reason, events) in enumerate(parts):
         envelope = {
@@ -111,21 +143,21 @@ def park(
             "source_request_id": source_request_id,
             "events": orjson.Fragment(b"[" + b",".join(events) + b"]"),
         }
-        _send(settings.parking_queue_url, _sqs_safe(orjson.dumps(envelope)), deadline)
+        _send(queue_url, _sqs_safe(orjson.dumps(envelope)), deadline, purpose)
     return len(parts)
 
 
-def _send(queue_url: str, body: str, deadline: Deadline) -> None:
+def _send(queue_url: str, body: str, deadline: Deadline, purpose: str) -> None:
     try:
         with bounded(deadline.left()):
             sqs_client().send_message(QueueUrl=queue_url, MessageBody=body)
     except OutOfTime:
-        raise ParkingFailed("could not park undeliverable events in SQS in time") from None
+        raise ParkingFailed(f"could not {purpose} in SQS in time") from None
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "unknown")
-        raise ParkingFailed(f"could not park undeliverable events in SQS ({code})") from None
+        raise ParkingFailed(f"could not {purpose} in SQS ({code})") from None
     except BotoCoreError as error:
-        raise ParkingFailed(f"could not park undeliverable events in SQS ({type(error).__name__})") from None
+        raise ParkingFailed(f"could not {purpose} in SQS ({type(error).__name__})") from None
 
 
 class MalformedPart(ValueError):
@@ -199,4 +231,29 @@ def read_part(body: str) -> ParkedPart:
         events=events,
         batch_id=_short_text(value.get("batch_id")),
         source_request_id=_short_text(value.get("source_request_id")),
+    )
+
+
+def recorded_destination(settings: Settings, recorded: dict[str, str]) -> Settings:
+    """`settings` with the API, version, event set, upload tag and test event code recorded in a message,
+    checked by the same rules as the environment (so an altered message cannot steer the token to another
+    path); the Graph URL, secret and queues stay the configured ones. Raises SettingsError."""
+    checked = load_settings(
+        {
+            "SECRET_ID": settings.secret_id,
+            "PARKING_QUEUE_URL": settings.parking_queue_url,
+            "FACEBOOK_API": recorded.get("api", settings.api.value),
+            "FACEBOOK_API_VERSION": recorded.get("api_version", ""),
+            "OFFLINE_EVENT_SET_ID": recorded.get("event_set_id", ""),
+            "UPLOAD_TAG": recorded.get("upload_tag", ""),
+            "TEST_EVENT_CODE": recorded.get("test_event_code", ""),
+        }
+    )
+    return dataclasses.replace(
+        settings,
+        api=checked.api,
+        api_version=checked.api_version,
+        event_set_id=checked.event_set_id,
+        upload_tag=checked.upload_tag,
+        test_event_code=checked.test_event_code,
     )

@@ -33,7 +33,16 @@ from forwarder.held_messages import (
 )
 from forwarder.isolation import send_isolating
 from forwarder.outcome import RequestOutcome
-from forwarder.parking import MalformedPart, ParkedPart, ParkingFailed, Request, park, read_part, sqs_client
+from forwarder.parking import (
+    MalformedPart,
+    ParkedPart,
+    ParkingFailed,
+    Request,
+    park,
+    read_part,
+    recorded_destination,
+    sqs_client,
+)
 from forwarder.redaction import Redactor, raw_values
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.sender import Sender, open_sender
@@ -90,37 +99,18 @@ class _Set:
 
 
 def destination(settings: Settings, parked: dict[str, str], use_parked: bool) -> Settings:
-    """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for.
-
-    With `use_parked`, the recorded destination, checked by the same rules as the environment (so a
-    tampered message cannot steer the token to another path). Either way the events keep the
-    `test_event_code` they were sent with (none for production events, whatever TEST_EVENT_CODE says
-    now): a parked production event is never replayed as a test event. Raises SettingsError or ValueError.
+    """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for;
+    with `use_parked`, the one recorded with it (forwarder/parking.py, `recorded_destination`). Either way
+    the events keep the `test_event_code` they were sent with (none for production events, whatever
+    TEST_EVENT_CODE says now): a parked production event is never replayed as a test event. Raises
+    SettingsError or ValueError.
     """
+    if use_parked:
+        return recorded_destination(settings, parked)
     api = parked.get("api", settings.api.value)
-    if not use_parked:
-        if api != settings.api.value:
-            raise ValueError(f"rendered for {api}, but FACEBOOK_API is {settings.api.value}")
-        return dataclasses.replace(settings, test_event_code=parked.get("test_event_code") or None)
-    recorded = load_settings(
-        {
-            "SECRET_ID": settings.secret_id,
-            "PARKING_QUEUE_URL": settings.parking_queue_url,
-            "FACEBOOK_API": api,
-            "FACEBOOK_API_VERSION": parked.get("api_version", ""),
-            "OFFLINE_EVENT_SET_ID": parked.get("event_set_id", ""),
-            "UPLOAD_TAG": parked.get("upload_tag", ""),
-            "TEST_EVENT_CODE": parked.get("test_event_code", ""),
-        }
-    )
-    return dataclasses.replace(
-        settings,
-        api=recorded.api,
-        api_version=recorded.api_version,
-        event_set_id=recorded.event_set_id,
-        upload_tag=recorded.upload_tag,
-        test_event_code=recorded.test_event_code,
-    )
+    if api != settings.api.value:
+        raise ValueError(f"rendered for {api}, but FACEBOOK_API is {settings.api.value}")
+    return dataclasses.replace(settings, test_event_code=parked.get("test_event_code") or None)
 
 
 @dataclass

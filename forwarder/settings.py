@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from forwarder.currencies import currency_code
@@ -30,6 +30,11 @@ class LduMode(StrEnum):
     NEVER = "never"
     ALWAYS = "always"
     OPTED_OUT = "opted_out"
+
+
+class DeliveryMode(StrEnum):
+    DIRECT = "direct"  # the webhook calls Facebook
+    BUFFERED = "buffered"  # the webhook queues; the sender function calls Facebook (README, "Delivery modes")
 
 
 DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
@@ -82,6 +87,8 @@ class Settings:
     default_currency: str = "USD"
     event_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_NAMES))
     test_event_code: str | None = None
+    delivery_mode: DeliveryMode = DeliveryMode.DIRECT
+    ingest_queue_url: str | None = None
 
     # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
     profile: Profile = field(init=False, repr=False, compare=False)
@@ -227,4 +234,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         event_names=_event_names(env.get("EVENT_NAME_OVERRIDES", "")),
         test_event_code=env.get("TEST_EVENT_CODE", "").strip() or None,
         parking_queue_url=_required(env, "PARKING_QUEUE_URL"),
+        **_delivery(env, api),
     )
+
+
+def _delivery(env: Mapping[str, str], api: FacebookApi) -> dict[str, Any]:
+    mode = _choice(env, "DELIVERY_MODE", DeliveryMode, DeliveryMode.DIRECT)
+    if mode is DeliveryMode.DIRECT:
+        return {"delivery_mode": mode, "ingest_queue_url": None}
+    if not PROFILES[api].deduplicates:
+        # A queue delivers at least once: a message received twice must count once, and only the Conversions
+        # API de-duplicates (event_id).
+        raise SettingsError("DELIVERY_MODE=buffered needs FACEBOOK_API=conversions_api (it de-duplicates a resend)")
+    return {"delivery_mode": mode, "ingest_queue_url": _required(env, "INGEST_QUEUE_URL")}

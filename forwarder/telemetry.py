@@ -64,7 +64,25 @@ def _by_dimension(name: str, dimension: str, counts: Mapping[str, int]) -> None:
 
 
 def record_summary(summary: Mapping[str, Any], status: int) -> None:
-    """The per-invocation metrics and the one summary log line (README, "Observability")."""
+    """The webhook's per-invocation metrics and its one summary log line (README, "Observability")."""
+    _record_events(summary)
+    if "queued" in summary:  # buffered: the events are in the ingest queue
+        metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=summary["queued"])
+    if status >= 500 or status == 422:
+        metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)
+    logger.info("batch processed", extra={"status": status, "summary": summary})
+
+
+def record_ingest(summary: Mapping[str, Any]) -> None:
+    """The buffered sender's per-invocation metrics and its one summary log line."""
+    _record_events(summary)
+    metrics.add_metric(name="IngestMessagesReceived", unit=MetricUnit.Count, value=summary.get("messages", 0))
+    metrics.add_metric(name="IngestMessagesRetried", unit=MetricUnit.Count, value=summary.get("messages_failed", 0))
+    metrics.add_metric(name="IngestMessagesParked", unit=MetricUnit.Count, value=summary.get("messages_parked", 0))
+    logger.info("messages processed", extra={"summary": summary})
+
+
+def _record_events(summary: Mapping[str, Any]) -> None:
     metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=summary.get("received", 0))
     metrics.add_metric(name="EventsForwarded", unit=MetricUnit.Count, value=summary.get("forwarded", 0))
     skipped: Mapping[str, int] = summary.get("skipped", {})
@@ -91,9 +109,6 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     )
     _by_dimension("EventsRejectedBySubcode", "subcode", rejected)
     metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=summary.get("parked", 0))
-    if status >= 500 or status == 422:
-        metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)
-    logger.info("batch processed", extra={"status": status, "summary": summary})
 
 
 def record_parking_failure() -> None:

@@ -21,13 +21,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.batch import BatchError, BatchTooLarge, parse_batch
 from forwarder.deadline import Deadline
-from forwarder.delivery import deliver
+from forwarder.delivery import deliver, queue
 from forwarder.graph_client import GraphClient
 from forwarder.outcome import Verdict
 from forwarder.parking import ParkingFailed
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.sender import open_sender
-from forwarder.settings import Settings, SettingsError, load_settings
+from forwarder.settings import DeliveryMode, Settings, SettingsError, load_settings
 from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, trace_handler
 
 ROUTE = ("POST", "/events")
@@ -141,6 +141,10 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     credentials = get_credentials(config.secret_id, send_by.left())
     _authenticate(event, credentials.webhook_authorizations)
     batch = parse_batch(_raw_body(event))
+    if config.delivery_mode is DeliveryMode.BUFFERED:
+        queued = {"api": config.api.value, **queue(batch, config, answer_by)}
+        record_summary(queued, 200)
+        return json_response(200, queued)
     outcome = deliver(batch, config, open_sender(config, credentials, graph_client, send_by), park_by=answer_by)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}

@@ -21,6 +21,8 @@ ACCESS_TOKEN = "local-access-token"
 # What events/*.json send: `Basic base64("mparticle:local-webhook")`.
 WEBHOOK_AUTHORIZATION = "Basic bXBhcnRpY2xlOmxvY2FsLXdlYmhvb2s="
 QUEUE_NAME = "mparticle-facebook-forwarder-parking"
+INGEST_QUEUE_NAME = "mparticle-facebook-forwarder-ingest"
+INGEST_MAX_RECEIVES = 3
 REGION = "us-east-1"
 
 FAKE_CREDENTIALS = {
@@ -54,14 +56,18 @@ def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
 
 
 def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, str]:
-    """Create the secret and the parking queue; returns the environment that points at them."""
+    """Create the secret, the parking queue and the ingest queue (buffered delivery; redriven to the parking
+    queue after INGEST_MAX_RECEIVES receives, as the template's); returns the environment that points at them."""
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     secrets = session.client("secretsmanager", endpoint_url=endpoint)
     secrets.create_secret(Name=SECRET_ID, SecretString=json.dumps(secret or default_secret()))
     sqs = session.client("sqs", endpoint_url=endpoint)
     queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-    return {**env, "SECRET_ID": SECRET_ID, "PARKING_QUEUE_URL": queue_url}
+    parking_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": parking_arn, "maxReceiveCount": str(INGEST_MAX_RECEIVES)})
+    ingest_url = sqs.create_queue(QueueName=INGEST_QUEUE_NAME, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    return {**env, "SECRET_ID": SECRET_ID, "PARKING_QUEUE_URL": queue_url, "INGEST_QUEUE_URL": ingest_url}
 
 
 @contextmanager

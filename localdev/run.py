@@ -12,16 +12,19 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from contextlib import ExitStack
 from typing import Any
 
 from localdev.aws import environment, local_aws
+from localdev.event_source import drain
 from localdev.graph_stub import Fault, GraphStub
 from localdev.lambda_context import LocalContext
 from localdev.samples import EVENTS_DIR, load_api_event
 
 DEFAULT_EVENTS = ["purchase.json", "multi_event_batch.json"]
+BUFFERED_EVENTS = ["purchase.json", "add_to_cart.json", "view_detail.json", "multi_event_batch.json"]
 LOCAL_EVENT_SET_ID = "1234567890"
 
 
@@ -37,6 +40,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="make the stand-in reject the first request (code 100), then replay the parked events",
     )
+    parser.add_argument(
+        "--buffered",
+        action="store_true",
+        help="DELIVERY_MODE=buffered: the webhook queues each batch; then the sender function (a local loop stands "
+        "in for the SQS event source) sends them to the stand-in as one request",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print the JSON logs and EMF metrics")
     return parser.parse_args(argv)
 
@@ -48,7 +57,9 @@ def _print(title: str, payload: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    names = args.events or DEFAULT_EVENTS
+    names = args.events or (BUFFERED_EVENTS if args.buffered else DEFAULT_EVENTS)
+    if args.buffered and (args.live or args.api != "conversions_api"):
+        raise SystemExit("--buffered runs locally, on the Conversions API (the only API a queue may feed)")
     with ExitStack() as stack:
         stub = None
         if not args.live:
@@ -65,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_TRACE_DISABLED": "1",
                 "POWERTOOLS_METRICS_DISABLED": "false" if args.verbose else "true",
                 "POWERTOOLS_LOG_LEVEL": "INFO" if args.verbose else "WARNING",
+                "DELIVERY_MODE": "buffered" if args.buffered else "direct",
             }
             stack.enter_context(environment(local_env))
         from handler.app import lambda_handler  # after the environment is in place
@@ -87,12 +99,38 @@ def main(argv: list[str] | None = None) -> int:
                 for request in stub.received[seen:]:
                     shown = {k: v for k, v in request.body.items() if k not in ("access_token", "appsecret_proof")}
                     _print(f"{name}: POST {request.path} as the Graph API stand-in received it", shown)
+        if args.buffered and stub is not None:
+            _send_buffered(stub, args.quiet, args.verbose)
         if args.park_demo:
             from forwarder.replay import replay
             from forwarder.settings import load_settings
 
             _print("replay of the parking queue (python -m forwarder.replay)", replay(load_settings()).as_dict())
     return 0 if worst < 500 else 1
+
+
+def _send_buffered(stub: GraphStub, quiet: bool, verbose: bool) -> None:
+    """The sender function over the ingest queue, as the SQS event source would invoke it."""
+    import boto3
+
+    from handler.sender import lambda_handler as sender
+
+    sqs = boto3.client("sqs")
+    queue = os.environ["INGEST_QUEUE_URL"]
+    seen = len(stub.received)
+    with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+        invocations = drain(sqs, queue, sender)
+    for number, invocation in enumerate(invocations, 1):
+        _print(
+            f"sender function, invocation {number}: {invocation.records} messages from the ingest queue",
+            {"batchItemFailures": invocation.failures},
+        )
+    requests = stub.received[seen:]
+    print(f"\n== the Graph API stand-in received {len(requests)} request(s) for {len(invocations)} invocation(s)")
+    if not quiet:
+        for request in requests:
+            shown = {k: v for k, v in request.body.items() if k not in ("access_token", "appsecret_proof")}
+            _print(f"POST {request.path} ({len(request.data)} events) as the stand-in received it", shown)
 
 
 if __name__ == "__main__":

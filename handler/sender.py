@@ -1,0 +1,53 @@
+"""The buffered sender function: an SQS event from the ingest queue in, `batchItemFailures` out.
+
+Triggered by the SQS event source with ReportBatchItemFailures (README, "Delivery modes"): the ingest
+messages' events are merged into full Graph requests (forwarder/ingest.py), and the messages not settled
+(an event neither delivered nor parked) are reported back so SQS delivers exactly those again; Powertools'
+batch utility writes the answer. Settings, secret, Graph session and deadlines are the webhook's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from forwarder.deadline import Deadline
+from forwarder.ingest import deliver_messages
+from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
+from forwarder.sender import open_sender
+from forwarder.telemetry import logger, metrics, record_ingest, trace_handler
+from handler.app import ANSWER_MARGIN_SECONDS, PARKING_RESERVE_SECONDS, graph_client, settings
+
+
+class ReceiveAgain(Exception):
+    """This message is not settled yet: SQS delivers it again (and redrives it after maxReceiveCount)."""
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@trace_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    answer_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS)
+    send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
+    records = [(record["messageId"], record["body"]) for record in event.get("Records", [])]
+    config = settings()
+    try:
+        credentials = get_credentials(config.secret_id, send_by.left())
+    except (SecretUnavailable, SecretInvalid) as problem:
+        logger.warning("secret unreadable: every message comes again", extra={"error": str(problem)})
+        failed = {message_id for message_id, _ in records}
+    else:
+        outcome = deliver_messages(records, config, open_sender(config, credentials, graph_client, send_by), answer_by)
+        record_ingest(outcome.summary())
+        failed = outcome.failed
+
+    def settled(record: SQSRecord) -> None:
+        if record.message_id in failed:
+            raise ReceiveAgain(record.message_id)
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=settled, processor=processor, context=context)
