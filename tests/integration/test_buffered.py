@@ -1,0 +1,150 @@
+"""Buffered delivery end to end: the webhook queues into moto's SQS, the sender function (invoked by a local
+stand-in for the SQS event source, localdev/event_source.py) sends to the Graph stand-in.
+
+Every event is delivered exactly once per event_id across many batches; what fails comes back as exactly
+the right batchItemFailures; a poison event is parked alone; SQS down at ingest is a 503 with nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from localdev.event_source import drain, poll_once
+from localdev.graph_stub import Fault, GraphStub
+from tests.faulty_servers import FaultyGraph, closed_port, fresh_aws_clients, parked_messages
+from tests.support import api_event, commerce_event, make_batch
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphStub]:
+    with FaultyGraph() as stub:
+        yield stub
+
+
+@pytest.fixture
+def buffered(function_env: Any) -> None:
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered")
+
+
+@pytest.fixture
+def sender() -> Any:
+    from handler.sender import lambda_handler
+
+    return lambda_handler
+
+
+def sqs(aws: dict[str, str]) -> Any:
+    return boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+def batches(count: int, prefix: str = "ev") -> tuple[list[dict[str, Any]], list[str]]:
+    """`count` webhook batches of 1 to 5 events each, every event with its own id."""
+    bodies, ids = [], []
+    for number in range(count):
+        mine = [f"{prefix}-{number}-{index}" for index in range(1 + number % 5)]
+        events = [
+            commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in mine
+        ]
+        bodies.append(make_batch(events, batch_id=number))
+        ids += mine
+    return bodies, ids
+
+
+def delivered(graph: GraphStub) -> Counter[str]:
+    return Counter(event["event_id"] for request in graph.received if request.status == 200 for event in request.data)
+
+
+def test_many_webhook_batches_reach_facebook_as_one_request_each_event_once(aws, buffered, invoke, graph, sender):
+    bodies, ids = batches(60)
+    for body in bodies:
+        answer = invoke(api_event(body))
+        assert answer.status == 200 and answer.body["queued"] == len(body["events"])
+    assert graph.received == []  # the webhook never calls Facebook
+
+    invocations = drain(sqs(aws), aws["INGEST_QUEUE_URL"], sender)
+    assert [invocation.failures for invocation in invocations] == [[]]
+    assert len(graph.received) == 1 and delivered(graph) == Counter(ids)
+
+
+def test_a_transient_failure_returns_exactly_its_messages_and_a_retry_delivers_them_once(
+    aws, function_env, invoke, graph, sender
+):
+    """Two datasets in one receive: the request of one fails until the deadline, the other's is delivered.
+    Exactly the failing dataset's messages come back, and the next receive delivers them."""
+    first, first_ids = batches(4, "a")
+    second, second_ids = batches(4, "b")
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered")
+    for body in first:
+        assert invoke(api_event(body)).status == 200
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered", OFFLINE_EVENT_SET_ID="222")
+    for body in second:
+        assert invoke(api_event(body)).status == 200
+    queue = aws["INGEST_QUEUE_URL"]
+    failing = {
+        message["MessageId"]
+        for message in sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+        if json.loads(message["Body"])["settings"]["event_set_id"] == "222"
+    }
+    graph.script(Fault(), *[Fault.graph_error(2, status=500)] * 100)  # dataset 1 first (queue order), then 222 fails
+
+    invocation = poll_once(sqs(aws), queue, sender)
+    assert invocation is not None and set(invocation.failures) == failing
+    assert delivered(graph) == Counter(first_ids)
+
+    graph._faults.clear()
+    assert poll_once(sqs(aws), queue, sender).failures == []
+    assert delivered(graph) == Counter(first_ids + second_ids)
+
+
+def test_a_poison_event_is_parked_alone_and_its_message_settled(aws, buffered, invoke, graph, sender):
+    graph.reject_marked = "BAD"
+    body = make_batch(
+        [commerce_event("add_to_cart", source_message_id=i) for i in ("ok-1", "BAD-2", "ok-3")], batch_id=7
+    )
+    assert invoke(api_event(body)).status == 200
+    invocations = drain(sqs(aws), aws["INGEST_QUEUE_URL"], sender)
+    assert [invocation.failures for invocation in invocations] == [[]]
+    assert delivered(graph) == Counter(["ok-1", "ok-3"])
+    [message] = parked_messages(aws)
+    assert [event["event_id"] for event in message["events"]] == ["BAD-2"] and "Invalid Product Id" in message["reason"]
+
+
+def test_sqs_down_at_ingest_is_a_503_and_nothing_is_lost(aws, buffered, invoke, graph, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{closed_port()}")
+    with fresh_aws_clients():
+        answer = invoke(api_event(make_batch()), timeout=6)
+    assert answer.status == 503 and "Retry-After" in answer.headers and "could not queue" in answer.body["error"]
+    assert graph.received == []  # mParticle resends the batch: it is nowhere else
+
+
+def test_a_message_that_keeps_failing_is_redriven_to_the_parking_queue_and_replayed(
+    aws, buffered, invoke, graph, sender
+):
+    """Facebook down for every receive: after maxReceiveCount the queue redrives the message to the parking
+    queue, whose replay sends it once Facebook is back."""
+    from forwarder.replay import replay
+    from forwarder.settings import load_settings
+    from localdev.aws import INGEST_MAX_RECEIVES
+
+    assert invoke(api_event(make_batch())).status == 200
+    graph.script(*[Fault.graph_error(2, status=500)] * 1000)
+    for _ in range(INGEST_MAX_RECEIVES + 1):
+        poll_once(sqs(aws), aws["INGEST_QUEUE_URL"], sender)
+    assert len(parked_messages(aws)) == 1  # redriven, in the parking queue's own format
+    graph._faults.clear()
+    assert replay(load_settings()).delivered_events == 1
+    assert delivered(graph) == Counter(["msg-purchase"])
+
+
+def test_buffered_delivery_refuses_the_offline_conversions_api(aws, function_env, invoke, graph):
+    function_env(FACEBOOK_API="offline_conversions", DELIVERY_MODE="buffered")
+    answer = invoke(api_event(make_batch()))
+    assert (
+        answer.status == 500 and "DELIVERY_MODE" in answer.body["error"] and "conversions_api" in answer.body["error"]
+    )
