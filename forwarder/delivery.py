@@ -16,7 +16,7 @@ from forwarder.mapping import map_batch
 from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
 from forwarder.parking import Request, park
 from forwarder.redaction import Redactor, user_values
-from forwarder.render import render_events
+from forwarder.render import keys_sent, render_events
 from forwarder.sender import Sender
 from forwarder.settings import Settings
 from forwarder.telemetry import logger
@@ -64,11 +64,12 @@ def deliver(
         adjusted=mapped.adjusted,
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
+        match_keys=keys_sent(mapped.keys, settings.profile),
     )
     chunks = _chunks(events, settings.profile.max_events_per_request)
     # Requests never attempted stay NOT_ATTEMPTED, so the answer is one mParticle retries.
     outcome.requests = [RequestOutcome(events=len(chunk), payload=chunk) for chunk in chunks]
-    redactor = Redactor(user_values(batch.user, mapped.keys.madid))
+    redactor = Redactor(user_values(batch.user, *mapped.keys.unhashed()))
     for index, chunk in enumerate(chunks):
         result = outcome.requests[index] = sender.send(chunk, redactor)
         if result.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION):

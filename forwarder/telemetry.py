@@ -71,6 +71,7 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))
     _by_dimension("EventsSkippedByReason", "reason", skipped)
     _by_dimension("EventsAdjustedByReason", "reason", summary.get("adjusted", {}))
+    _by_dimension("EventsWithMatchKey", "key", summary.get("match_keys", {}))  # forwarded events per key carried
     requests = summary.get("requests", [])
     metrics.add_metric(name="FacebookRequests", unit=MetricUnit.Count, value=len(requests))
     errors: dict[str, int] = {}

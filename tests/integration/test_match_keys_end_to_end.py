@@ -10,7 +10,7 @@ from tests.support import api_event, make_batch
 from tests.unit.test_match_keys import IDFA, metas_sdk, sha
 
 SENT_AS = {
-    "offline_conversions": {"field": "match_keys", "email": "email", "gen": "gen", "external_id": None},
+    "offline_conversions": {"field": "match_keys", "email": "email", "gen": "gen", "external_id": "extern_id"},
     "conversions_api": {"field": "user_data", "email": "em", "gen": "ge", "external_id": "external_id"},
 }
 
@@ -61,6 +61,6 @@ def test_facebook_receives_every_key_without_invisible_characters(function_env, 
         # The Offline Conversions API hashes the advertising id; the Conversions API takes it as it is.
         "madid": sha(IDFA.lower()) if api == "offline_conversions" else IDFA.lower(),
     }
-    if names["external_id"]:
-        expected[names["external_id"]] = sha("C-1024")
+    # The Offline Conversions API takes the external id unhashed (Meta), the Conversions API hashed.
+    expected[names["external_id"]] = "C-1024" if api == "offline_conversions" else sha("C-1024")
     assert keys == expected
