@@ -7,6 +7,8 @@ The rules of each normaliser are tested in test_match_keys.py and test_phone_sta
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -318,3 +320,30 @@ def test_an_invalid_value_names_the_variable_never_the_value(variable: str, valu
     with pytest.raises(SettingsError, match=variable) as raised:
         settings(**{variable: value})
     assert SECRET_LOOKING not in str(raised.value)
+
+
+# ---- README shows the same rows ------------------------------------------------------------------------------
+
+
+def readme_key_rows() -> dict[str, list[str]]:
+    """README's match-key table: key name -> its cells."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Match keys") : text.index("### How to raise your match rate")]
+    rows = [line.strip(" |").split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    return {name: cells for cells in rows for name in re.findall(r"`(\w+)`", cells[0])}
+
+
+def test_readmes_match_key_table_shows_the_table_in_the_code() -> None:
+    rows = readme_key_rows()
+    assert set(rows) == {key.name for key in KEYS}
+    for key in KEYS:
+        sources, _, offline, capi = rows[key.name][1:]
+        for source in key.sources:
+            assert f"`{source}`" in sources or source.removeprefix("$") in sources, (key.name, source)
+        if key.setting:
+            assert f"`{key.setting}`" in sources, key.name
+        for api, cell in ((OFFLINE, offline), (CAPI, capi)):
+            sent = key.sent[api]
+            assert re.findall(r"`(\w+)`", cell)[0] == sent.name, (key.name, api)
+            assert ("array" in cell) == sent.many, (key.name, api)
+            assert ("**not** hashed" in cell) == (not sent.hashed), (key.name, api)
