@@ -38,8 +38,12 @@ def _user_data(batch: dict[str, Any]) -> UserData:
     attributes = batch.get("user_attributes", {})
     gender = _GENDERS.get(str(attributes.get("$gender", "")).lower())
     madid = batch.get("device_info", {}).get("ios_advertising_id")
+    phones = [value for value in (identities.get("mobile_number"), attributes.get("$mobile")) if value]
     return UserData(
         emails=[identities["email"]] if "email" in identities else None,
+        phones=phones or None,
+        states=[attributes["$state"]] if "$state" in attributes else None,
+        zip_codes=[attributes["$zip"]] if "$zip" in attributes else None,
         first_names=[attributes["$firstname"]] if "$firstname" in attributes else None,
         last_names=[attributes["$lastname"]] if "$lastname" in attributes else None,
         genders=[gender] if gender else None,
@@ -100,6 +104,7 @@ def _check_same_events(ours: list[dict[str, Any]], sdk: list[dict[str, Any]]) ->
     for mine, theirs in zip(ours, sdk, strict=True):
         assert mine["event_id"] == theirs["event_id"] and mine["event_name"] == theirs["event_name"]
         assert mine["user_data"]["em"] in theirs["user_data"]["em"]
+        assert mine["user_data"]["ph"] in theirs["user_data"]["ph"]  # the sample's two phones are one number
         assert len(mine["custom_data"].get("contents", [])) == len(theirs["custom_data"].get("contents", []))
 
 

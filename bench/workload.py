@@ -93,6 +93,11 @@ def largest_event(base64_body: bool = False) -> tuple[dict[str, Any], int]:
         events -= max(1, events // 200)
 
 
+# Where the sample's user keeps phone numbers (forwarder/match_keys.py, PHONE_SOURCES).
+PHONE_IDENTITIES = ("mobile_number", "phone_number_2", "phone_number_3")
+PHONE_ATTRIBUTES = ("$mobile",)
+
+
 def match_key_values(body: dict[str, Any]) -> list[str]:
     """The distinct raw values the forwarder hashes for this batch's user (one SHA-256 each)."""
     identities = {item["identity_type"]: item["identity"] for item in body.get("user_identities", [])}
@@ -100,7 +105,19 @@ def match_key_values(body: dict[str, Any]) -> list[str]:
     values = [
         identities.get("email"),
         identities.get("customer_id"),
-        *(attributes.get(name) for name in ("$firstname", "$lastname", "$gender", "$city", "$country")),
+        *(identities.get(kind) for kind in PHONE_IDENTITIES),
+        *(attributes.get(name) for name in ("$firstname", "$lastname", "$gender", "$city", "$state", "$zip")),
+        *(attributes.get(name) for name in ("$country", *PHONE_ATTRIBUTES)),
         body.get("device_info", {}).get("ios_advertising_id"),
     ]
     return list(dict.fromkeys(value for value in values if value))
+
+
+def without_phones(body: dict[str, Any]) -> dict[str, Any]:
+    """The batch without its user's phone numbers (the sample has a mobile number identity and $mobile)."""
+    body = copy.deepcopy(body)
+    body["user_identities"] = [
+        item for item in body["user_identities"] if item["identity_type"] not in PHONE_IDENTITIES
+    ]
+    body["user_attributes"] = {k: v for k, v in body["user_attributes"].items() if k not in PHONE_ATTRIBUTES}
+    return body

@@ -54,6 +54,16 @@ MAX_USER_ENTRIES = 1000
 
 # The Python SDK serialises the customer id identity as `customerid` (mparticle-python-sdk).
 _IDENTITY_ALIASES = {"customerid": "customer_id"}
+# mParticle's user identity types as the webhook (outbound) names them (JSON reference, `identity_type`).
+IDENTITY_TYPES = frozenset(
+    {
+        "other", "customer_id", "facebook", "twitter", "google", "microsoft", "yahoo", "email", "alias",
+        "facebook_custom_audience_id", *(f"other_id_{n}" for n in range(2, 11)), "mobile_number",
+        "phone_number_2", "phone_number_3",
+    }
+)  # fmt: skip
+# mParticle's user id (MPID) is a signed 64-bit integer, sometimes sent as a string of one; 0 is no user.
+_INT64 = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class User:
     ios_advertising_id: str | None = None
     android_advertising_id: str | None = None
     ccpa_opted_out: bool = False
+    mpid: str | None = None  # mParticle's user id, in decimal
 
     def attribute(self, name: str) -> str | None:
         """A reserved user attribute such as `$firstname`, matched case-insensitively."""
@@ -149,6 +160,20 @@ def _identities(raw: Any) -> dict[str, str]:
     return identities
 
 
+def _mpid(value: Any) -> str | None:
+    """The batch's `mpid` in decimal: an integer within int64, or a string of one (a float may have lost digits,
+    anything longer or out of range is not an MPID); None for 0 and anything else."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str and len(digits := value.strip()) <= 20 and (unsigned := digits.removeprefix("-")):
+        if not (unsigned.isascii() and unsigned.isdigit()):
+            return None
+        number = int(digits)
+    else:
+        return None
+    return str(number) if number and number in _INT64 else None
+
+
 def _ccpa_opted_out(consent_state: Mapping[str, Any]) -> bool:
     # mParticle: consented == true on `data_sale_opt_out` means the user opted OUT of the sale.
     opt_out = mapping(mapping(consent_state.get("ccpa")).get("data_sale_opt_out"))
@@ -216,6 +241,7 @@ def read_batch(body: Any) -> Batch:
         ios_advertising_id=_bounded_id(device.get("ios_advertising_id"), "ios_advertising_id"),
         android_advertising_id=_bounded_id(device.get("android_advertising_id"), "android_advertising_id"),
         ccpa_opted_out=_ccpa_opted_out(mapping(body.get("consent_state"))),
+        mpid=_mpid(body.get("mpid")),
     )
     return Batch(
         user=user,

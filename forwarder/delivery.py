@@ -17,7 +17,7 @@ from forwarder.mapping import Mapped, map_batch
 from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
 from forwarder.parking import Request, enqueue, park
 from forwarder.redaction import Redactor, user_values
-from forwarder.render import render_events
+from forwarder.render import keys_sent, render_events
 from forwarder.sender import Sender
 from forwarder.settings import Settings, SettingsError
 from forwarder.telemetry import logger
@@ -69,6 +69,7 @@ def prepare(
         adjusted=mapped.adjusted,
         batch_id=batch.batch_id,
         source_request_id=batch.source_request_id,
+        match_keys=keys_sent(mapped.keys, settings.profile),
     )
     return events, outcome, mapped
 
@@ -99,7 +100,7 @@ def deliver(
 ) -> BatchOutcome:
     """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
     events, outcome, mapped = prepare(batch, settings, now)
-    redactor = Redactor(user_values(batch.user, mapped.keys.madid))
+    redactor = Redactor(user_values(batch.user, *mapped.keys.unhashed()))
     stopped = False
     for chunk in _chunks(events, settings.profile.max_events_per_request):
         if stopped:  # without a valid token or permission every later request fails the same way

@@ -1,6 +1,7 @@
 """The two Facebook APIs, side by side: everything that differs between them, in one table.
 
-Every other module reads a `Profile` (through `Settings.profile`) instead of asking which API it is.
+Every other module reads a `Profile` (through `Settings.profile`) instead of asking which API it is. The
+match keys' names and hashing per API are rows of the match-key table (forwarder/match_keys.py, `KEYS`).
 Sources: Meta's marketing-api/offline-conversions (the Offline Conversions API: v16.0 was the last
 version that took offline events; 2000 events per request; `upload_tag`; `match_keys`;
 `num_processed_entries`; no de-duplication key) and conversions-api/parameters (the Conversions API:
@@ -30,9 +31,7 @@ class Profile:
     deduplicates: bool  # a resent event counts once (event_id + event_name)
     sends_event_id: bool
     price_key: Literal["price", "item_price"]  # a content's unit price
-    keys_field: str  # where an event's match keys go
-    key_names: Mapping[str, str]  # neutral match key -> this API's name (absent: not sent)
-    hash_madid: bool
+    keys_field: str  # where an event's match keys go (their names and hashing: match_keys.KEYS)
     upload_tag: bool  # the request carries UPLOAD_TAG
     test_event_code: bool  # the request may carry TEST_EVENT_CODE
 
@@ -47,8 +46,6 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         sends_event_id=False,
         price_key="price",
         keys_field="match_keys",
-        key_names={"email": "email", "fn": "fn", "ln": "ln", "gen": "gen", "ct": "ct", "country": "country"},
-        hash_madid=True,  # mParticle's integration and Meta's offline uploader hash it
         upload_tag=True,
         test_event_code=False,
     ),
@@ -61,16 +58,6 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         sends_event_id=True,
         price_key="item_price",
         keys_field="user_data",
-        key_names={
-            "email": "em",
-            "fn": "fn",
-            "ln": "ln",
-            "gen": "ge",
-            "ct": "ct",
-            "country": "country",
-            "external_id": "external_id",
-        },
-        hash_madid=False,  # Meta: the advertising id is sent as it is, lower-cased
         upload_tag=False,
         test_event_code=True,
     ),

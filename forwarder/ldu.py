@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forwarder.batch import User
-from forwarder.match_keys import MAX_KEY_LENGTH, country_code, place_key, prepare
+from forwarder.match_keys import MAX_KEY_LENGTH, country_code, prepare
+from forwarder.places import place_key
 from forwarder.settings import LduMode
 
 USA = 1

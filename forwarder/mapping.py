@@ -283,7 +283,8 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     """
     code = country_code(batch.user.attribute("$country"))
     screen = Screen(region=code.upper() if code else None)
-    mapped = Mapped(len(batch.events), match_keys(batch.user), limited_data_use(settings.ldu_mode, batch.user))
+    keys = match_keys(batch.user, settings.key_settings)
+    mapped = Mapped(len(batch.events), keys, limited_data_use(settings.ldu_mode, batch.user))
     products = 0
     for index, event in enumerate(batch.events):
         result = map_event(event, batch, settings, now, index, screen)

@@ -1,16 +1,20 @@
-"""Match keys: Meta's normalisation per field, then SHA-256, once per batch.
+"""Match keys: where each comes from, Meta's normalisation per field, then SHA-256, once per batch.
 
-One small rule per field type, as Meta documents them (offline-conversions "match keys",
-conversions-api "customer information parameters", and the SDK's `serverside/normalize.py`); the
-table is in README ("Match keys"). Raw values never leave this module except the lower-cased mobile
-advertiser id, which the Conversions API wants unhashed.
+`KEYS` is the one table of match keys (README, "Match keys", shows the same rows): per key its sources in
+priority order, its normaliser, its longest value, and per Facebook API its field name, whether it is
+hashed and whether several values go as an array. One small rule per field type, as Meta documents them
+(offline-conversions "match keys", conversions-api "customer information parameters", and the SDK's
+`serverside/normalize.py`); places (country, state, ZIP) are in places.py and phone numbers in phones.py.
+Raw values never leave this module except those an API takes unhashed: the lower-cased mobile advertiser
+id on the Conversions API and the external id on the Offline Conversions API (`MatchKeys.unhashed`).
 
 Every value is bounded in length before any normalising, and every check is a string method or a
-pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds.
+pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds; a
+user's entries are read to the first 1000 (batch.py) and each key to MAX_VALUES_PER_KEY values.
 Invisible characters (format and control characters, Unicode's default-ignorable code points) are then
 removed from every value, so the hash is the one of what the person typed. Countries are ISO 3166-1
 alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for a value that is not
-already a code.
+already a code; libphonenumber is imported only for a value that may be a phone number.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
+from types import MappingProxyType
+from typing import NamedTuple
 
 from forwarder.batch import User
+from forwarder.facebook_api import FacebookApi
+from forwarder.phones import MAX_PHONE_LENGTH, normalize_phone
+from forwarder.places import normalize_country, normalize_state, normalize_zip, strip_symbols
 
 # One fixed-length character class: at most 64 characters are looked at, nothing can backtrack.
 _HASHED = re.compile(r"[0-9a-f]{64}")
@@ -50,23 +59,6 @@ _DEFAULT_IGNORABLE = re.compile(
     "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _INVISIBLE_CATEGORIES = ("Cc", "Cf")
-
-# ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
-# that already is a code, never imports pycountry. tests/unit/test_match_keys.py checks it against pycountry.
-_ISO_ALPHA_2_CODES = """
-    ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz
-    ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo
-    fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je
-    jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo
-    mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw
-    py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm
-    tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
-"""
-ISO_ALPHA_2 = frozenset(_ISO_ALPHA_2_CODES.split())
-# ISO 3166/MA reserves "UK" for the United Kingdom at its request (an "exceptionally reserved" code, like the
-# UK's own .uk); it names that country and no other, so it is sent as gb. No other alias: colloquial names
-# that are not pycountry's (Great Britain, England, Holland, America, Russia, Turkey) are omitted.
-_RESERVED_FOR_COUNTRIES = {"uk": "gb"}
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -126,28 +118,6 @@ def prepare(value: str | None, max_length: int) -> str | None:
     return remove_invisible(value)
 
 
-def place_key(value: str) -> str:
-    """A place name or code as compared: compatibility forms folded (fullwidth US is us), accents dropped
-    (Côte is cote), case folded, words of letters and digits run together; & is the word "and", a leading
-    "the" goes."""
-    folded = unicodedata.normalize("NFKD", value.replace("&", " and ")).casefold()
-    words = "".join([char if char.isalnum() else " " for char in folded if not unicodedata.combining(char)]).split()
-    if len(words) > 1 and words[0] == "the":
-        del words[0]
-    return "".join(words)
-
-
-def _strip(value: str, drop_digits: bool) -> str:
-    """Drop whitespace, punctuation and symbols (and digits for places); letters such as é stay."""
-    kept = []
-    for char in value:
-        category = unicodedata.category(char)
-        if category[0] in "PSZC" or (drop_digits and category[0] == "N"):
-            continue
-        kept.append(char)
-    return "".join(kept)
-
-
 def _is_email(email: str) -> bool:
     """`local@domain.tld`: one @, a non-empty local part, a domain of two or more non-empty dot-separated
     labels (RFC 5321's `Domain`), no whitespace anywhere.
@@ -167,59 +137,15 @@ def normalize_email(value: str) -> str | None:
 
 
 def normalize_name(value: str) -> str | None:
-    return _strip(value.lower(), drop_digits=False) or None
+    return strip_symbols(value.lower(), drop_digits=False) or None
 
 
 def normalize_city(value: str) -> str | None:
-    return _strip(value.lower(), drop_digits=True) or None
+    return strip_symbols(value.lower(), drop_digits=True) or None
 
 
 def normalize_gender(value: str) -> str | None:
     return _GENDERS.get(value.strip().lower())
-
-
-def normalize_country(value: str) -> str | None:
-    """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
-    is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
-    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland,
-    N/A: no country code or name has a slash, and "N/A" would otherwise read as Namibia)."""
-    if "/" in value:
-        return None
-    code = value.strip().lower()
-    if code in ISO_ALPHA_2:
-        return code
-    key = place_key(value)
-    if key in ISO_ALPHA_2:
-        return key
-    # Every name pycountry knows is ASCII letters once accents are dropped: anything else (digits, other
-    # scripts, nothing) cannot match, and is omitted without loading it.
-    if not (key.isascii() and key.isalpha()):
-        return None
-    return _countries_by_name().get(key)
-
-
-@cache
-def _countries_by_name() -> dict[str, str]:
-    """place_key of every alpha-2 and alpha-3 code and English name -> alpha-2, from pycountry (ISO 3166-1).
-
-    Imported here and only once: pycountry costs about 40 ms to import into a bare interpreter (2-3 ms after
-    the handler's own imports) and about 5 ms to read its table, which the common case never pays.
-    """
-    import pycountry
-
-    index = dict(_RESERVED_FOR_COUNTRIES)
-    for country in pycountry.countries:
-        code = country.alpha_2.lower()
-        for name in (
-            country.alpha_2,
-            country.alpha_3,
-            country.name,
-            getattr(country, "official_name", None),
-            getattr(country, "common_name", None),
-        ):
-            if name:
-                index[place_key(name)] = code
-    return index
 
 
 def country_code(value: str | None) -> str | None:
@@ -240,58 +166,164 @@ def normalize_madid(value: str) -> str | None:
     return madid
 
 
-# Neutral key -> (mParticle source, normaliser, longest value accepted). Adding a key is a row here.
-_IDENTITY_KEYS: dict[str, tuple[str, Normalizer, int]] = {
-    "email": ("email", normalize_email, MAX_EMAIL_LENGTH),
-    "external_id": ("customer_id", normalize_external_id, MAX_KEY_LENGTH),
-}
-_ATTRIBUTE_KEYS: dict[str, tuple[str, Normalizer, int]] = {
-    "gen": ("$gender", normalize_gender, MAX_KEY_LENGTH),
-    "fn": ("$firstname", normalize_name, MAX_KEY_LENGTH),
-    "ln": ("$lastname", normalize_name, MAX_KEY_LENGTH),
-    "ct": ("$city", normalize_city, MAX_KEY_LENGTH),
-    "country": ("$country", normalize_country, MAX_KEY_LENGTH),
-}
+# ---- the table -----------------------------------------------------------------------------------------
+# Meta documents arrays for every hashed key of the Conversions API ("string or list<string>") and for email and
+# phone on the Offline Conversions API, and no maximum length for them. Ten distinct values per key keeps every
+# event small (about 0.7 KB per key at most, measured into each event's size: render.py) and is more than any key
+# has sources by default (email 1, phone 4); past ten, the first ten in priority order are sent.
+MAX_VALUES_PER_KEY = 10
+
+
+class Place(NamedTuple):  # NamedTuple rather than dataclass: a third of the import time (cold start)
+    """Where the user is, for the keys whose rules depend on it: the ISO 3166-1 alpha-2 code (lower case) their
+    `$country` names, and the region national phone numbers are read in (that code, else DEFAULT_COUNTRY)."""
+
+    country: str | None = None
+    phone_region: str | None = None
+
+
+KeyNormalizer = Callable[[str, Place], str | None]
+
+
+def _anywhere(normalize: Normalizer) -> KeyNormalizer:
+    """A rule that does not depend on where the user is."""
+    return lambda value, _place: normalize(value)
+
+
+class Sent(NamedTuple):
+    """How one Facebook API takes a key."""
+
+    name: str  # the field in `match_keys` / `user_data`
+    hashed: bool = True  # SHA-256 of the normalised value; False: the normalised value itself
+    many: bool = False  # an array of up to MAX_VALUES_PER_KEY distinct values when the user has several
+
+
+class Key(NamedTuple):
+    """One match key: where it comes from, how it is normalised, how each API takes it (README, "Match keys")."""
+
+    name: str  # neutral: the summary's and the EventsWithMatchKey metric's name for it
+    sources: tuple[str, ...]  # priority order: identity types, `$attribute`s, `device_info.<id>`, `mpid`
+    normalize: KeyNormalizer
+    max_length: int  # a longer value is omitted before any normalising
+    sent: Mapping[FacebookApi, Sent]  # an API absent here does not take the key
+    setting: str | None = None  # the variable whose identity types replace `sources`
+
+    @property
+    def clear(self) -> bool:
+        """Kept normalised but unhashed, as an API takes it so; the renderer hashes it for the others."""
+        return not all(sent.hashed for sent in self.sent.values())
+
+
+OFFLINE, CONVERSIONS = FacebookApi.OFFLINE_CONVERSIONS, FacebookApi.CONVERSIONS_API
+PHONE_SOURCES = ("mobile_number", "phone_number_2", "phone_number_3", "$mobile")
+MADID_SOURCES = ("device_info.ios_advertising_id", "device_info.android_advertising_id")
+# EXTERNAL_ID_IDENTITY_TYPE's choices besides `none`: `mpid` is the batch's user id, the others identity types.
+EXTERNAL_ID_SOURCES = ("customer_id", "mpid", "other", *(f"other_id_{n}" for n in range(2, 11)))
+
+# Every match key, in the order the APIs receive them. Adding a key is a row here (and a normaliser).
+# Offline Conversions API: marketing-api/offline-conversions ("match_keys": email and phone are arrays,
+# extern_id is not hashed). Conversions API: conversions-api/parameters/customer-information-parameters
+# (every hashed key "string or list<string>"; madid unhashed; external_id "hashing recommended").
+KEYS: tuple[Key, ...] = (
+    Key("email", ("email",), _anywhere(normalize_email), MAX_EMAIL_LENGTH,
+        {OFFLINE: Sent("email", many=True), CONVERSIONS: Sent("em", many=True)}, setting="EMAIL_IDENTITY_TYPES"),
+    Key("phone", PHONE_SOURCES, lambda value, place: normalize_phone(value, place.phone_region), MAX_PHONE_LENGTH,
+        {OFFLINE: Sent("phone", many=True), CONVERSIONS: Sent("ph", many=True)}),
+    Key("fn", ("$firstname",), _anywhere(normalize_name), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("fn"), CONVERSIONS: Sent("fn", many=True)}),
+    Key("ln", ("$lastname",), _anywhere(normalize_name), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("ln"), CONVERSIONS: Sent("ln", many=True)}),
+    Key("gen", ("$gender",), _anywhere(normalize_gender), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("gen"), CONVERSIONS: Sent("ge", many=True)}),
+    Key("ct", ("$city",), _anywhere(normalize_city), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("ct"), CONVERSIONS: Sent("ct", many=True)}),
+    Key("st", ("$state",), lambda value, place: normalize_state(value, place.country), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("st"), CONVERSIONS: Sent("st", many=True)}),
+    Key("zip", ("$zip",), lambda value, place: normalize_zip(value, place.country), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("zip"), CONVERSIONS: Sent("zp", many=True)}),
+    Key("country", ("$country",), _anywhere(normalize_country), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("country"), CONVERSIONS: Sent("country", many=True)}),
+    Key("external_id", ("customer_id",), _anywhere(normalize_external_id), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("extern_id", hashed=False), CONVERSIONS: Sent("external_id", many=True)},
+        setting="EXTERNAL_ID_IDENTITY_TYPE"),
+    # Meta: the advertising id is hashed on the Offline Conversions API (as mParticle's integration and Meta's
+    # uploader do) and sent as it is, lower-cased, on the Conversions API. The IDFA first, else the GAID.
+    Key("madid", MADID_SOURCES, _anywhere(normalize_madid), MAX_KEY_LENGTH,
+        {OFFLINE: Sent("madid"), CONVERSIONS: Sent("madid", hashed=False)}),
+)  # fmt: skip
+KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
+
+
+class KeySettings(NamedTuple):
+    """The operator's choices (README, "Configuration"): identity types replacing a key's sources (EMAIL_IDENTITY_TYPES
+    for email, EXTERNAL_ID_IDENTITY_TYPE for external_id), and DEFAULT_COUNTRY (lower case)."""
+
+    sources: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    default_country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MatchKeys:
-    """SHA-256 hex per neutral key (email, fn, ln, gen, ct, country, external_id), plus the madid."""
+    """Per neutral key, the user's distinct values in priority order (at most MAX_VALUES_PER_KEY): SHA-256 hex,
+    or for a `clear` key (madid, external_id) the normalised value, which the renderer hashes where the API
+    wants it hashed. Computed once per batch; raw values never leave this module."""
 
-    hashed: dict[str, str] = field(default_factory=dict)
-    madid: str | None = None
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def unhashed(self) -> list[str]:
+        """The values some API receives as they are: what the redactor must know besides the raw ones."""
+        return [
+            value for key in KEYS if key.clear for value in self.values.get(key.name, ()) if not is_sha256_hex(value)
+        ]
 
 
-def hash_key(value: str, normalize: Normalizer, max_length: int) -> str | None:
-    """SHA-256 hex of the normalised value, or None when it is omitted.
+def key_value(value: str, key: Key, place: Place) -> str | None:
+    """The value as stored for `key`, or None when it is omitted: SHA-256 hex of the normalised value (the
+    normalised value itself for a `clear` key).
 
-    A value (as read from the batch: trimmed) over `max_length` characters is omitted before any
-    normalising; invisible characters are removed; one already hashed (64 hex) passes through; one that
+    A value (as read from the batch: trimmed) over the key's length is omitted before any normalising;
+    invisible characters are removed; one already hashed (64 hex) passes through lower-cased; one that
     normalises to nothing is omitted.
     """
-    prepared = prepare(value, max_length)
+    prepared = prepare(value, key.max_length)
     if not prepared:
         return None
     lowered = prepared.strip().lower()
     if is_sha256_hex(lowered):
         return lowered
     # NFC first: "é" typed as e + combining accent must hash like the single character.
-    normalized = normalize(unicodedata.normalize("NFC", prepared))
-    return sha256_hex(normalized) if normalized else None
+    normalized = key.normalize(unicodedata.normalize("NFC", prepared), place)
+    if not normalized:
+        return None
+    return normalized if key.clear else sha256_hex(normalized)
 
 
-def match_keys(user: User) -> MatchKeys:
-    hashed: dict[str, str] = {}
-    for key, (identity_type, normalize, max_length) in _IDENTITY_KEYS.items():
-        value = user.identities.get(identity_type)
-        if value and (digest := hash_key(value, normalize, max_length)):
-            hashed[key] = digest
-    for key, (attribute, normalize, max_length) in _ATTRIBUTE_KEYS.items():
-        value = user.attribute(attribute)
-        if value and (digest := hash_key(value, normalize, max_length)):
-            hashed[key] = digest
-    madid = None
-    for device_id in (user.ios_advertising_id, user.android_advertising_id):
-        if (prepared := prepare(device_id, MAX_KEY_LENGTH)) and (madid := normalize_madid(prepared)):
-            break
-    return MatchKeys(hashed=hashed, madid=madid)
+def _read(user: User, source: str) -> str | None:
+    if source[0] == "$":
+        return user.attribute(source)
+    if source == "mpid":
+        return user.mpid
+    if source == "device_info.ios_advertising_id":
+        return user.ios_advertising_id
+    if source == "device_info.android_advertising_id":
+        return user.android_advertising_id
+    return user.identities.get(source)
+
+
+def match_keys(user: User, options: KeySettings | None = None) -> MatchKeys:
+    """The user's keys: every source of every key in priority order, each value normalised and hashed once."""
+    options = options or KeySettings()
+    country = country_code(user.attribute("$country"))
+    place = Place(country=country, phone_region=country or options.default_country)
+    values: dict[str, tuple[str, ...]] = {}
+    for key in KEYS:
+        found: dict[str, None] = {}  # distinct, in priority order
+        for source in options.sources.get(key.name, key.sources):
+            raw = _read(user, source)
+            if raw and (stored := key_value(raw, key, place)):
+                found[stored] = None
+                if len(found) == MAX_VALUES_PER_KEY:
+                    break
+        if found:
+            values[key.name] = tuple(found)
+    return MatchKeys(values)

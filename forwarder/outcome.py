@@ -120,6 +120,7 @@ class BatchOutcome:
     isolation_requests: int = 0  # extra requests spent isolating rejected events
     batch_id: str | None = None
     source_request_id: str | None = None
+    match_keys: tuple[str, ...] = ()  # the user's keys every event sent carried (neutral names, match_keys.KEYS)
 
     @property
     def forwarded(self) -> int:
@@ -171,6 +172,7 @@ class BatchOutcome:
             "parked": self.parked,
             "skipped": dict(self.skipped),
             "adjusted": dict(self.adjusted),
+            "match_keys": dict.fromkeys(self.match_keys, self.forwarded) if self.forwarded else {},
             "requests": [request.as_dict() for request in self.requests],
             "retries": self.retries,
             "isolation_requests": self.isolation_requests,

@@ -98,10 +98,11 @@ def raw_values(keys: object) -> list[str]:
     return values
 
 
-def user_values(user: User, madid: str | None = None) -> list[str]:
-    """Every raw value the batch holds about its user, those Facebook could have been sent first: the
-    advertising ids (also as sent, `madid`), identities of any type, reserved ($) attributes, the others."""
-    values = [madid, user.ios_advertising_id, user.android_advertising_id, *user.identities.values()]
+def user_values(user: User, *sent: str) -> list[str]:
+    """Every raw value the batch holds about its user, those Facebook could have been sent first: the values
+    sent unhashed as they were sent (`sent`: the madid, the Offline Conversions API's extern_id), the
+    advertising ids, the mpid, identities of any type, reserved ($) attributes, the others."""
+    values = [*sent, user.ios_advertising_id, user.android_advertising_id, user.mpid, *user.identities.values()]
     reserved = [text(value) for name, value in user.attributes.items() if name.startswith("$")]
     others = [text(value) for name, value in user.attributes.items() if not name.startswith("$")]
     return [value for value in (*values, *reserved, *others) if value]

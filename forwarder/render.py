@@ -20,7 +20,7 @@ from forwarder.facebook_api import FacebookApi, Profile
 from forwarder.ldu import Ldu
 from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
 from forwarder.mapping import Conversion, Mapped, Skip
-from forwarder.match_keys import MatchKeys, is_sha256_hex, sha256_hex
+from forwarder.match_keys import KEYS, MatchKeys, is_sha256_hex, sha256_hex
 from forwarder.settings import Settings
 
 ACTION_SOURCE = "physical_store"  # Meta: offline conversions on the Conversions API
@@ -103,13 +103,23 @@ _SHAPES: Mapping[FacebookApi, Callable[[Conversion, dict[str, Any], dict[str, An
 
 
 def render_keys(keys: MatchKeys, profile: Profile) -> dict[str, Any]:
-    """The user's match keys under this API's names, hashed as it wants them."""
-    rendered: dict[str, Any] = {
-        profile.key_names[name]: digest for name, digest in keys.hashed.items() if name in profile.key_names
-    }
-    if madid := keys.madid:
-        rendered["madid"] = sha256_hex(madid) if profile.hash_madid and not is_sha256_hex(madid) else madid
+    """The user's match keys under this API's names, hashed as it wants them (match_keys.KEYS): one value as
+    a string, several as an array where the API takes one, else the first in priority order."""
+    rendered: dict[str, Any] = {}
+    for key in KEYS:
+        sent = key.sent.get(profile.api)
+        values = keys.values.get(key.name)
+        if sent is None or not values:
+            continue
+        if sent.hashed and key.clear:  # kept in clear for an API that wants it so
+            values = tuple(dict.fromkeys(value if is_sha256_hex(value) else sha256_hex(value) for value in values))
+        rendered[sent.name] = list(values) if sent.many and len(values) > 1 else values[0]
     return rendered
+
+
+def keys_sent(keys: MatchKeys, profile: Profile) -> tuple[str, ...]:
+    """The neutral names of the user's keys this API receives (the summary's `match_keys`)."""
+    return tuple(key.name for key in KEYS if profile.api in key.sent and keys.values.get(key.name))
 
 
 def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:

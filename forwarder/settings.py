@@ -18,8 +18,11 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from forwarder.batch import IDENTITY_TYPES
 from forwarder.currencies import currency_code
 from forwarder.facebook_api import PROFILES, FacebookApi, Profile
+from forwarder.match_keys import EXTERNAL_ID_SOURCES, KeySettings
+from forwarder.places import ISO_ALPHA_2
 
 
 class SettingsError(ValueError):
@@ -87,6 +90,8 @@ class Settings:
     default_currency: str = "USD"
     event_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_NAMES))
     test_event_code: str | None = None
+    # Where email and external id come from, and the region of national phone numbers (README, "Match keys").
+    key_settings: KeySettings = field(default_factory=KeySettings)
     delivery_mode: DeliveryMode = DeliveryMode.DIRECT
     ingest_queue_url: str | None = None
 
@@ -204,6 +209,31 @@ def _event_names(raw: str) -> dict[str, str]:
     return names
 
 
+def _key_settings(env: Mapping[str, str]) -> KeySettings:
+    """EMAIL_IDENTITY_TYPES (default email), EXTERNAL_ID_IDENTITY_TYPE (default customer_id) and DEFAULT_COUNTRY."""
+    emails: list[str] = []
+    for position, item in enumerate(
+        filter(None, (part.strip() for part in env.get("EMAIL_IDENTITY_TYPES", "").split(","))), 1
+    ):
+        if item.lower() not in IDENTITY_TYPES:
+            raise SettingsError(
+                f"EMAIL_IDENTITY_TYPES must be comma-separated mParticle identity types, each one of "
+                f"{', '.join(sorted(IDENTITY_TYPES))} (entry {position} is not)"
+            )
+        emails.append(item.lower())
+    external = env.get("EXTERNAL_ID_IDENTITY_TYPE", "").strip().lower() or "customer_id"
+    if external != "none" and external not in EXTERNAL_ID_SOURCES:
+        raise SettingsError(f"EXTERNAL_ID_IDENTITY_TYPE must be one of {', '.join(EXTERNAL_ID_SOURCES)} or none")
+    country = env.get("DEFAULT_COUNTRY", "").strip().lower() or None
+    if country is not None and country not in ISO_ALPHA_2:
+        raise SettingsError("DEFAULT_COUNTRY must be an ISO 3166-1 alpha-2 country code, such as US or GB")
+    sources = {
+        "email": tuple(dict.fromkeys(emails)) or ("email",),
+        "external_id": () if external == "none" else (external,),
+    }
+    return KeySettings(sources=sources, default_country=country)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse the environment; raises SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -233,6 +263,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_currency=currency,
         event_names=_event_names(env.get("EVENT_NAME_OVERRIDES", "")),
         test_event_code=env.get("TEST_EVENT_CODE", "").strip() or None,
+        key_settings=_key_settings(env),
         parking_queue_url=_required(env, "PARKING_QUEUE_URL"),
         **_delivery(env, api),
     )

@@ -89,6 +89,7 @@ def _record_events(summary: Mapping[str, Any]) -> None:
     metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))
     _by_dimension("EventsSkippedByReason", "reason", skipped)
     _by_dimension("EventsAdjustedByReason", "reason", summary.get("adjusted", {}))
+    _by_dimension("EventsWithMatchKey", "key", summary.get("match_keys", {}))  # forwarded events per key carried
     requests = summary.get("requests", [])
     metrics.add_metric(name="FacebookRequests", unit=MetricUnit.Count, value=len(requests))
     errors: dict[str, int] = {}

@@ -30,6 +30,30 @@ META_STANDARD_EVENTS = {
     "Schedule", "StartTrial", "SubmitApplication", "Subscribe",
 }  # fmt: skip
 MAX_EVENTS = {"offline_conversions": 2000, "conversions_api": 1000}
+# Meta's match-key fields per API: what each value must be (SHA-256 hex, or any non-empty string where Meta
+# takes it unhashed) and whether an array of them is accepted. Offline Conversions API: marketing-api/
+# offline-conversions (email and phone arrays; extern_id and lead_id not hashed). Conversions API:
+# conversions-api/parameters/customer-information-parameters ("string or list<string>" for every hashed
+# field; external_id "hashing recommended"; madid and the browser and click ids as they are).
+HEX, ANY = "SHA-256 hex", "a non-empty string"
+MATCH_KEY_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "offline_conversions": {
+        **dict.fromkeys(("email", "phone"), (HEX, True)),
+        **dict.fromkeys(
+            ("gen", "doby", "dobm", "dobd", "ln", "fn", "fi", "ct", "st", "zip", "country", "madid"), (HEX, False)
+        ),
+        **dict.fromkeys(("extern_id", "lead_id"), (ANY, False)),
+    },
+    "conversions_api": {
+        **dict.fromkeys(("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country"), (HEX, True)),
+        "external_id": (ANY, True),
+        **dict.fromkeys(
+            ("madid", "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "fb_login_id",
+             "lead_id", "anon_id", "page_id", "page_scoped_user_id", "ctwa_clid", "ig_account_id", "ig_sid"),
+            (ANY, False),
+        ),
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -232,9 +256,8 @@ def _event_problem(event: Any, api: str) -> str | None:
     if not isinstance(keys, dict) or not keys:
         return "no match keys"
     for name, value in keys.items():
-        hashed = name not in ("madid",) or api == "offline_conversions"
-        if hashed and name != "extern_id" and not _HEX64.fullmatch(str(value)):
-            return f"match key {name} must be SHA-256 hex"
+        if problem := _match_key_problem(name, value, api):
+            return problem
     commerce = event if api == "offline_conversions" else event.get("custom_data", {})
     if ("value" in commerce) != ("currency" in commerce):
         return "value and currency must be sent together"
@@ -244,4 +267,20 @@ def _event_problem(event: Any, api: str) -> str | None:
         return "Purchase requires value and currency"
     if api == "conversions_api" and event.get("action_source") != "physical_store":
         return "action_source must be physical_store"
+    return None
+
+
+def _match_key_problem(name: str, value: Any, api: str) -> str | None:
+    """What Meta would refuse in one match key: an unknown field, an array where it takes one value, an empty
+    array, or a value that is not what the field takes."""
+    rule = MATCH_KEY_FIELDS[api].get(name)
+    if rule is None:
+        return f"{name} is not a match key parameter"
+    kind, arrays = rule
+    values = value if arrays and isinstance(value, list) else [value]
+    if not values:
+        return f"match key {name} must not be an empty array"
+    for item in values:
+        if not isinstance(item, str) or not item or (kind == HEX and not _HEX64.fullmatch(item)):
+            return f"match key {name} must be {kind}" + (" or an array of them" if arrays else "")
     return None

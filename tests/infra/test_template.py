@@ -27,6 +27,7 @@ from cfnlint.decode import decode_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forwarder.places import ISO_ALPHA_2
 from forwarder.settings import SettingsError, load_settings
 from localdev import samconfig
 
@@ -45,6 +46,8 @@ CONTRACT_ENV = {
     "FACEBOOK_API",
     "FACEBOOK_API_VERSION",
     "UPLOAD_TAG",
+    "EMAIL_IDENTITY_TYPES",
+    "EXTERNAL_ID_IDENTITY_TYPE",
     "PARKING_QUEUE_URL",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -311,6 +314,11 @@ def test_an_empty_endpoint_variable_is_the_same_as_unset(monkeypatch: pytest.Mon
     [
         ("SEND_CCPA_LIMITED_DATA_USE", {"never", "always", "opted_out"}, "never"),
         ("FACEBOOK_API", {"offline_conversions", "conversions_api"}, "conversions_api"),
+        (
+            "EXTERNAL_ID_IDENTITY_TYPE",
+            {"customer_id", "mpid", "other", *(f"other_id_{n}" for n in range(2, 11)), "none"},
+            "customer_id",
+        ),
         ("POWERTOOLS_LOG_LEVEL", {"DEBUG", "INFO", "WARNING", "ERROR"}, "INFO"),
     ],
 )
@@ -322,7 +330,9 @@ def test_enumerated_settings_come_from_constrained_parameters(
     assert parameter["Default"] == default
 
 
-@pytest.mark.parametrize("variable", ["FACEBOOK_API_VERSION", "UPLOAD_TAG", "TEST_EVENT_CODE", "EVENT_NAME_OVERRIDES"])
+@pytest.mark.parametrize(
+    "variable", ["FACEBOOK_API_VERSION", "UPLOAD_TAG", "TEST_EVENT_CODE", "EVENT_NAME_OVERRIDES", "DEFAULT_COUNTRY"]
+)
 def test_optional_settings_are_omitted_when_empty(env: dict[str, Any], template: dict[str, Any], variable: str):
     # An empty string would reach the code as a (probably invalid) value; absent means "use the default".
     condition, value, otherwise = env[variable]["Fn::If"]
@@ -594,6 +604,7 @@ def test_dashboard_shows_the_custom_metrics_of_this_stack(resources: dict[str, A
         "EventsParked",
         "ParkingFailures",
         "ColdStart",
+        "EventsWithMatchKey",
     ]
     assert {(namespace, m) for m in expected} <= dashboard_metrics(body)
 
@@ -717,6 +728,61 @@ def test_an_event_name_override_the_code_refuses_is_refused_before_deploying(
     with pytest.raises(SettingsError, match="EVENT_NAME_OVERRIDES"):
         load_settings({**REQUIRED_SETTINGS, "EVENT_NAME_OVERRIDES": value})
     assert not event_name_pattern.fullmatch(value)
+
+
+def test_the_default_countries_the_template_offers_are_the_ones_the_code_accepts(template: dict[str, Any]) -> None:
+    offered = template["Parameters"]["DefaultCountry"]["AllowedValues"]
+    assert set(offered) == {"", *(code.upper() for code in ISO_ALPHA_2)}
+    for code in offered:
+        assert load_settings({**REQUIRED_SETTINGS, "DEFAULT_COUNTRY": code}).key_settings.default_country == (
+            code.lower() or None
+        )
+
+
+@pytest.fixture(scope="module")
+def email_types_pattern(template: dict[str, Any]) -> re.Pattern[str]:
+    return re.compile(template["Parameters"]["EmailIdentityTypes"]["AllowedPattern"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_email_identity_types_value_the_template_accepts_the_code_accepts(
+    email_types_pattern: re.Pattern[str], data: st.DataObject
+) -> None:
+    value = data.draw(st.from_regex(email_types_pattern, fullmatch=True))
+    load_settings({**REQUIRED_SETTINGS, "EMAIL_IDENTITY_TYPES": value})
+
+
+@pytest.mark.parametrize("value", ["email", "email,other", " other_id_10 , email ", "", "phone_number_2"])
+def test_email_identity_types_in_use_are_accepted(email_types_pattern: re.Pattern[str], value: str) -> None:
+    assert email_types_pattern.fullmatch(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["emails", "email;other", "email other", "customerid", "mpid", "other_id_11", "Émail"]
+)
+def test_an_email_identity_type_the_code_refuses_is_refused_before_deploying(
+    email_types_pattern: re.Pattern[str], value: str
+) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_IDENTITY_TYPES"):
+        load_settings({**REQUIRED_SETTINGS, "EMAIL_IDENTITY_TYPES": value})
+    assert not email_types_pattern.fullmatch(value)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable"),
+    [
+        ("EmailIdentityTypes", "EMAIL_IDENTITY_TYPES"),
+        ("ExternalIdIdentityType", "EXTERNAL_ID_IDENTITY_TYPE"),
+        ("DefaultCountry", "DEFAULT_COUNTRY"),
+    ],
+)
+def test_the_match_key_parameters_default_to_the_codes_defaults(
+    template: dict[str, Any], env: dict[str, Any], parameter: str, variable: str
+) -> None:
+    assert parameter in json.dumps(env[variable])  # the variable is set from that parameter
+    default = template["Parameters"][parameter]["Default"]
+    assert load_settings({**REQUIRED_SETTINGS, variable: default}) == load_settings(REQUIRED_SETTINGS)
 
 
 # --- safe deploys: an alias, CodeDeploy, alarms ----------------------------------------------------------------------

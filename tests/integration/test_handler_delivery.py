@@ -291,6 +291,10 @@ def test_a_binary_secret_of_utf8_json_is_read_like_a_string_one(aws, function_en
         ("EVENT_NAME_OVERRIDES", "refund=LeakyRefund"),
         ("EVENT_NAME_OVERRIDES", "checkout=Leaky{Name}"),
         ("EVENT_NAME_OVERRIDES", "checkout=Checkout,leaky-entry"),
+        ("EMAIL_IDENTITY_TYPES", "email,leaky_other"),
+        ("EXTERNAL_ID_IDENTITY_TYPE", "leaky_id"),
+        ("DEFAULT_COUNTRY", "LEAKY"),
+        ("DEFAULT_COUNTRY", "XX"),
     ],
 )
 def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke, graph, variable, value):

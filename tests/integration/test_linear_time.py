@@ -40,11 +40,16 @@ SHAPES = {
 # Where each key lives in a batch, and the field it is sent as per API (None: that API does not take it).
 KEYS: dict[str, tuple[str, dict[str, str | None]]] = {
     "email": ("user_identities", {"offline_conversions": "email", "conversions_api": "em"}),
-    "customer_id": ("user_identities", {"offline_conversions": None, "conversions_api": "external_id"}),
+    "customer_id": ("user_identities", {"offline_conversions": "extern_id", "conversions_api": "external_id"}),
+    "mobile_number": ("user_identities", {"offline_conversions": "phone", "conversions_api": "ph"}),
+    "phone_number_3": ("user_identities", {"offline_conversions": "phone", "conversions_api": "ph"}),
+    "$mobile": ("user_attributes", {"offline_conversions": "phone", "conversions_api": "ph"}),
     "$firstname": ("user_attributes", {"offline_conversions": "fn", "conversions_api": "fn"}),
     "$lastname": ("user_attributes", {"offline_conversions": "ln", "conversions_api": "ln"}),
     "$gender": ("user_attributes", {"offline_conversions": "gen", "conversions_api": "ge"}),
     "$city": ("user_attributes", {"offline_conversions": "ct", "conversions_api": "ct"}),
+    "$state": ("user_attributes", {"offline_conversions": "st", "conversions_api": "st"}),
+    "$zip": ("user_attributes", {"offline_conversions": "zip", "conversions_api": "zp"}),
     "$country": ("user_attributes", {"offline_conversions": "country", "conversions_api": "country"}),
     "ios_advertising_id": ("device_info", {"offline_conversions": "madid", "conversions_api": "madid"}),
     "android_advertising_id": ("device_info", {"offline_conversions": "madid", "conversions_api": "madid"}),

@@ -56,8 +56,10 @@ EMAIL = "Zebulon.Quackenbush@Example.org"
 FIRST_NAME, LAST_NAME = "Zebulon", "Quackenbush"
 CITY = "Quillby Marsh"
 PHONE = "+1 (415) 555-0199"
+PHONE_2 = "+44 20 7946 0958"
 IDFA = "7E2B4C1A-90D3-4F5E-8A6B-C0FFEE123456"
 CUSTOMER_ID = "cust-7731-ZQ"
+MPID = "-6104870218845937416"  # mParticle's user id: a signed 64-bit integer
 TOKEN = "EAAGprivacyToken9f8e7d6c"
 ROTATED_TOKEN = "EAAGrotatedToken1a2b3c4d"
 WEBHOOK = "Basic cHJpdmFjeTp3ZWJob29rLXNlY3JldA=="  # base64("privacy:webhook-secret")
@@ -74,6 +76,10 @@ PERSONAL = {
     "phone digits": "14155550199",
     "IDFA": IDFA,
     "customer id": CUSTOMER_ID,
+    "mpid": MPID,
+    "phone, second": PHONE_2,
+    "phone, second, in E.164": "442079460958",
+    "ZIP": "94107-1234",
 }
 SECRETS = {
     "access token": TOKEN,
@@ -93,7 +99,7 @@ def leaked(text: str, needles: dict[str, str]) -> list[str]:
 
 
 def personal_batch() -> dict[str, Any]:
-    return make_batch(
+    batch = make_batch(
         [
             commerce_event("purchase", source_message_id="p-1"),
             commerce_event("add_to_cart", source_message_id="p-2"),
@@ -103,6 +109,7 @@ def personal_batch() -> dict[str, Any]:
             {"identity_type": "email", "identity": EMAIL},
             {"identity_type": "customer_id", "identity": CUSTOMER_ID},
             {"identity_type": "mobile_number", "identity": PHONE},
+            {"identity_type": "phone_number_2", "identity": PHONE_2},
         ],
         user_attributes={
             "$FirstName": FIRST_NAME,
@@ -111,9 +118,11 @@ def personal_batch() -> dict[str, Any]:
             "$Mobile": PHONE,
             "$Country": "US",
             "$State": "CA",
+            "$Zip": PERSONAL["ZIP"],
         },
         device_info={"ios_advertising_id": IDFA},
     )
+    return batch | {"mpid": int(MPID)}
 
 
 @dataclass
@@ -184,6 +193,14 @@ def rejected_quoting_secrets_for_a_user_of_many_attributes(world: World) -> list
     return [world.send(api_event(batch, authorization=WEBHOOK))]
 
 
+def rejected_quoting_the_mpid_sent_as_extern_id(world: World) -> list[int]:
+    """The Offline Conversions API takes extern_id unhashed: here the mpid, which Facebook's text may quote."""
+    world.configure(FACEBOOK_API=world.api, EXTERNAL_ID_IDENTITY_TYPE="mpid")
+    quoted = quoting(MPID, CUSTOMER_ID, PHONE, PHONE_2, PERSONAL["ZIP"])
+    world.graph.script(Fault.graph_error(100, error_subcode=33, message=quoted, error_user_msg=quoted))
+    return [world.send()]
+
+
 def replay_rejected_quoting_the_madid(world: World) -> list[int]:
     statuses = rejected(world)
     # Replay only has the rendered events: the madid (unhashed on the Conversions API) is what Meta could quote.
@@ -241,6 +258,7 @@ SCENARIOS = {
     "422 parked": (rejected, [422]),
     "422 quoting personal data": (rejected_quoting_personal_data, [422]),
     "422 quoting secrets, 600 attributes": (rejected_quoting_secrets_for_a_user_of_many_attributes, [422]),
+    "422 quoting the mpid as extern_id": (rejected_quoting_the_mpid_sent_as_extern_id, [422]),
     "replay rejected quoting the madid": (replay_rejected_quoting_the_madid, [422, 1]),
     "502": (token_refused, [502]),
     "503": (transient, [503]),
@@ -271,11 +289,20 @@ def captured(
     return read
 
 
-def without_madid(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The event without the Conversions API's madid, which Meta requires unhashed, and that madid."""
+# What Meta takes unhashed: the Conversions API's madid (the lower-cased IDFA), the Offline Conversions API's
+# extern_id (the customer id, or the mpid when EXTERNAL_ID_IDENTITY_TYPE says so).
+UNHASHED = {("user_data", "madid"): {IDFA.lower()}, ("match_keys", "extern_id"): {CUSTOMER_ID, MPID}}
+
+
+def without_unhashed(event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The event without the values Meta requires unhashed, and those values (each checked to be the expected one)."""
     event = copy.deepcopy(event)
-    madid = (event.get("user_data") or {}).pop("madid", None)
-    return event, madid
+    values = []
+    for (field_name, key), allowed in UNHASHED.items():
+        if (value := (event.get(field_name) or {}).pop(key, None)) is not None:
+            assert value in allowed, (key, value)
+            values.append(value)
+    return event, values
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -295,10 +322,9 @@ def test_no_personal_data_or_secret_leaves_except_to_facebook(
     messages = parked_messages(aws)
     parked = []
     for message in messages:
-        events = [without_madid(event) for event in message.pop("events")]
-        # The Conversions API's madid is the lower-cased IDFA, kept so replay can send it (Meta: unhashed).
-        assert all(madid in (None, IDFA.lower()) and (madid is None or api == "conversions_api") for _, madid in events)
-        parked.append(json.dumps({**message, "events": [event for event, _ in events]}))
+        # What Meta takes unhashed is kept so replay can send it: the Conversions API's madid, the extern_id.
+        events = [without_unhashed(event)[0] for event in message.pop("events")]
+        parked.append(json.dumps({**message, "events": events}))
     emitted = "\n".join([captured(), *map(json.dumps, world.responses), *parked])
     # The search proves something only if the capture works: Powertools' log lines and EMF blobs are there.
     assert '"message":"batch processed"' in emitted or '"message":"request refused"' in emitted
@@ -310,12 +336,13 @@ def test_no_personal_data_or_secret_leaves_except_to_facebook(
         body = dict(request.body)
         assert body.pop("access_token") in (TOKEN, ROTATED_TOKEN)
         body.pop("appsecret_proof", None)
-        events = [without_madid(event) for event in body.pop("data")]
-        assert all(madid in (None, IDFA.lower()) for _, madid in events)
-        sent = json.dumps({**body, "data": [event for event, _ in events]})
-        assert leaked(sent, PERSONAL | SECRETS) == [], "only hashed keys (and the CAPI madid) go to Facebook"
+        events = [without_unhashed(event)[0] for event in body.pop("data")]
+        sent = json.dumps({**body, "data": events})
+        assert leaked(sent, PERSONAL | SECRETS) == [], "only hashed keys (and the madid, extern_id) go to Facebook"
     if scenario in ("success", "422 parked", "422 quoting personal data", "502", "503", "rotation", "replay"):
         assert graph.received, "the scenario should have reached Facebook"
+    if scenario == "422 quoting the mpid as extern_id" and api == "offline_conversions":
+        assert [event["match_keys"]["extern_id"] for event in graph.received[0].data] == [MPID, MPID]
 
 
 # --- (b) authentication --------------------------------------------------------------------------

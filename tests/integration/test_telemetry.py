@@ -77,6 +77,41 @@ def test_a_failed_delivery_counts_as_a_delivery_failure_by_error_class(function_
     assert values[("EventsParked", None)] == 1
 
 
+def test_match_key_coverage_is_counted_per_key_over_forwarded_events(
+    function_env, invoke, graph, api, capsys, log_lines
+):
+    """EventsWithMatchKey (dimension key) and the summary's match_keys: forwarded events that carried each key,
+    so coverage per key is that over EventsForwarded (docs/deploy.md, "Dashboard")."""
+    function_env(FACEBOOK_API=api)
+    capsys.readouterr()
+    events = [commerce_event(source_message_id="m-1"), commerce_event("view_detail", source_message_id="m-2")]
+    with_phone = make_batch(events, user_identities={"email": "jane@example.com", "mobile_number": "+1 650 555 1212"})
+    without_phone = make_batch(events[:1], user_identities={"email": "john@example.com"}, user_attributes={})
+    assert invoke(api_event(with_phone)).status == 200
+    assert invoke(api_event(without_phone)).status == 200
+    values = metric_values(emitted(capsys.readouterr().out))
+    assert values[("EventsForwarded", None)] == 3
+    assert values[("EventsWithMatchKey", "email")] == 3
+    assert values[("EventsWithMatchKey", "phone")] == 2  # two thirds of the forwarded events carried a phone
+    assert values[("EventsWithMatchKey", "fn")] == 2
+    assert values[("EventsWithMatchKey", "madid")] == 3
+    assert ("EventsWithMatchKey", "st") not in values
+    summaries = [line["summary"] for line in log_lines() if line.get("message") == "batch processed"]
+    assert summaries[0]["match_keys"] == {
+        "email": 2, "phone": 2, "fn": 2, "ln": 2, "ct": 2, "country": 2, "madid": 2
+    }  # fmt: skip
+    assert summaries[1]["match_keys"] == {"email": 1, "madid": 1}
+
+
+def test_no_key_is_counted_for_events_facebook_did_not_take(function_env, invoke, graph, capsys):
+    capsys.readouterr()
+    graph.script(Fault.graph_error(100))
+    answer = invoke(api_event(make_batch()))
+    assert answer.status == 422
+    assert answer.body["match_keys"] == {}
+    assert not [key for key in metric_values(emitted(capsys.readouterr().out)) if key[0] == "EventsWithMatchKey"]
+
+
 def test_batch_ids_do_not_leak_into_the_next_invocation(function_env, invoke, graph, log_lines):
     invoke(api_event(make_batch(batch_id=777)))
     assert any(line.get("batch_id") == "777" for line in log_lines())

@@ -183,6 +183,10 @@ def emitted(body: Any, config: Settings) -> list[dict[str, Any]]:
     return render_events(map_batch(read_batch(body), config, NOW), config)[0]
 
 
+# Meta: the Offline Conversions API takes extern_id unhashed, the Conversions API the madid.
+UNHASHED = {"offline_conversions": {"extern_id"}, "conversions_api": {"madid"}}
+
+
 def check(body: Any, config: Settings) -> None:
     try:
         batch = read_batch(body)
@@ -206,12 +210,17 @@ def check(body: Any, config: Settings) -> None:
         assert OLDEST <= rendered["event_time"] <= NEWEST
         if config.api.value == "offline_conversions":
             keys, commerce = rendered["match_keys"], rendered
-            assert keys and all(SHA256_HEX.fullmatch(value) for value in keys.values())
         else:
             keys, commerce = rendered["user_data"], rendered.get("custom_data", {})
-            assert keys and all(SHA256_HEX.fullmatch(value) for name, value in keys.items() if name != "madid")
             assert rendered["action_source"] == "physical_store"
             assert isinstance(rendered["event_id"], str) and rendered["event_id"]
+        assert keys
+        for name, value in keys.items():  # SHA-256 hex, one or an array, but what the API takes unhashed
+            if name in UNHASHED[config.api.value]:
+                assert isinstance(value, str) and value.strip() == value and value
+            else:
+                values = value if isinstance(value, list) else [value]
+                assert values and len(set(values)) == len(values) and all(SHA256_HEX.fullmatch(v) for v in values)
         assert ("value" in commerce) == ("currency" in commerce)
         if "value" in commerce:
             assert math.isfinite(commerce["value"]) and commerce["value"] > 0

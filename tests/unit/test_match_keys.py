@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import ISO_ALPHA_2, MatchKeys, match_keys, normalize_country, place_key, sha256_hex
+from forwarder.match_keys import KEYS_BY_NAME, KeySettings, match_keys, sha256_hex
+from forwarder.places import ISO_ALPHA_2, normalize_country, place_key
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ZERO_IDFA = "00000000-0000-0000-0000-000000000000"
@@ -28,12 +29,20 @@ def sha(normalised: str) -> str:
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
-def keys_of(**batch: Any) -> MatchKeys:
-    return match_keys(read_batch({"events": [], **batch}).user)
+def keys_of(options: KeySettings | None = None, **batch: Any) -> dict[str, Any]:
+    """The user's keys: per neutral key its one value, or the tuple of its values when it has several."""
+    keys = match_keys(read_batch({"events": [], **batch}).user, options)
+    return {name: values[0] if len(values) == 1 else values for name, values in keys.values.items()}
 
 
-def keys_for_attribute(name: str, value: Any) -> dict[str, str]:
-    return keys_of(user_attributes={name: value}).hashed
+def keys_for_attribute(name: str, value: Any) -> dict[str, Any]:
+    return keys_of(user_attributes={name: value})
+
+
+def stored(key: str, normalised: str) -> str:
+    """What the user's keys hold for a normalised value: its SHA-256, or the value itself for a key some API
+    takes unhashed (the renderer hashes it for the others)."""
+    return normalised if KEYS_BY_NAME[key].clear else sha(normalised)
 
 
 EMAILS = [
@@ -67,7 +76,7 @@ EMAILS = [
 
 @pytest.mark.parametrize(("raw", "normalised"), EMAILS)
 def test_email_is_trimmed_lower_cased_and_validated(raw: str, normalised: str | None) -> None:
-    keys = keys_of(user_identities={"email": raw}).hashed
+    keys = keys_of(user_identities={"email": raw})
     assert keys.get("email") == (sha(normalised) if normalised else None)
 
 
@@ -82,13 +91,13 @@ def meta_email_hash(raw: str) -> str:
 
 def test_an_email_of_254_characters_is_hashed() -> None:
     assert len(EMAIL_254) == 254
-    assert keys_of(user_identities={"email": EMAIL_254}).hashed == {"email": meta_email_hash(EMAIL_254)}
+    assert keys_of(user_identities={"email": EMAIL_254}) == {"email": meta_email_hash(EMAIL_254)}
 
 
 @pytest.mark.parametrize("email", ["x" + EMAIL_254, EMAIL_254 + "m", "x" * 1000 + "@example.com", "a@" + "b." * 200])
 def test_an_email_over_254_characters_is_omitted(email: str) -> None:
     assert len(email) > 254
-    assert keys_of(user_identities={"email": email}).hashed == {}
+    assert keys_of(user_identities={"email": email}) == {}
 
 
 # (batch field, name in it, value at the 256-character bound, the value Meta's rules normalise it to, key).
@@ -106,8 +115,8 @@ def test_a_value_at_the_bound_is_hashed_and_one_character_more_is_omitted(
     where: str, name: str, value: str, normalised: str, key: str
 ) -> None:
     assert len(value) == 256
-    assert keys_of(**{where: {name: value}}).hashed == {key: sha(normalised)}
-    assert keys_of(**{where: {name: value + "x"}}).hashed == {}
+    assert keys_of(**{where: {name: value}}) == {key: stored(key, normalised)}
+    assert keys_of(**{where: {name: value + "x"}}) == {}
 
 
 @pytest.mark.parametrize("name", ["$gender", "$firstname", "$lastname", "$city", "$country"])
@@ -119,12 +128,15 @@ def test_attributes_over_the_bound_are_omitted(name: str, value: str) -> None:
 @pytest.mark.parametrize("device_id", ["ios_advertising_id", "android_advertising_id"])
 def test_an_advertising_id_over_the_bound_is_ignored(device_id: str) -> None:
     # Advertising ids travel unhashed in every Conversions API event: the batch keeps at most 128 characters.
-    assert keys_of(device_info={device_id: "a" * 128}).madid == "a" * 128
-    assert keys_of(device_info={device_id: "a" * 129}).madid is None
+    assert keys_of(device_info={device_id: "a" * 128}).get("madid") == "a" * 128
+    assert keys_of(device_info={device_id: "a" * 129}).get("madid") is None
 
 
 def test_an_idfa_over_the_bound_falls_back_to_the_gaid() -> None:
-    assert keys_of(device_info={"ios_advertising_id": "A" * 257, "android_advertising_id": GAID}).madid == GAID.lower()
+    assert (
+        keys_of(device_info={"ios_advertising_id": "A" * 257, "android_advertising_id": GAID}).get("madid")
+        == GAID.lower()
+    )
 
 
 def test_long_values_are_hashed_without_growing_the_cache() -> None:
@@ -145,7 +157,7 @@ def test_email_is_read_from_both_identity_shapes(shape: str) -> None:
         if shape == "outbound_array"
         else {"email": email}
     )
-    assert keys_of(user_identities=identities).hashed == {"email": sha("jane.doe@example.com")}
+    assert keys_of(user_identities=identities) == {"email": sha("jane.doe@example.com")}
 
 
 NAMES = [
@@ -429,9 +441,10 @@ DEVICES = [
 
 @pytest.mark.parametrize(("device_info", "madid"), DEVICES)
 def test_madid_is_the_lower_cased_idfa_else_the_gaid(device_info: dict[str, str], madid: str | None) -> None:
-    keys = keys_of(device_info=device_info)
-    assert keys.madid == madid
-    assert keys.hashed == {}  # the madid is hashed (or not) by the renderer, per API
+    keys = match_keys(read_batch({"device_info": device_info}).user).values
+    # Kept as it is (the renderer hashes it for the Offline Conversions API only); the first is sent.
+    assert keys.get("madid", (None,))[0] == madid
+    assert keys.keys() <= {"madid"}
 
 
 HASHED_LOWER = sha("already hashed by the customer")
@@ -449,7 +462,7 @@ def test_already_hashed_attributes_pass_through_lower_cased(attribute: str, key:
 
 @pytest.mark.parametrize("value", [HASHED_LOWER, HASHED_UPPER])
 def test_already_hashed_email_passes_through(value: str) -> None:
-    assert keys_of(user_identities={"email": value}).hashed == {"email": HASHED_LOWER}
+    assert keys_of(user_identities={"email": value}) == {"email": HASHED_LOWER}
 
 
 def test_a_63_character_hex_value_is_not_taken_for_a_hash() -> None:
@@ -463,9 +476,8 @@ def test_values_that_normalise_to_nothing_are_omitted_never_hashed_as_empty() ->
         user_attributes={"$firstname": "!!", "$lastname": " . ", "$gender": "other", "$city": "123", "$country": "?"},
         device_info={"ios_advertising_id": ZERO_IDFA},
     )
-    assert keys.hashed == {}
-    assert keys.madid is None
-    assert EMPTY_SHA256 not in keys.hashed.values()
+    assert keys == {}
+    assert EMPTY_SHA256 not in keys.values()
 
 
 @pytest.mark.parametrize("value", [None, ["Jane"], {"first": "Jane"}, True])
@@ -486,15 +498,18 @@ def test_all_reserved_attributes_in_sdk_spelling() -> None:
             "$Gender": "Female",
             "$City": "San Francisco",
             "$Country": "US",
-            "$Zip": "94107",  # not a match key mParticle's integration forwards
+            "$Zip": "94107",
+            "$State": "CA",
         }
-    ).hashed
+    )
     assert keys == {
         "fn": sha("jane"),
         "ln": sha("odoe"),
         "gen": sha("f"),
         "ct": sha("sanfrancisco"),
         "country": sha("us"),
+        "st": sha("ca"),
+        "zip": sha("94107"),
     }
 
 
@@ -507,8 +522,9 @@ def test_all_reserved_attributes_in_sdk_spelling() -> None:
         [{"identity_type": "Customer_ID", "identity": 123}],
     ],
 )
-def test_customer_id_becomes_a_hashed_external_id(identities: Any) -> None:
-    assert keys_of(user_identities=identities).hashed == {"external_id": sha("123")}
+def test_customer_id_becomes_the_external_id(identities: Any) -> None:
+    # Kept as it is: the Offline Conversions API takes it unhashed, the renderer hashes it for the Conversions API.
+    assert keys_of(user_identities=identities) == {"external_id": "123"}
 
 
 # Cross-check against Meta's own SDK where its rules and the reference table coincide. The SDK does not
@@ -529,7 +545,7 @@ SDK_CASES = [
 @pytest.mark.parametrize(("sdk_field", "raw", "key", "batch"), SDK_CASES)
 def test_hashes_agree_with_metas_sdk(sdk_field: str, raw: str, key: str, batch: dict[str, Any]) -> None:
     normalize = pytest.importorskip("facebook_business.adobjects.serverside.normalize").Normalize
-    assert keys_of(**batch).hashed[key] == normalize.normalize_field(sdk_field, raw)
+    assert keys_of(**batch)[key] == normalize.normalize_field(sdk_field, raw)
 
 
 # ---- invisible characters (kind 4 of issue 11) --------------------------------------------------------
@@ -590,14 +606,14 @@ def test_invisible_characters_are_not_hashed_into_any_key(
     where: str, name: str, visible: str, normalised: str, key: str, char: str, position: str
 ) -> None:
     value = POSITIONS[position](visible, char)
-    assert keys_of(**{where: {name: value}}).hashed == {key: sha(normalised)}
+    assert keys_of(**{where: {name: value}}) == {key: stored(key, normalised)}
 
 
 @pytest.mark.parametrize("position", POSITIONS)
 @pytest.mark.parametrize("char", INVISIBLE)
 @pytest.mark.parametrize("device_id", ["ios_advertising_id", "android_advertising_id"])
 def test_invisible_characters_are_not_in_the_advertising_id(device_id: str, char: str, position: str) -> None:
-    assert keys_of(device_info={device_id: POSITIONS[position](IDFA, char)}).madid == IDFA.lower()
+    assert keys_of(device_info={device_id: POSITIONS[position](IDFA, char)}).get("madid") == IDFA.lower()
 
 
 @pytest.mark.parametrize("char", INVISIBLE)
@@ -662,7 +678,7 @@ def test_letters_marks_and_whitespace_are_not_taken_for_invisible(attribute: str
     ],
 )
 def test_email_neighbours(raw: str, normalised: str | None) -> None:
-    assert keys_of(user_identities={"email": raw}).hashed == ({"email": sha(normalised)} if normalised else {})
+    assert keys_of(user_identities={"email": raw}) == ({"email": sha(normalised)} if normalised else {})
 
 
 # ZWJ and ZWNJ inside Persian and Hindi names: Unicode defines them as rendering controls (join or do not
@@ -702,11 +718,11 @@ def test_with_invisible_characters_removed_the_hash_is_metas_sdks_for_the_visibl
         "country": ("user_attributes", "$country", "country"),
     }[sdk_field]
     value = "\ufeff" + visible[:2] + "\u200b\u2060" + visible[2:] + "\u200e\x00"
-    assert keys_of(**{where: {name: value}}).hashed[key] == metas_sdk().normalize_field(sdk_field, visible)
+    assert keys_of(**{where: {name: value}})[key] == metas_sdk().normalize_field(sdk_field, visible)
 
 
 def test_removing_invisible_characters_stays_linear() -> None:
     """The bound still comes first: 256 invisible characters are at most 256 characters of work."""
     assert keys_for_attribute("$firstname", "\u200b" * 255 + "J") == {"fn": sha("j")}
     assert keys_for_attribute("$firstname", "\u200b" * 256 + "J") == {}  # over the bound before anything is removed
-    assert keys_of(user_identities={"email": "\u200b" * 250 + "a@b.co"}).hashed == {}  # 256 > 254
+    assert keys_of(user_identities={"email": "\u200b" * 250 + "a@b.co"}) == {}  # 256 > 254

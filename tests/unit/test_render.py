@@ -80,6 +80,7 @@ HASHED_KEYS = {
     "gen": sha("f"),
     "ct": sha("sanfrancisco"),
     "country": sha("us"),
+    "st": sha("ca"),
 }
 
 
@@ -90,7 +91,7 @@ def test_offline_conversions_rendering() -> None:
         {
             "event_name": "Purchase",
             "event_time": EVENT_MS // 1000,
-            "match_keys": {**HASHED_KEYS, "madid": sha(IDFA.lower())},
+            "match_keys": {**HASHED_KEYS, "extern_id": "123", "madid": sha(IDFA.lower())},  # Meta: extern_id unhashed
             "value": 30.0,
             "currency": "USD",
             "contents": [{"id": "sku-1", "quantity": 3, "price": 10.0, "brand": "Acme", "category": "Tops"}],
@@ -116,6 +117,7 @@ def test_conversions_api_rendering() -> None:
                 "ln": HASHED_KEYS["ln"],
                 "ge": HASHED_KEYS["gen"],
                 "ct": HASHED_KEYS["ct"],
+                "st": HASHED_KEYS["st"],
                 "country": HASHED_KEYS["country"],
                 "external_id": sha("123"),
                 "madid": IDFA.lower(),  # Meta: the advertiser id is sent unhashed
@@ -179,7 +181,7 @@ ONLY_CUSTOMER_ID = {"user_identities": [{"identity_type": "customer_id", "identi
 @pytest.mark.parametrize(
     ("user", "offline_keys", "capi_keys"),
     [
-        (ONLY_CUSTOMER_ID, None, {"external_id": sha("123")}),
+        (ONLY_CUSTOMER_ID, {"extern_id": "123"}, {"external_id": sha("123")}),
         ({"device_info": {"android_advertising_id": GAID}}, {"madid": sha(GAID.lower())}, {"madid": GAID.lower()}),
         (
             {"device_info": {"ios_advertising_id": "00000000-0000-0000-0000-000000000000"}},

@@ -176,16 +176,17 @@ def test_conversions(mapped: Mapped) -> None:
 
 
 def test_user_keys_and_ldu(mapped: Mapped) -> None:
-    assert mapped.keys.hashed == {
-        "email": sha("jane.doe@example.com"),
-        "external_id": sha("cust-123"),
-        "fn": sha("jane"),
-        "ln": sha("odoe"),
-        "gen": sha("f"),
-        "ct": sha("sanfrancisco"),
-        "country": sha("us"),
+    assert mapped.keys.values == {
+        "email": (sha("jane.doe@example.com"),),
+        "fn": (sha("jane"),),
+        "ln": (sha("odoe"),),
+        "gen": (sha("f"),),
+        "ct": (sha("sanfrancisco"),),
+        "st": (sha("ca"),),
+        "country": (sha("us"),),
+        "external_id": ("cust-123",),  # the Offline Conversions API takes it unhashed, the renderer hashes it else
+        "madid": (GAID.lower(),),  # hashed by the renderer on the Offline Conversions API only
     }
-    assert mapped.keys.madid == GAID.lower()
     assert mapped.ldu == Ldu(country=1, state=1000)  # opted out of sale, in California
 
 
@@ -209,5 +210,5 @@ def test_rendered_for_both_apis(shape: str) -> None:
     assert {event["match_keys"]["madid"] for event in offline_events} == {sha(GAID.lower())}
     assert {event["user_data"]["madid"] for event in capi_events} == {GAID.lower()}
     assert {event["user_data"]["external_id"] for event in capi_events} == {sha("cust-123")}
-    assert all("external_id" not in event["match_keys"] for event in offline_events)
+    assert {event["match_keys"]["extern_id"] for event in offline_events} == {"cust-123"}  # Meta: unhashed
     assert all("data_processing_options" not in event for event in offline_events + capi_events)

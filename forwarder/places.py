@@ -1,0 +1,168 @@
+"""Places as Meta matches them: countries, states and ZIP codes (match_keys.py's country, st and zip keys).
+
+Meta (conversions-api/parameters/customer-information-parameters): a country is "the lowercase, 2-letter
+country code in ISO 3166-1 alpha-2"; a state is "the 2-character ANSI abbreviation code in lowercase" in
+the US, and "lowercase with no punctuation, no special characters, and no spaces" elsewhere; a ZIP code is
+"lowercase with no spaces and no dash", "only the first 5 digits for U.S. zip codes", and "the area,
+district, and sector format for the UK" (its example, m11ae, is the whole postcode M1 1AE).
+
+Every rule is a string method or a lookup: linear in a value whose length match_keys.py bounds first. Nothing
+here imports another forwarder module, so match_keys.py and ldu.py can both build on it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import cache
+
+# ISO 3166-1 alpha-2, lower-case: pycountry's list (249 codes), frozen here so the common case, a value
+# that already is a code, never imports pycountry. tests/unit/test_match_keys.py checks it against pycountry.
+_ISO_ALPHA_2_CODES = """
+    ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz
+    ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo
+    fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je
+    jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo
+    mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw
+    py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm
+    tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
+"""
+ISO_ALPHA_2 = frozenset(_ISO_ALPHA_2_CODES.split())
+# ISO 3166/MA reserves "UK" for the United Kingdom at its request (an "exceptionally reserved" code, like the
+# UK's own .uk); it names that country and no other, so it is sent as gb. No other alias: colloquial names
+# that are not pycountry's (Great Britain, England, Holland, America, Russia, Turkey) are omitted.
+_RESERVED_FOR_COUNTRIES = {"uk": "gb"}
+
+# The US states, the District of Columbia and the inhabited territories with their ANSI (FIPS 5-2) / USPS
+# two-letter codes; other spellings a $state may use follow the official name.
+US_STATES: tuple[tuple[str, ...], ...] = (
+    ("AL", "Alabama"), ("AK", "Alaska"), ("AZ", "Arizona"), ("AR", "Arkansas"), ("CA", "California"),
+    ("CO", "Colorado"), ("CT", "Connecticut"), ("DE", "Delaware"), ("FL", "Florida"), ("GA", "Georgia"),
+    ("HI", "Hawaii"), ("ID", "Idaho"), ("IL", "Illinois"), ("IN", "Indiana"), ("IA", "Iowa"), ("KS", "Kansas"),
+    ("KY", "Kentucky"), ("LA", "Louisiana"), ("ME", "Maine"), ("MD", "Maryland"), ("MA", "Massachusetts"),
+    ("MI", "Michigan"), ("MN", "Minnesota"), ("MS", "Mississippi"), ("MO", "Missouri"), ("MT", "Montana"),
+    ("NE", "Nebraska"), ("NV", "Nevada"), ("NH", "New Hampshire"), ("NJ", "New Jersey"), ("NM", "New Mexico"),
+    ("NY", "New York"), ("NC", "North Carolina"), ("ND", "North Dakota"), ("OH", "Ohio"), ("OK", "Oklahoma"),
+    ("OR", "Oregon"), ("PA", "Pennsylvania"), ("RI", "Rhode Island"), ("SC", "South Carolina"),
+    ("SD", "South Dakota"), ("TN", "Tennessee"), ("TX", "Texas"), ("UT", "Utah"), ("VT", "Vermont"),
+    ("VA", "Virginia"), ("WA", "Washington"), ("WV", "West Virginia"), ("WI", "Wisconsin"), ("WY", "Wyoming"),
+    ("DC", "District of Columbia", "Washington DC", "Washington D.C."),
+    ("AS", "American Samoa"), ("GU", "Guam"), ("MP", "Northern Mariana Islands"), ("PR", "Puerto Rico"),
+    ("VI", "U.S. Virgin Islands", "United States Virgin Islands", "Virgin Islands"),
+    ("UM", "United States Minor Outlying Islands", "U.S. Minor Outlying Islands"),
+)  # fmt: skip
+
+
+def place_key(value: str) -> str:
+    """A place name or code as compared: compatibility forms folded (fullwidth US is us), accents dropped
+    (Côte is cote), case folded, words of letters and digits run together; & is the word "and", a leading
+    "the" goes."""
+    folded = unicodedata.normalize("NFKD", value.replace("&", " and ")).casefold()
+    words = "".join([char if char.isalnum() else " " for char in folded if not unicodedata.combining(char)]).split()
+    if len(words) > 1 and words[0] == "the":
+        del words[0]
+    return "".join(words)
+
+
+_US_STATE_CODES = {
+    place_key(spelling): code.lower() for code, *spellings in US_STATES for spelling in (code, *spellings)
+}
+
+
+def strip_symbols(value: str, drop_digits: bool) -> str:
+    """Drop whitespace, punctuation, symbols and controls (and digits for places); letters such as é stay."""
+    kept = []
+    for char in value:
+        category = unicodedata.category(char)
+        if category[0] in "PSZC" or (drop_digits and category[0] == "N"):
+            continue
+        kept.append(char)
+    return "".join(kept)
+
+
+# ---- countries -----------------------------------------------------------------------------------------
+
+
+def normalize_country(value: str) -> str | None:
+    """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
+    is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
+    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland,
+    N/A: no country code or name has a slash, and "N/A" would otherwise read as Namibia)."""
+    if "/" in value:
+        return None
+    code = value.strip().lower()
+    if code in ISO_ALPHA_2:
+        return code
+    key = place_key(value)
+    if key in ISO_ALPHA_2:
+        return key
+    # Every name pycountry knows is ASCII letters once accents are dropped: anything else (digits, other
+    # scripts, nothing) cannot match, and is omitted without loading it.
+    if not (key.isascii() and key.isalpha()):
+        return None
+    return _countries_by_name().get(key)
+
+
+@cache
+def _countries_by_name() -> dict[str, str]:
+    """place_key of every alpha-2 and alpha-3 code and English name -> alpha-2, from pycountry (ISO 3166-1).
+
+    Imported here and only once: pycountry costs about 40 ms to import into a bare interpreter (2-3 ms after
+    the handler's own imports) and about 5 ms to read its table, which the common case never pays.
+    """
+    import pycountry
+
+    index = dict(_RESERVED_FOR_COUNTRIES)
+    for country in pycountry.countries:
+        code = country.alpha_2.lower()
+        for name in (
+            country.alpha_2,
+            country.alpha_3,
+            country.name,
+            getattr(country, "official_name", None),
+            getattr(country, "common_name", None),
+        ):
+            if name:
+                index[place_key(name)] = code
+    return index
+
+
+# ---- states --------------------------------------------------------------------------------------------
+
+
+def us_state_code(value: str) -> str | None:
+    """The lower-case two-letter code a US state's code or name stands for (any case, spacing, dots or
+    accents: "CA", "c.a.", "California", "NEW  YORK"), else None."""
+    return _US_STATE_CODES.get(place_key(value))
+
+
+def normalize_state(value: str, country: str | None) -> str | None:
+    """Meta's `st`. In the US (or, without a country, for the code or name of a US state) the state's two-letter
+    code in lower case, from a code or a name ("California" -> ca); a US value that is neither is omitted, never
+    guessed. Elsewhere lower case without whitespace, punctuation, symbols or digits ("Île-de-France" ->
+    îledefrance, "ON" -> on)."""
+    if country in (None, "us"):
+        code = us_state_code(value)
+        if code is not None or country == "us":
+            return code
+    return strip_symbols(value.lower(), drop_digits=True) or None
+
+
+# ---- ZIP codes -----------------------------------------------------------------------------------------
+
+
+def _is_zip_plus_4(value: str) -> bool:
+    """Five ASCII digits, a dash or a space, four ASCII digits: the US ZIP+4 form, written by no other country."""
+    return len(value) == 10 and value[5] in "- " and (digits := value[:5] + value[6:]).isascii() and digits.isdigit()
+
+
+def normalize_zip(value: str, country: str | None) -> str | None:
+    """Meta's `zp` (`zip` on the Offline Conversions API): lower case, only letters and digits (no spaces, dashes
+    or other punctuation; fullwidth forms folded), so "SW1A 1AA" -> sw1a1aa, "K1A 0B1" -> k1a0b1, "00-950" ->
+    00950. In the US (or, without a country, a value written as ZIP+4) the first five digits of a ZIP or ZIP+4
+    ("94103-1234" -> 94103); a US value that is neither is omitted (a 4-digit number that lost its leading
+    zero would otherwise be sent as another ZIP)."""
+    folded = unicodedata.normalize("NFKC", value).strip()
+    compact = "".join([char for char in folded.lower() if char.isalnum()])
+    if country == "us" or (country is None and _is_zip_plus_4(folded)):
+        return compact[:5] if len(compact) in (5, 9) and compact.isascii() and compact.isdigit() else None
+    return compact or None
