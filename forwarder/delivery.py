@@ -56,6 +56,8 @@ def deliver(
     """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
     # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
     logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
+    # TEST_EVENT_CODE goes with development batches only: requests, and parked events replayed later.
+    settings = sender.settings = settings.for_batch(batch.development)
     mapped = map_batch(batch, settings, time.time() if now is None else now)
     events, unmatched = render_events(mapped, settings)
     outcome = BatchOutcome(

@@ -5,7 +5,10 @@ Sources: Meta's marketing-api/offline-conversions (the Offline Conversions API: 
 version that took offline events; 2000 events per request; `upload_tag`; `match_keys`;
 `num_processed_entries`; no de-duplication key) and conversions-api/parameters (the Conversions API:
 1000 events per request; `user_data` with `madid` unhashed; `item_price`; `event_id` de-duplicated with
-`event_name` for 48 hours; `events_received`; `test_event_code`).
+`event_name` for 48 hours; `events_received`; `test_event_code`; `action_source`; custom event names;
+`content_ids`, `content_name`, `content_category`, `num_items`, `delivery_category` and the contents'
+`title` in custom-data). The Offline Conversions API's event_name is one of Meta's event types, and its
+events carry none of those fields.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class Profile:
     hash_madid: bool
     upload_tag: bool  # the request carries UPLOAD_TAG
     test_event_code: bool  # the request may carry TEST_EVENT_CODE
+    action_source: bool  # events carry action_source (and Meta's time window depends on it)
+    custom_event_names: bool  # takes event names that are not Meta's standard events
+    content_details: bool  # content_ids, content_name, content_category, num_items, delivery_category, title
 
 
 PROFILES: Mapping[FacebookApi, Profile] = {
@@ -51,6 +57,9 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         hash_madid=True,  # mParticle's integration and Meta's offline uploader hash it
         upload_tag=True,
         test_event_code=False,
+        action_source=False,
+        custom_event_names=False,
+        content_details=False,
     ),
     FacebookApi.CONVERSIONS_API: Profile(
         api=FacebookApi.CONVERSIONS_API,
@@ -73,5 +82,8 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         hash_madid=False,  # Meta: the advertising id is sent as it is, lower-cased
         upload_tag=False,
         test_event_code=True,
+        action_source=True,
+        custom_event_names=True,
+        content_details=True,
     ),
 }
