@@ -10,13 +10,14 @@ it as Meta would. Expectations come from the issue, mParticle's and Meta's docs,
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import mparticle as mp
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.mapping import MAX_AGE_SECONDS, STANDARD_EVENTS, Mapped, map_batch
+from forwarder.mapping import INVALID_ACTION_SOURCE, MAX_AGE_SECONDS, STANDARD_EVENTS, Mapped, Skip, map_batch
 from forwarder.render import render_events, request_fields
 from forwarder.settings import Settings, SettingsError, load_settings
 from localdev.graph_stub import ACTION_SOURCE_MAX_AGE_DAYS, META_STANDARD_EVENTS, event_problem
@@ -581,3 +582,39 @@ def test_custom_event_mapping_is_parsed(value: str, names: dict[str, str] | None
             settings(CUSTOM_EVENT_MAPPING=value)
     else:
         assert settings(CUSTOM_EVENT_MAPPING=value).custom_event_names == names
+
+
+# ---- the README says it ------------------------------------------------------------------------
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n{title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end]
+
+
+def test_readme_lists_every_skip_and_adjustment_reason() -> None:
+    skipped = section("## Skipped events")
+    reasons = [value for name, value in vars(Skip).items() if name.isupper()]
+    assert [reason for reason in reasons if f"`{reason}`" not in skipped] == []
+    adjusted = section("### Adjusted events")
+    assert all(f"`{reason}`" in adjusted for reason in ("event_time_from_batch", INVALID_ACTION_SOURCE))
+
+
+@pytest.mark.parametrize(
+    ("variable", "default"),
+    [
+        ("CUSTOM_EVENT_MAPPING", "empty: none"),
+        ("FORWARD_UNMAPPED_CUSTOM_EVENTS", "`false`"),
+        ("CUSTOM_EVENT_VALUE_ATTRIBUTES", "`value,revenue`"),
+        ("CUSTOM_EVENT_CURRENCY_ATTRIBUTE", "`currency`"),
+        ("DEFAULT_ACTION_SOURCE", "`physical_store`"),
+        ("DEVELOPMENT_BATCHES", "`test`"),
+        ("TEST_EVENT_CODE", "unset"),
+    ],
+)
+def test_readme_documents_each_setting_beside_the_seeds(variable: str, default: str) -> None:
+    [row] = [line for line in section("## Configuration").splitlines() if line.startswith(f"| `{variable}` |")]
+    assert row.endswith(f"| {default} |")
