@@ -16,6 +16,7 @@ from typing import Any
 from facebook_business.adobjects.serverside.action_source import ActionSource
 from facebook_business.adobjects.serverside.content import Content
 from facebook_business.adobjects.serverside.custom_data import CustomData
+from facebook_business.adobjects.serverside.delivery_category import DeliveryCategory
 from facebook_business.adobjects.serverside.event import Event
 from facebook_business.adobjects.serverside.gender import Gender
 from facebook_business.adobjects.serverside.user_data import UserData
@@ -25,7 +26,7 @@ from bench.harness import EVENT_SET_ID, Row, interleaved, median_ms
 from forwarder.batch import read_batch
 from forwarder.mapping import map_batch
 from forwarder.match_keys import sha256_hex
-from forwarder.render import render_events
+from forwarder.render import NUM_ITEMS_EVENTS, render_events
 from forwarder.settings import DEFAULT_EVENT_NAMES, Settings, load_settings
 
 EVENTS = 2000
@@ -63,6 +64,8 @@ def sdk_events(batch: dict[str, Any]) -> list[dict[str, Any]]:
         action = data["product_action"]
         products = action.get("products", [])
         value = action.get("total_amount") or sum(p["price"] * p.get("quantity", 1) for p in products)
+        event_name = DEFAULT_EVENT_NAMES[action["action"]]
+        one = products[0] if len(products) == 1 else {}
         custom_data = CustomData(
             value=value,
             currency=data.get("currency_code", "USD").lower(),
@@ -73,15 +76,22 @@ def sdk_events(batch: dict[str, Any]) -> list[dict[str, Any]]:
                     item_price=p.get("price"),
                     brand=p.get("brand"),
                     category=p.get("category"),
+                    title=p.get("name"),
                 )
                 for p in products
             ],
             content_type="product",
             order_id=action.get("transaction_id"),
             custom_properties=data.get("custom_attributes") or {},
+            # The same content details as ours (README, "Other attributes").
+            content_ids=[p["id"] for p in products],
+            content_name=one.get("name"),
+            content_category=one.get("category"),
+            num_items=sum(p.get("quantity", 1) for p in products) if event_name in NUM_ITEMS_EVENTS else None,
+            delivery_category=DeliveryCategory.IN_STORE if event_name == "Purchase" else None,
         )
         sdk_event = Event(
-            event_name=DEFAULT_EVENT_NAMES[action["action"]],
+            event_name=event_name,
             event_time=data["timestamp_unixtime_ms"] // 1000,
             event_id=data["source_message_id"],
             user_data=user_data,
@@ -106,6 +116,8 @@ def _check_same_events(ours: list[dict[str, Any]], sdk: list[dict[str, Any]]) ->
         assert mine["user_data"]["em"] in theirs["user_data"]["em"]
         assert mine["user_data"]["ph"] in theirs["user_data"]["ph"]  # the sample's two phones are one number
         assert len(mine["custom_data"].get("contents", [])) == len(theirs["custom_data"].get("contents", []))
+        for field in ("content_ids", "content_name", "num_items", "delivery_category"):
+            assert mine["custom_data"].get(field) == theirs["custom_data"].get(field), field
 
 
 def measure(repeat: int, events: int = EVENTS) -> dict[str, float]:

@@ -89,6 +89,7 @@ class Batch:
     timestamp_ms: int | None = None
     batch_id: str | None = None
     source_request_id: str | None = None
+    development: bool = False  # mParticle's `environment: development` (test traffic); anything else is production
 
 
 def text(value: Any) -> str | None:
@@ -249,4 +250,5 @@ def read_batch(body: Any) -> Batch:
         timestamp_ms=timestamp_ms(body.get("timestamp_unixtime_ms")),
         batch_id=_bounded_id(body.get("batch_id"), "batch_id"),
         source_request_id=_bounded_id(body.get("source_request_id"), "source_request_id"),
+        development=(text(body.get("environment")) or "").lower() == "development",
     )

@@ -22,6 +22,9 @@ from typing import Any
 from forwarder.limits import ATTRIBUTE_OVERHEAD_BYTES, JSON_BYTES_PER_CHAR, MAX_ATTRIBUTES_PER_EVENT, MAX_TEXT_LENGTH
 from forwarder.match_keys import normalize_email, remove_invisible
 
+# mParticle's Facebook integration reads an event's action source from this custom flag (README, "Action
+# source"); as a custom attribute it is read the same way and is an instruction, never custom data.
+ACTION_SOURCE_KEY = "Facebook.ActionSource"
 EMAIL_IN_CUSTOM_DATA = "email_in_custom_data"
 PHONE_IN_CUSTOM_DATA = "phone_in_custom_data"
 
@@ -57,8 +60,8 @@ class Screen:
 
 
 def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any], int, list[str]]:
-    """The event's scalar custom attributes without personal data, an upper bound in bytes of their
-    JSON, and the reasons of what was removed.
+    """The event's scalar custom attributes without personal data (nor the Facebook.ActionSource instruction),
+    an upper bound in bytes of their JSON, and the reasons of what was removed.
 
     The event's own dict is used as it is when nothing is left out (the usual case): no copy per event.
     Raises TooManyAttributes or TooLong.
@@ -84,6 +87,8 @@ def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any]
             removed.append(reason)
             continue
         chars += key_length + value_length
+    if ACTION_SOURCE_KEY in attributes:
+        left_out.append(ACTION_SOURCE_KEY)
     if left_out:
         attributes = {key: value for key, value in attributes.items() if key not in left_out}
     return attributes, JSON_BYTES_PER_CHAR * chars + ATTRIBUTE_OVERHEAD_BYTES * len(attributes), removed

@@ -77,6 +77,8 @@ def prepare(
 def queue(batch: Batch, settings: Settings, deadline: Deadline, now: float | None = None) -> dict[str, Any]:
     """Buffered delivery's webhook side: the rendered events written to the ingest queue (each write by
     `deadline`), nothing sent to Facebook; the summary to answer. Raises ParkingFailed (answered 503)."""
+    # TEST_EVENT_CODE goes with development batches only: the queued events record it for the sender.
+    settings = settings.for_batch(batch.development)
     if settings.ingest_queue_url is None:
         raise SettingsError("INGEST_QUEUE_URL is required when DELIVERY_MODE=buffered")
     events, outcome, _ = prepare(batch, settings, now)
@@ -99,6 +101,8 @@ def deliver(
     batch: Batch, settings: Settings, sender: Sender, park_by: Deadline, now: float | None = None
 ) -> BatchOutcome:
     """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
+    # TEST_EVENT_CODE goes with development batches only: requests, and parked events replayed later.
+    settings = sender.settings = settings.for_batch(batch.development)
     events, outcome, mapped = prepare(batch, settings, now)
     redactor = Redactor(user_values(batch.user, *mapped.keys.unhashed()))
     stopped = False

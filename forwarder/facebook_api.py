@@ -6,7 +6,10 @@ Sources: Meta's marketing-api/offline-conversions (the Offline Conversions API: 
 version that took offline events; 2000 events per request; `upload_tag`; `match_keys`;
 `num_processed_entries`; no de-duplication key) and conversions-api/parameters (the Conversions API:
 1000 events per request; `user_data` with `madid` unhashed; `item_price`; `event_id` de-duplicated with
-`event_name` for 48 hours; `events_received`; `test_event_code`).
+`event_name` for 48 hours; `events_received`; `test_event_code`; `action_source`; custom event names;
+`content_ids`, `content_name`, `content_category`, `num_items`, `delivery_category` and the contents'
+`title` in custom-data). The Offline Conversions API's event_name is one of Meta's event types, and its
+events carry none of those fields.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class Profile:
     keys_field: str  # where an event's match keys go (their names and hashing: match_keys.KEYS)
     upload_tag: bool  # the request carries UPLOAD_TAG
     test_event_code: bool  # the request may carry TEST_EVENT_CODE
+    action_source: bool  # events carry action_source (and Meta's time window depends on it)
+    custom_event_names: bool  # takes event names that are not Meta's standard events
+    content_details: bool  # content_ids, content_name, content_category, num_items, delivery_category, title
 
 
 PROFILES: Mapping[FacebookApi, Profile] = {
@@ -48,6 +54,9 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         keys_field="match_keys",
         upload_tag=True,
         test_event_code=False,
+        action_source=False,
+        custom_event_names=False,
+        content_details=False,
     ),
     FacebookApi.CONVERSIONS_API: Profile(
         api=FacebookApi.CONVERSIONS_API,
@@ -60,5 +69,8 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         keys_field="user_data",
         upload_tag=False,
         test_event_code=True,
+        action_source=True,
+        custom_event_names=True,
+        content_details=True,
     ),
 }

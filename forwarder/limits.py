@@ -18,5 +18,7 @@ MAX_QUANTITY = 2**31 - 1  # Meta's quantity is a 32-bit int; a product outside 1
 # be over render.MAX_EVENT_BYTES. orjson writes one character in at most 6 bytes (a control character
 # as \u00XX, any other in 1 to 4 bytes of UTF-8).
 JSON_BYTES_PER_CHAR = 6
-CONTENT_OVERHEAD_BYTES = 100  # per content: keys, quotes, commas, a quantity (10 digits), a price (24)
+# per content: keys, quotes, commas, a quantity (10 digits), a price (24), and on the Conversions API a title
+# key and the quotes and comma of its id in content_ids (109 in all)
+CONTENT_OVERHEAD_BYTES = 120
 ATTRIBUTE_OVERHEAD_BYTES = 32  # per custom attribute: quotes, colon, comma, a number or boolean (24)

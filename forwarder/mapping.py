@@ -1,8 +1,9 @@
-"""Mapping: each supported mParticle commerce event becomes one neutral `Conversion`.
+"""Mapping: each supported mParticle commerce event, and each custom event CUSTOM_EVENT_MAPPING names (or,
+with FORWARD_UNMAPPED_CUSTOM_EVENTS, any custom event), becomes one neutral `Conversion`.
 
-The conversion holds everything both Facebook APIs need (name, time, keys, value, contents, custom
-data, order id, LDU); `render.py` only renames and reshapes it. Every event that does not become a
-conversion is counted under a reason (README, "Skipped events").
+The conversion holds everything both Facebook APIs need (name, time, action source, keys, value,
+contents, custom data, order id, LDU); `render.py` only renames and reshapes it. Every event that does
+not become a conversion is counted under a reason (README, "Skipped events").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 
 from forwarder.batch import MAX_PRODUCTS_PER_BATCH, Batch, BatchTooLarge, mapping, number, text
 from forwarder.currencies import currency_code
-from forwarder.custom_data import Screen, TooLong, TooManyAttributes, custom_data
+from forwarder.custom_data import ACTION_SOURCE_KEY, Screen, TooLong, TooManyAttributes, custom_data
 from forwarder.ldu import Ldu, limited_data_use
 from forwarder.limits import (
     CONTENT_OVERHEAD_BYTES,
@@ -28,15 +29,33 @@ from forwarder.limits import (
     MAX_TEXT_LENGTH,
 )
 from forwarder.match_keys import MatchKeys, country_code, match_keys
-from forwarder.settings import Settings
+from forwarder.settings import CUSTOM_EVENT_NAME, ActionSource, Settings
 
-# Meta: offline/physical_store events older than 62 days are refused or not attributed.
-MAX_AGE_SECONDS = 62 * 24 * 3600
+DAY = 24 * 3600
+# Meta's time windows: on the Conversions API "the event_time can be up to 7 days before you send an event"
+# (conversions-api/parameters/server-event), except physical_store events, uploaded "within 62 days of
+# the conversion" (conversions-api/offline-events); the Offline Conversions API took offline events up to
+# 62 days old. An older event is refused (on the Conversions API with its whole request).
+OFFLINE_MAX_AGE_SECONDS = 62 * DAY
+MAX_AGE_SECONDS: Mapping[str, int] = {
+    source.value: (62 if source is ActionSource.PHYSICAL_STORE else 7) * DAY for source in ActionSource
+}
 MAX_FUTURE_SECONDS = 3600
 # A time present in an event is milliseconds: below this (1973-03-03 in milliseconds, the year 5138 in
 # seconds) it is seconds, or not a time at all.
 MIN_EVENT_TIME_MS = 100_000_000_000
+_MAX_PLAIN_TIME_MS = 2**53  # an integer time up to here is exact as a float too: the lenient reader agrees
 EVENT_TIME_FROM_BATCH = "event_time_from_batch"
+INVALID_ACTION_SOURCE = "invalid_action_source"  # adjusted: Facebook.ActionSource not one of Meta's values
+# Meta's standard events (conversions-api/parameters/server-event, meta-pixel reference); any other name is
+# a custom event, which the Offline Conversions API does not take.
+STANDARD_EVENTS = frozenset(
+    {
+        "AddPaymentInfo", "AddToCart", "AddToWishlist", "CompleteRegistration", "Contact", "CustomizeProduct",
+        "Donate", "FindLocation", "InitiateCheckout", "Lead", "Other", "Purchase", "Schedule", "Search",
+        "StartTrial", "SubmitApplication", "Subscribe", "ViewContent",
+    }
+)  # fmt: skip
 
 
 class Skip:
@@ -45,6 +64,10 @@ class Skip:
     MALFORMED_EVENT = "malformed_event"
     NOT_COMMERCE_EVENT = "not_commerce_event"
     UNSUPPORTED_ACTION = "unsupported_action"
+    UNMAPPED_CUSTOM_EVENT = "unmapped_custom_event"
+    INVALID_CUSTOM_EVENT_NAME = "invalid_custom_event_name"
+    CUSTOM_NAME_UNSUPPORTED = "custom_name_unsupported"
+    DEVELOPMENT_BATCH = "development_batch"
     NO_EVENT_TIME = "no_event_time"
     INVALID_EVENT_TIME = "invalid_event_time"
     TOO_OLD = "too_old"
@@ -72,8 +95,10 @@ def _bounded(value: str | None) -> str | None:
     return value
 
 
-# The product texts a content carries besides its id (Meta: contents[].brand, contents[].category).
-_CONTENT_TEXTS = ("brand", "category")
+# The product texts a content carries besides its id, as (mParticle product field, Meta content field):
+# contents[].brand and .category on both APIs, and the product's name as .title on the Conversions API.
+_CONTENT_TEXTS = (("brand", "brand"), ("category", "category"))
+_DETAILED_CONTENT_TEXTS = (*_CONTENT_TEXTS, ("name", "title"))
 
 
 class Content(TypedDict, total=False):
@@ -86,6 +111,7 @@ class Content(TypedDict, total=False):
     item_price: float
     brand: str
     category: str
+    title: str
 
 
 @dataclass(slots=True)
@@ -94,6 +120,7 @@ class Conversion:
 
     event_name: str
     event_time: int
+    action_source: str | None  # None on the Offline Conversions API, which has none
     event_id: str | None
     value: float | None
     currency: str | None
@@ -124,6 +151,8 @@ def _event_time(data: Mapping[str, Any], batch: Batch) -> int | str:
     delayed upload would show as a conversion happening now.
     """
     given = data.get("timestamp_unixtime_ms")
+    if type(given) is int and MIN_EVENT_TIME_MS <= given <= _MAX_PLAIN_TIME_MS:  # the usual case, read directly
+        return given // 1000
     if given is None:
         return batch.timestamp_ms // 1000 if batch.timestamp_ms else Skip.NO_EVENT_TIME
     millis = number(given)
@@ -148,10 +177,10 @@ def _event_id(event: Mapping[str, Any], data: Mapping[str, Any], batch: Batch, i
 
 
 def _products(
-    action: Mapping[str, Any], price_key: Literal["price", "item_price"]
+    action: Mapping[str, Any], price_key: Literal["price", "item_price"], detailed: bool
 ) -> tuple[list[Content], float | None, int]:
     """The contents, the sum of price x quantity (None when no product has a price), and an upper bound
-    in bytes of the contents' JSON, in one pass.
+    in bytes of the contents' JSON (and, `detailed`, of the content_ids repeating their ids), in one pass.
 
     The hottest loop of the function (every product of every event): exact-type fast paths come
     first and fall back to the lenient `number`/`text` readers for anything unusual, and the length
@@ -164,7 +193,8 @@ def _products(
         raise _TooMany
     contents: list[Content] = []
     total: float | None = None
-    chars = 0
+    chars = id_chars = 0
+    texts = _DETAILED_CONTENT_TEXTS if detailed else _CONTENT_TEXTS
     for product in products:
         if type(product) is not dict:
             continue
@@ -187,20 +217,23 @@ def _products(
         length = len(product_id)
         if length > MAX_TEXT_LENGTH:
             raise _TooLong
-        chars += length
+        id_chars += length
         # Meta wants whole quantities; mParticle allows decimals (0.5 kg), so round, at least 1.
         whole = quantity if type(quantity) is int else max(1, round(quantity))
         content: Content = {"id": product_id, "quantity": whole}
         if price is not None:
             content[price_key] = price  # "price" or "item_price"
-        for name in _CONTENT_TEXTS:
-            if (value := product.get(name)) is not None and (value := text(value)):
+        for name, field_name in texts:
+            if (value := product.get(name)) is None:
+                continue
+            if value := value.strip() if type(value) is str else text(value):
                 length = len(value)
                 if length > MAX_TEXT_LENGTH:
                     raise _TooLong
                 chars += length
-                content[name] = value  # type: ignore[literal-required]
+                content[field_name] = value  # type: ignore[literal-required]
         contents.append(content)
+    chars += 2 * id_chars if detailed else id_chars
     return contents, total, JSON_BYTES_PER_CHAR * chars + CONTENT_OVERHEAD_BYTES * len(contents)
 
 
@@ -212,33 +245,113 @@ def _value(total: float | None) -> float | None:
     return total if total > 0 else None
 
 
+_ACTION_SOURCES = frozenset(source.value for source in ActionSource)
+
+
+def _action_source(data: Mapping[str, Any], default: str) -> tuple[str, bool]:
+    """The event's action source and whether a value given was unusable (then `default` is used).
+
+    As mParticle's Facebook integration: the `Facebook.ActionSource` custom flag (a string, or a list of
+    strings of which the first counts), else a custom attribute of that name; an absent or empty one
+    means the default.
+    """
+    given = None
+    flags = data.get("custom_flags")
+    if type(flags) is dict:
+        given = flags.get(ACTION_SOURCE_KEY)
+    if given is None and type(attributes := data.get("custom_attributes")) is dict:
+        given = attributes.get(ACTION_SOURCE_KEY)
+    if type(given) is list:
+        given = given[0] if given else None
+    if given is None:
+        return default, False
+    if type(given) is not str:
+        return default, True
+    if not (source := given.strip().lower()):
+        return default, False
+    return (source, False) if source in _ACTION_SOURCES else (default, True)
+
+
+def _custom_event_name(data: Mapping[str, Any], settings: Settings) -> tuple[str | None, str | None]:
+    """A custom event's Facebook event name, or None and the reason it is skipped."""
+    name = text(data.get("event_name"))
+    if name is None:
+        return None, Skip.UNMAPPED_CUSTOM_EVENT
+    if (mapped := settings.custom_event_names.get(name.casefold())) is not None:
+        return mapped, None
+    if not settings.forward_unmapped_custom_events:
+        return None, Skip.UNMAPPED_CUSTOM_EVENT
+    if not CUSTOM_EVENT_NAME.fullmatch(name):  # Meta's rules for custom event names (settings.py)
+        return None, Skip.INVALID_CUSTOM_EVENT_NAME
+    return name, None
+
+
+def _custom_value(data: Mapping[str, Any], settings: Settings) -> tuple[float | None, Any]:
+    """A custom event's value (the first of the value attributes that is a positive amount) and the
+    currency attribute as given, names matched case-insensitively."""
+    attributes = data.get("custom_attributes")
+    if type(attributes) is not dict or not attributes:
+        return None, None
+    by_name = {key.casefold(): item for key, item in attributes.items() if type(key) is str}
+    currency = by_name.get(settings.custom_event_currency_attribute)
+    for name in settings.custom_event_value_attributes:
+        if (value := _value(number(by_name.get(name)))) is not None:
+            return value, currency
+    return None, currency
+
+
 def map_event(
     event: Any, batch: Batch, settings: Settings, now: float, index: int = 0, screen: Screen | None = None
 ) -> Conversion | str:
     """The conversion for one event, or the reason it is skipped; `screen` is the batch's, for custom data."""
     if not isinstance(event, dict):
         return Skip.MALFORMED_EVENT
-    if event.get("event_type") != "commerce_event":
+    event_type = event.get("event_type")
+    profile = settings.profile
+    action: Mapping[str, Any]
+    if event_type == "commerce_event":
+        data = mapping(event.get("data"))
+        action = mapping(data.get("product_action"))
+        action_name = text(action.get("action")) or ""
+        event_name = settings.event_names.get(action_name)
+        if event_name is None:
+            return Skip.UNSUPPORTED_ACTION
+        purchase = action_name == "purchase"
+    elif event_type == "custom_event":
+        data = mapping(event.get("data"))
+        action = {}
+        custom_name, reason = _custom_event_name(data, settings)
+        if custom_name is None:
+            return reason or Skip.UNMAPPED_CUSTOM_EVENT
+        if not profile.custom_event_names and custom_name not in STANDARD_EVENTS:
+            return Skip.CUSTOM_NAME_UNSUPPORTED
+        event_name = custom_name
+        purchase = event_name == "Purchase"
+    else:
         return Skip.NOT_COMMERCE_EVENT
-    data = mapping(event.get("data"))
-    action = mapping(data.get("product_action"))
-    action_name = text(action.get("action")) or ""
-    event_name = settings.event_names.get(action_name)
-    if event_name is None:
-        return Skip.UNSUPPORTED_ACTION
     event_time = _event_time(data, batch)
     if isinstance(event_time, str):
         return event_time
-    if event_time < now - MAX_AGE_SECONDS:
+    action_source: str | None = None
+    invalid_source = False
+    max_age = OFFLINE_MAX_AGE_SECONDS
+    if profile.action_source:
+        action_source = settings.default_action_source
+        # Most events say nothing of their source: the default then, without reading further.
+        if "custom_flags" in data or (type(raw := data.get("custom_attributes")) is dict and ACTION_SOURCE_KEY in raw):
+            action_source, invalid_source = _action_source(data, action_source)
+        max_age = MAX_AGE_SECONDS[action_source]
+    if event_time < now - max_age:
         return Skip.TOO_OLD
     if event_time > now + MAX_FUTURE_SECONDS:
         return Skip.IN_FUTURE
     try:
-        profile = settings.profile
-        contents, total, contents_bytes = _products(action, profile.price_key)
+        contents, total, contents_bytes = _products(action, profile.price_key, profile.content_details)
         attributes, custom_bytes, adjusted = custom_data(data, screen or Screen())
         if data.get("timestamp_unixtime_ms") is None:
             adjusted.append(EVENT_TIME_FROM_BATCH)
+        if invalid_source:
+            adjusted.append(INVALID_ACTION_SOURCE)
         order_id = _bounded(text(action.get("transaction_id")))
     except _TooMany:
         return Skip.TOO_MANY_PRODUCTS
@@ -246,16 +359,19 @@ def map_event(
         return Skip.TOO_MANY_ATTRIBUTES
     except (_TooLong, TooLong):
         return Skip.VALUE_TOO_LONG
-    amount = number(action.get("total_amount"))
-    value = _value(total if amount is None else amount)
-    given = data.get("currency_code")
+    if event_type == "commerce_event":
+        amount = number(action.get("total_amount"))
+        value = _value(total if amount is None else amount)
+        given = data.get("currency_code")
+    else:
+        value, given = _custom_value(data, settings)
     absent = given is None or (type(given) is str and not given.strip())
     currency = settings.default_currency if absent else currency_code(given)
     if value is not None and currency is None:
-        if action_name == "purchase":
+        if purchase:
             return Skip.INVALID_CURRENCY
         value = None
-    if value is None and action_name == "purchase":
+    if value is None and purchase:
         return Skip.PURCHASE_WITHOUT_VALUE
     # Only the Conversions API takes an event_id; hashing an id-less event costs a quarter of mapping.
     event_id = _event_id(event, data, batch, index) if profile.sends_event_id else None
@@ -264,6 +380,7 @@ def map_event(
     return Conversion(
         event_name=event_name,
         event_time=event_time,
+        action_source=action_source,
         event_id=event_id,
         value=value,
         currency=currency if value is not None else None,
@@ -281,6 +398,9 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     Raises BatchTooLarge as soon as the conversions hold more than MAX_PRODUCTS_PER_BATCH contents, so
     the memory they take stays bounded (nothing has been sent yet).
     """
+    if batch.development and settings.skips_development_batches:  # test traffic that must not count as real
+        skipped = Counter({Skip.DEVELOPMENT_BATCH: len(batch.events)})
+        return Mapped(len(batch.events), MatchKeys(), None, skipped=+skipped)
     code = country_code(batch.user.attribute("$country"))
     screen = Screen(region=code.upper() if code else None)
     keys = match_keys(batch.user, settings.key_settings)

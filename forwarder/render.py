@@ -1,11 +1,13 @@
 """Rendering a neutral `Conversion` for one Facebook API: renames and reshapes, no mapping logic.
 
 Field names are Meta's: Offline Conversions `match_keys` (marketing-api/offline-conversions) and
-Conversions API `user_data`/`custom_data` (conversions-api/parameters). Each API has a shape here and
-a `Profile` (forwarder/facebook_api.py) for its key names and hashing; `_commerce_fields` builds what
-both carry, and the user's keys and LDU fields are rendered once per batch. The contents already carry the API's price
-key (`item_price` on the Conversions API, built so by mapping.py) and the rendered events share the
-conversions' lists and dicts: rendering copies nothing per product or attribute.
+Conversions API `user_data`/`custom_data` (conversions-api/parameters); only the Conversions API has an
+`action_source`, `content_ids`, `content_name`, `content_category`, `num_items` and `delivery_category`.
+Each API has a shape here and a `Profile` (forwarder/facebook_api.py) for its key names and hashing;
+`_commerce_fields` builds what both carry, and the user's keys and LDU fields are rendered once per batch.
+The contents already carry the API's price key (`item_price` on the Conversions API, built so by
+mapping.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
+product or attribute.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ from forwarder.ldu import Ldu
 from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
 from forwarder.mapping import Conversion, Mapped, Skip
 from forwarder.match_keys import KEYS, MatchKeys, is_sha256_hex, sha256_hex
-from forwarder.settings import Settings
+from forwarder.settings import ActionSource, Settings
 
-ACTION_SOURCE = "physical_store"  # Meta: offline conversions on the Conversions API
 CONTENT_TYPE = "product"
 # The custom_data fields this forwarder fills; Meta reads them even when we leave them out.
-COMMERCE_FIELDS = frozenset({"value", "currency", "contents", "content_type", "order_id"})
+COMMERCE_FIELDS = frozenset(
+    {
+        "value", "currency", "contents", "content_type", "order_id",
+        "content_ids", "content_name", "content_category", "num_items", "delivery_category",
+    }
+)  # fmt: skip
+# Meta's standard events that take num_items (meta-pixel reference, standard events).
+NUM_ITEMS_EVENTS = frozenset({"InitiateCheckout", "Purchase"})
+IN_STORE = "in_store"  # delivery_category of a purchase made in the store (physical_store)
+_PHYSICAL_STORE = ActionSource.PHYSICAL_STORE.value
 
 # Every event sent may have to be parked (forwarder/parking.py): alone in an SQS message if need be,
 # whose body parking keeps under MAX_MESSAGE_BYTES (240,000) for the events plus an envelope of a few
@@ -35,10 +45,11 @@ COMMERCE_FIELDS = frozenset({"value", "currency", "contents", "content_type", "o
 # so it is skipped (`event_too_large`) instead. Bytes of the event's JSON as orjson writes it.
 MAX_EVENT_BYTES = 200_000
 # What a rendered event holds besides its keys (measured once per batch) and what mapping.Conversion.size
-# bounds: an order id and an event id (at most MAX_TEXT_LENGTH characters each), field names,
-# punctuation, an event name (at most 100 ASCII characters, settings), time, value, currency, content
-# type, action source and the LDU fields (1,000 bytes at most).
-_OTHER_BYTES = 2 * JSON_BYTES_PER_CHAR * MAX_TEXT_LENGTH + 1_000
+# bounds: an order id, an event id, a content name and category (at most MAX_TEXT_LENGTH characters
+# each), field names, punctuation, an event name (at most 100 ASCII characters, settings), time, value,
+# currency, content type, number of items, delivery category, action source and the LDU fields (1,000
+# bytes at most).
+_OTHER_BYTES = 4 * JSON_BYTES_PER_CHAR * MAX_TEXT_LENGTH + 1_000
 
 
 def _commerce_fields(conversion: Conversion) -> dict[str, Any]:
@@ -76,7 +87,30 @@ def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[
     return event
 
 
+def _content_details(conversion: Conversion, commerce: dict[str, Any]) -> None:
+    """What the Conversions API adds for optimisation and reports: the content ids, the number of items of a
+    checkout or purchase, the one product's name and category, and the delivery of a purchase in the store."""
+    name = conversion.event_name
+    if contents := conversion.contents:
+        if len(contents) == 1:
+            only = contents[0]
+            commerce["content_ids"] = [only["id"]]
+            if "title" in only:
+                commerce["content_name"] = only["title"]
+            if "category" in only:
+                commerce["content_category"] = only["category"]
+            if name in NUM_ITEMS_EVENTS:
+                commerce["num_items"] = only["quantity"]
+        else:
+            commerce["content_ids"] = [content["id"] for content in contents]
+            if name in NUM_ITEMS_EVENTS:
+                commerce["num_items"] = sum([content["quantity"] for content in contents])
+    if name == "Purchase" and conversion.action_source == _PHYSICAL_STORE:
+        commerce["delivery_category"] = IN_STORE
+
+
 def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+    _content_details(conversion, commerce)
     # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
     # a custom "value" on an event without one would be read by Meta (and may reject the request).
     custom_data = conversion.custom_data
@@ -86,7 +120,7 @@ def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerc
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
         "event_time": conversion.event_time,
-        "action_source": ACTION_SOURCE,
+        "action_source": conversion.action_source,
         "event_id": conversion.event_id,
         "user_data": keys,
     }

@@ -8,6 +8,7 @@ it allows, never a silent default. The message never quotes the value: it is ans
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import string
@@ -40,6 +41,28 @@ class DeliveryMode(StrEnum):
     BUFFERED = "buffered"  # the webhook queues; the sender function calls Facebook (README, "Delivery modes")
 
 
+class ActionSource(StrEnum):
+    """Where a conversion happened: Meta's `action_source` values (conversions-api/parameters/server-event)."""
+
+    PHYSICAL_STORE = "physical_store"
+    PHONE_CALL = "phone_call"
+    CHAT = "chat"
+    EMAIL = "email"
+    SYSTEM_GENERATED = "system_generated"
+    WEBSITE = "website"
+    APP = "app"
+    BUSINESS_MESSAGING = "business_messaging"
+    OTHER = "other"
+
+
+class DevelopmentBatches(StrEnum):
+    """What to do with batches mParticle marks `environment: development` (README, "Development batches")."""
+
+    TEST = "test"  # sent with TEST_EVENT_CODE; skipped when there is none
+    SEND = "send"  # sent like production batches
+    SKIP = "skip"  # never sent
+
+
 DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
 
 # The product actions of mParticle's Facebook Offline Conversions integration and Meta's standard event
@@ -55,6 +78,12 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
 _VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any script's digits into the URL
 _EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
+# A Facebook event name a custom event is sent under: Meta's custom event names are at most 50 characters
+# (meta-pixel reference, "Custom events"); the characters are those of Meta's app event names (letters,
+# digits, spaces, '_' and '-'), which every standard name is made of too.
+CUSTOM_EVENT_NAME = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9_ -]{0,48}[A-Za-z0-9_-])?")
+DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES = ("value", "revenue")
+DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE = "currency"
 _LOOPBACK_HOSTS = {"localhost"}
 # Under `sam local` (which sets AWS_SAM_LOCAL=true in its container) the host's stand-ins are reached by this
 # name; it is never a loopback address, so http:// to it is allowed there and nowhere else.
@@ -89,17 +118,39 @@ class Settings:
     upload_tag: str = DEFAULT_UPLOAD_TAG
     default_currency: str = "USD"
     event_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_NAMES))
-    test_event_code: str | None = None
     # Where email and external id come from, and the region of national phone numbers (README, "Match keys").
     key_settings: KeySettings = field(default_factory=KeySettings)
     delivery_mode: DeliveryMode = DeliveryMode.DIRECT
     ingest_queue_url: str | None = None
+    test_event_code: str | None = None  # per batch: see for_batch
+    # mParticle custom event name, case-folded -> Facebook event name (CUSTOM_EVENT_MAPPING).
+    custom_event_names: Mapping[str, str] = field(default_factory=dict)
+    forward_unmapped_custom_events: bool = False
+    # Custom attribute names, case-folded, read for a custom event's value (the first valid one) and currency.
+    custom_event_value_attributes: tuple[str, ...] = DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES
+    custom_event_currency_attribute: str = DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE
+    default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of ActionSource's values
+    development_batches: DevelopmentBatches = DevelopmentBatches.TEST
 
     # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
     profile: Profile = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profile", PROFILES[self.api])
+
+    @property
+    def skips_development_batches(self) -> bool:
+        """Development batches are not sent: DEVELOPMENT_BATCHES=skip, or `test` without a test code this API
+        carries (the Offline Conversions API has none, so they would count as production there)."""
+        if self.development_batches is DevelopmentBatches.TEST:
+            return not (self.profile.test_event_code and self.test_event_code)
+        return self.development_batches is DevelopmentBatches.SKIP
+
+    def for_batch(self, development: bool) -> Settings:
+        """The settings one batch is sent (and parked) with: only a development batch, under
+        DEVELOPMENT_BATCHES=test, carries TEST_EVENT_CODE; a production batch never does."""
+        keep = development and self.development_batches is DevelopmentBatches.TEST
+        return self if keep or self.test_event_code is None else dataclasses.replace(self, test_event_code=None)
 
     @property
     def events_url(self) -> str:
@@ -234,6 +285,50 @@ def _key_settings(env: Mapping[str, str]) -> KeySettings:
     return KeySettings(sources=sources, default_country=country)
 
 
+def _names(raw: str) -> list[str]:
+    """Comma-separated names, each stripped of ASCII whitespace (what CloudFormation's \\s matches too); empty
+    entries are ignored."""
+    return [name for part in raw.split(",") if (name := part.strip(string.whitespace))]
+
+
+def _custom_event_names(raw: str) -> dict[str, str]:
+    """`CUSTOM_EVENT_MAPPING="Appointment Booked=Schedule,Store Visit=FindLocation"`: mParticle custom event
+    names (matched case-insensitively, so stored case-folded) -> Facebook event names."""
+    names: dict[str, str] = {}
+    for position, item in enumerate(_names(raw), start=1):
+        source, sep, name = item.partition("=")
+        source, name = source.strip(string.whitespace), name.strip(string.whitespace)
+        key = source.casefold()
+        if not sep or not source or not CUSTOM_EVENT_NAME.fullmatch(name) or key in names:
+            raise SettingsError(
+                "CUSTOM_EVENT_MAPPING entries must be mParticle event name=Facebook event name, separated by commas, "
+                "each mParticle name once (matched case-insensitively) and without ',' or '=', each Facebook name "
+                f"1 to 50 letters, digits, spaces, '_' or '-' (entry {position} is not)"
+            )
+        names[key] = name
+    return names
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise SettingsError(f"{name} must be true or false")
+    return raw == "true"
+
+
+def _attribute_names(raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Custom attribute names, case-folded (they are matched case-insensitively), in their order."""
+    names = _names(raw)
+    return tuple(dict.fromkeys(name.casefold() for name in names)) if names else default
+
+
+def _currency_attribute(raw: str) -> str:
+    names = _attribute_names(raw, (DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE,))
+    if len(names) > 1:
+        raise SettingsError("CUSTOM_EVENT_CURRENCY_ATTRIBUTE must be one custom attribute name, without ','")
+    return names[0]
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse the environment; raises SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -266,6 +361,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         key_settings=_key_settings(env),
         parking_queue_url=_required(env, "PARKING_QUEUE_URL"),
         **_delivery(env, api),
+        custom_event_names=_custom_event_names(env.get("CUSTOM_EVENT_MAPPING", "")),
+        forward_unmapped_custom_events=_flag(env, "FORWARD_UNMAPPED_CUSTOM_EVENTS"),
+        custom_event_value_attributes=_attribute_names(
+            env.get("CUSTOM_EVENT_VALUE_ATTRIBUTES", ""), DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES
+        ),
+        custom_event_currency_attribute=_currency_attribute(env.get("CUSTOM_EVENT_CURRENCY_ATTRIBUTE", "")),
+        default_action_source=_choice(env, "DEFAULT_ACTION_SOURCE", ActionSource, ActionSource.PHYSICAL_STORE).value,
+        development_batches=_choice(env, "DEVELOPMENT_BATCHES", DevelopmentBatches, DevelopmentBatches.TEST),
     )
 
 

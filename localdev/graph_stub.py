@@ -54,6 +54,16 @@ MATCH_KEY_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
         ),
     },
 }  # fmt: skip
+# Meta's action_source values and how old an event of each may be, in days: 7 ("the event_time can be up to 7
+# days before you send an event", conversions-api/parameters/server-event), but 62 for physical_store
+# (conversions-api/offline-events); the Offline Conversions API took offline events up to 62 days old.
+ACTION_SOURCE_MAX_AGE_DAYS = {
+    "physical_store": 62, "phone_call": 7, "chat": 7, "email": 7, "system_generated": 7, "website": 7, "app": 7,
+    "business_messaging": 7, "other": 7,
+}  # fmt: skip
+OFFLINE_MAX_AGE_DAYS = 62
+MAX_CUSTOM_EVENT_NAME = 50  # "Custom event names must be strings, and cannot exceed 50 characters" (meta-pixel)
+DELIVERY_CATEGORIES = {"in_store", "curbside", "home_delivery"}
 
 
 @dataclass
@@ -216,7 +226,7 @@ class GraphStub:
                     return 400, error
         if self.validate:
             for index, event in enumerate(data):
-                if problem := _event_problem(event, api):
+                if problem := event_problem(event, api):
                     return 400, _error(100, f"Invalid parameter: data[{index}]: {problem}")
         if api == "offline_conversions":
             return 200, {"id": "1234567890", "num_processed_entries": len(data)}
@@ -240,7 +250,7 @@ def _error(code: int, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": error}
 
 
-def _event_problem(event: Any, api: str) -> str | None:
+def event_problem(event: Any, api: str) -> str | None:
     """Meta's per-event rules: the checks a real request would fail."""
     if not isinstance(event, dict):
         return "event must be an object"
@@ -249,9 +259,18 @@ def _event_problem(event: Any, api: str) -> str | None:
         return f"event_name {name!r} is not a standard event"
     if not isinstance(name, str) or not name.strip():
         return "event_name must be a standard or custom event name"
+    if name not in META_STANDARD_EVENTS and len(name) > MAX_CUSTOM_EVENT_NAME:
+        return f"custom event names are at most {MAX_CUSTOM_EVENT_NAME} characters"
+    max_age_days = OFFLINE_MAX_AGE_DAYS
+    if api == "conversions_api":
+        source = event.get("action_source")
+        if source not in ACTION_SOURCE_MAX_AGE_DAYS:
+            return f"action_source must be one of {', '.join(ACTION_SOURCE_MAX_AGE_DAYS)}"
+        max_age_days = ACTION_SOURCE_MAX_AGE_DAYS[source]
     event_time = event.get("event_time")
-    if not isinstance(event_time, int) or not time.time() - 62 * 86400 <= event_time <= time.time() + 3600:
-        return "event_time must be unix seconds within the last 62 days"
+    now = time.time()
+    if not isinstance(event_time, int) or not now - max_age_days * 86400 <= event_time <= now + 3600:
+        return f"event_time must be unix seconds within the last {max_age_days} days for this event"
     keys = event.get("match_keys") if api == "offline_conversions" else event.get("user_data")
     if not isinstance(keys, dict) or not keys:
         return "no match keys"
@@ -265,8 +284,24 @@ def _event_problem(event: Any, api: str) -> str | None:
         return "value must be greater than 0"
     if event["event_name"] == "Purchase" and "value" not in commerce:
         return "Purchase requires value and currency"
-    if api == "conversions_api" and event.get("action_source") != "physical_store":
-        return "action_source must be physical_store"
+    return _content_problem(commerce)
+
+
+def _content_problem(commerce: dict[str, Any]) -> str | None:
+    """The types Meta gives the content fields (conversions-api/parameters/custom-data)."""
+    ids = commerce.get("content_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(item, str | int) for item in ids):
+        return "content_ids must be an array of strings"
+    if "num_items" in commerce and type(commerce["num_items"]) is not int:
+        return "num_items must be an integer"
+    if "delivery_category" in commerce and commerce["delivery_category"] not in DELIVERY_CATEGORIES:
+        return f"delivery_category must be one of {', '.join(sorted(DELIVERY_CATEGORIES))}"
+    for field_name in ("content_name", "content_category"):
+        if field_name in commerce and not isinstance(commerce[field_name], str):
+            return f"{field_name} must be a string"
+    contents = commerce.get("contents", [])
+    if not isinstance(contents, list) or not all(isinstance(item, dict) and "id" in item for item in contents):
+        return "contents must be objects with an id"
     return None
 
 

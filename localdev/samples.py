@@ -48,8 +48,9 @@ def rebase(batch: Any, now_ms: int | None = None) -> Any:
     return _shift(batch, now_ms - 60_000 - max(stamps))
 
 
-def load_api_event(path: str | Path, now_ms: int | None = None) -> dict[str, Any]:
-    """An API Gateway proxy event from events/, its batch rebased to now (a non-JSON body is kept)."""
+def load_api_event(path: str | Path, now_ms: int | None = None, development: bool = False) -> dict[str, Any]:
+    """An API Gateway proxy event from events/, its batch rebased to now (a non-JSON body is kept); with
+    `development`, marked as mParticle marks test traffic (`environment: development`)."""
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = EVENTS_DIR / path
@@ -62,7 +63,10 @@ def load_api_event(path: str | Path, now_ms: int | None = None) -> dict[str, Any
         batch = json.loads(base64.b64decode(body) if encoded else body)
     except ValueError:
         return event
-    text = json.dumps(rebase(batch, now_ms))
+    batch = rebase(batch, now_ms)
+    if development and isinstance(batch, dict):
+        batch["environment"] = "development"
+    text = json.dumps(batch)
     event["body"] = base64.b64encode(text.encode()).decode() if encoded else text
     return event
 
@@ -71,12 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make -s event NAME=...", description=__doc__)
     parser.add_argument("name", help="a sample in events/, with or without .json (e.g. purchase)")
     parser.add_argument("--body", action="store_true", help="print only the mParticle batch (the POST body)")
+    parser.add_argument(
+        "--development",
+        action="store_true",
+        help="mark the batch environment: development (sent with TEST_EVENT_CODE, README 'Development batches')",
+    )
     args = parser.parse_args(argv)
     path = EVENTS_DIR / (args.name if args.name.endswith(".json") else f"{args.name}.json")
     if not path.is_file():
         names = ", ".join(sorted(sample.stem for sample in EVENTS_DIR.glob("*.json")))
         parser.error(f"no sample {path.name} in events/; choose one of: {names}")
-    event = load_api_event(path)
+    event = load_api_event(path, development=args.development)
     if args.body:
         body = event["body"]
         print(base64.b64decode(body).decode() if event.get("isBase64Encoded") else body)

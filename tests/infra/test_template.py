@@ -24,7 +24,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.config import ManualArgs
 from cfnlint.decode import decode_str
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from forwarder.places import ISO_ALPHA_2
@@ -49,6 +49,11 @@ CONTRACT_ENV = {
     "EMAIL_IDENTITY_TYPES",
     "EXTERNAL_ID_IDENTITY_TYPE",
     "PARKING_QUEUE_URL",
+    "FORWARD_UNMAPPED_CUSTOM_EVENTS",
+    "CUSTOM_EVENT_VALUE_ATTRIBUTES",
+    "CUSTOM_EVENT_CURRENCY_ATTRIBUTE",
+    "DEFAULT_ACTION_SOURCE",
+    "DEVELOPMENT_BATCHES",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -320,6 +325,23 @@ def test_an_empty_endpoint_variable_is_the_same_as_unset(monkeypatch: pytest.Mon
             "customer_id",
         ),
         ("POWERTOOLS_LOG_LEVEL", {"DEBUG", "INFO", "WARNING", "ERROR"}, "INFO"),
+        ("FORWARD_UNMAPPED_CUSTOM_EVENTS", {"true", "false"}, "false"),
+        ("DEVELOPMENT_BATCHES", {"test", "send", "skip"}, "test"),
+        (
+            "DEFAULT_ACTION_SOURCE",
+            {
+                "physical_store",
+                "phone_call",
+                "chat",
+                "email",
+                "system_generated",
+                "website",
+                "app",
+                "business_messaging",
+                "other",
+            },
+            "physical_store",
+        ),
     ],
 )
 def test_enumerated_settings_come_from_constrained_parameters(
@@ -331,7 +353,15 @@ def test_enumerated_settings_come_from_constrained_parameters(
 
 
 @pytest.mark.parametrize(
-    "variable", ["FACEBOOK_API_VERSION", "UPLOAD_TAG", "TEST_EVENT_CODE", "EVENT_NAME_OVERRIDES", "DEFAULT_COUNTRY"]
+    "variable",
+    [
+        "FACEBOOK_API_VERSION",
+        "UPLOAD_TAG",
+        "TEST_EVENT_CODE",
+        "EVENT_NAME_OVERRIDES",
+        "DEFAULT_COUNTRY",
+        "CUSTOM_EVENT_MAPPING",
+    ],
 )
 def test_optional_settings_are_omitted_when_empty(env: dict[str, Any], template: dict[str, Any], variable: str):
     # An empty string would reach the code as a (probably invalid) value; absent means "use the default".
@@ -339,6 +369,27 @@ def test_optional_settings_are_omitted_when_empty(env: dict[str, Any], template:
     assert otherwise == {"Ref": "AWS::NoValue"}
     assert template["Parameters"][ref(value)]["Default"] == ""
     assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [value, ""]}]}
+
+
+def test_the_templates_defaults_are_the_codes(env: dict[str, Any], template: dict[str, Any]) -> None:
+    """The store event settings a stack gets without choosing are the ones README documents as defaults."""
+    names = [
+        "CUSTOM_EVENT_MAPPING",
+        "FORWARD_UNMAPPED_CUSTOM_EVENTS",
+        "CUSTOM_EVENT_VALUE_ATTRIBUTES",
+        "CUSTOM_EVENT_CURRENCY_ATTRIBUTE",
+        "DEFAULT_ACTION_SOURCE",
+        "DEVELOPMENT_BATCHES",
+    ]
+    parameters = template["Parameters"]
+    defaults = {
+        name: parameters[parameter]["Default"]
+        for name in names
+        for parameter in (ref(value) for value in alternatives(env[name]))
+        if parameter in parameters
+    }
+    assert defaults.keys() == set(names)
+    assert load_settings({**REQUIRED_SETTINGS, **defaults}) == load_settings(REQUIRED_SETTINGS)
 
 
 def test_function_log_group_has_retention(resources: dict[str, Any]) -> None:
@@ -783,6 +834,54 @@ def test_the_match_key_parameters_default_to_the_codes_defaults(
     assert parameter in json.dumps(env[variable])  # the variable is set from that parameter
     default = template["Parameters"][parameter]["Default"]
     assert load_settings({**REQUIRED_SETTINGS, variable: default}) == load_settings(REQUIRED_SETTINGS)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_custom_event_mapping_the_template_accepts_the_code_accepts(
+    template: dict[str, Any], data: st.DataObject
+) -> None:
+    pattern = template["Parameters"]["CustomEventMapping"]["AllowedPattern"]
+    value = data.draw(st.from_regex(pattern, fullmatch=True))
+    # One mParticle name given twice (case-insensitively) is refused by the code; no pattern can see it.
+    names = [entry.partition("=")[0].strip().casefold() for entry in value.split(",") if entry.strip()]
+    assume(len(names) == len(set(names)))
+    load_settings({**REQUIRED_SETTINGS, "CUSTOM_EVENT_MAPPING": value})
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_every_custom_event_attribute_name_the_template_accepts_the_code_accepts(
+    template: dict[str, Any], data: st.DataObject
+) -> None:
+    for parameter, variable in [
+        ("CustomEventValueAttributes", "CUSTOM_EVENT_VALUE_ATTRIBUTES"),
+        ("CustomEventCurrencyAttribute", "CUSTOM_EVENT_CURRENCY_ATTRIBUTE"),
+    ]:
+        value = data.draw(st.from_regex(template["Parameters"][parameter]["AllowedPattern"], fullmatch=True))
+        load_settings({**REQUIRED_SETTINGS, variable: value})
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("CustomEventMapping", "", True),
+        ("CustomEventMapping", "Appointment Booked=Schedule,Store Visit=FindLocation", True),
+        ("CustomEventMapping", " Sign-up (web) = Lead , Café=Cafe Visit ", True),
+        ("CustomEventMapping", "Appointment Booked:Schedule", False),
+        ("CustomEventMapping", "Appointment Booked=Sched/ule", False),
+        ("CustomEventMapping", "Visit=" + "A" * 51, False),
+        ("CustomEventMapping", "=Schedule", False),
+        ("CustomEventMapping", "Visit=Schedule,", False),
+        ("CustomEventValueAttributes", "value,revenue", True),
+        ("CustomEventValueAttributes", "amount", True),
+        ("CustomEventValueAttributes", "", False),
+        ("CustomEventCurrencyAttribute", "currency", True),
+        ("CustomEventCurrencyAttribute", "currency,curr", False),
+    ],
+)
+def test_store_event_parameters_refuse_what_the_code_refuses(
+    template: dict[str, Any], parameter: str, value: str, accepted: bool
+) -> None:
+    assert bool(re.fullmatch(template["Parameters"][parameter]["AllowedPattern"], value)) is accepted
 
 
 # --- safe deploys: an alias, CodeDeploy, alarms ----------------------------------------------------------------------

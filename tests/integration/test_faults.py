@@ -36,7 +36,7 @@ LIMIT = {"offline_conversions": 2000, "conversions_api": 1000}
 ALL_APIS = ("offline_conversions", "conversions_api")
 ONE_API = ("conversions_api",)
 OFFLINE = ("offline_conversions",)
-SKIPPED = {"skip-custom": "not_commerce_event", "skip-refund": "unsupported_action"}
+SKIPPED = {"skip-custom": "unmapped_custom_event", "skip-refund": "unsupported_action"}
 # An invocation timeout that leaves time for a few attempts: the deadline is the timeout less 1.5 s, and
 # an attempt starts only with 4.05 s left (connect timeout + minimum read timeout).
 SHORT = 6.5

@@ -295,6 +295,11 @@ def test_a_binary_secret_of_utf8_json_is_read_like_a_string_one(aws, function_en
         ("EXTERNAL_ID_IDENTITY_TYPE", "leaky_id"),
         ("DEFAULT_COUNTRY", "LEAKY"),
         ("DEFAULT_COUNTRY", "XX"),
+        ("CUSTOM_EVENT_MAPPING", "Leaky Visit=Leaky{Name}"),
+        ("FORWARD_UNMAPPED_CUSTOM_EVENTS", "leaky"),
+        ("CUSTOM_EVENT_CURRENCY_ATTRIBUTE", "leaky,currency"),
+        ("DEFAULT_ACTION_SOURCE", "leaky_store"),
+        ("DEVELOPMENT_BATCHES", "leaky"),
     ],
 )
 def test_invalid_configuration_is_a_500_naming_the_variable(function_env, invoke, graph, variable, value):

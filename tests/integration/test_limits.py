@@ -51,7 +51,7 @@ def test_exactly_the_event_limit_is_accepted(function_env, invoke, graph):
     events = [{"event_type": "custom_event"}] * MAX_EVENTS_PER_BATCH
     answer = invoke(api_event(make_batch(events)))
     assert answer.status == 200
-    assert answer.body["skipped"] == {"not_commerce_event": MAX_EVENTS_PER_BATCH}
+    assert answer.body["skipped"] == {"unmapped_custom_event": MAX_EVENTS_PER_BATCH}
 
 
 def products(count: int, **fields: object) -> list[dict]:
@@ -155,7 +155,16 @@ LARGEST_NUMBERS = [-1.7976931348623157e308, -(2**63), 2**31 - 1, False]
     [
         commerce_event(
             "add_to_cart",
-            products=[{"id": ESCAPED, "brand": ESCAPED, "category": ESCAPED, "price": -1.7976931348623157e308}] * 3,
+            products=[
+                {
+                    "id": ESCAPED,
+                    "name": ESCAPED,
+                    "brand": ESCAPED,
+                    "category": ESCAPED,
+                    "price": -1.7976931348623157e308,
+                }
+            ]
+            * 3,
             product_action={"transaction_id": ESCAPED},
             source_message_id=ESCAPED,
         ),
@@ -168,8 +177,16 @@ LARGEST_NUMBERS = [-1.7976931348623157e308, -(2**63), 2**31 - 1, False]
             "add_to_cart",
             custom_attributes={f"{i:03}": LARGEST_NUMBERS[i % 4] for i in range(MAX_ATTRIBUTES_PER_EVENT)},
         ),
+        # One product: its name and category again as content_name and content_category, the id in
+        # content_ids, num_items and delivery_category (Conversions API).
+        commerce_event(
+            "purchase",
+            products=[{"id": ESCAPED, "name": ESCAPED, "brand": ESCAPED, "category": ESCAPED, "quantity": 2**31 - 1}],
+            product_action={"transaction_id": ESCAPED, "total_amount": -1.7976931348623157e308 * -1},
+            source_message_id=ESCAPED,
+        ),
     ],
-    ids=["escaped texts", "largest quantities", "escaped attributes", "longest numbers"],
+    ids=["escaped texts", "largest quantities", "escaped attributes", "longest numbers", "one escaped product"],
 )
 def test_the_cheap_size_bound_is_never_below_the_exact_size(monkeypatch, api, event):
     # The longest event name, every LDU field: what the bound counts as the fixed part at its largest.
@@ -197,18 +214,21 @@ def rendered_bytes(event: dict[str, Any], api: str, monkeypatch: pytest.MonkeyPa
 def event_of(size: int, api: str, char: str, monkeypatch: pytest.MonkeyPatch, name: str = "big") -> dict[str, Any]:
     """An add_to_cart event whose rendering is exactly `size` bytes, its bulk in product ids of `char`.
 
-    Each product renders to `,{"id":"…","quantity":N}`: full ones first, then one whose id and
-    quantity digits take the bytes left (fewer than a full product's, so its id stays within limits).
+    Each product renders to `,{"id":"…","quantity":1}`, and on the Conversions API its id again in
+    `content_ids`: full ones first, then one whose id takes the bytes left (fewer than a full product's, so
+    its id stays within limits), then the few bytes still missing as ASCII in a custom attribute.
     """
     per_char = len(orjson.dumps(char)) - 2  # bytes of one character inside a JSON string: 1 to 6
-    tail = len(',{"id":"","quantity":1}')
-    full = [{"id": char * MAX_TEXT_LENGTH} for _ in range(size // (per_char * MAX_TEXT_LENGTH + tail))]
+    copies = 2 if api == "conversions_api" else 1  # content_ids repeats every id
+    tail = len(',{"id":"","quantity":1}') + (copies - 1) * len(',""')
+    full = [{"id": char * MAX_TEXT_LENGTH} for _ in range(size // (copies * per_char * MAX_TEXT_LENGTH + tail))]
     event = commerce_event("add_to_cart", products=full, source_message_id=name)
     gap = size - rendered_bytes(event, api, monkeypatch) - tail
     if gap < 0:
         full.pop()
         gap = size - rendered_bytes(event, api, monkeypatch) - tail
-    full.append({"id": char * (gap // per_char), "quantity": 10 ** (gap % per_char)})
+    full.append({"id": char * max(1, gap // (copies * per_char))})
+    event["data"]["custom_attributes"]["store"] += "s" * (size - rendered_bytes(event, api, monkeypatch))
     assert rendered_bytes(event, api, monkeypatch) == size
     return event
 

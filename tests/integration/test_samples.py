@@ -61,6 +61,18 @@ def test_the_body_alone_is_the_batch_for_curl(aws, function_env, invoke, graph):
     assert invoke(api_event(batch)).body["forwarded"] == 1
 
 
+@pytest.mark.parametrize("name", ["purchase", "base64_purchase"])
+def test_a_development_sample_reaches_test_events_only(name, aws, function_env, invoke, graph):
+    """docs/deploy.md, step 5: what is sent to see an event arrive under Events Manager's Test events."""
+    function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE="TEST12345")
+    batch = json.loads(printed(name, "--body", "--development"))
+    assert batch["environment"] == "development"
+    assert invoke(api_event(batch)).body["forwarded"] == 1
+    assert graph.received[-1].body["test_event_code"] == "TEST12345"
+    assert invoke(api_event(json.loads(printed(name, "--body")))).body["forwarded"] == 1
+    assert "test_event_code" not in graph.received[-1].body  # the sample as recorded is production
+
+
 def test_a_raw_sample_would_be_skipped_as_too_old(aws, function_env, invoke, graph):
     """Why the rebasing exists: the file as recorded is too old for Facebook."""
     answer = invoke(json.loads((ROOT / "events" / "purchase.json").read_text()))

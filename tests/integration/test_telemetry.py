@@ -42,7 +42,7 @@ def metric_values(blobs: list[dict]) -> dict[tuple[str, str | None], float]:
 
 def test_one_invocation_emits_counts_by_reason_and_one_summary_line(function_env, invoke, graph, capsys, log_lines):
     capsys.readouterr()
-    events = [commerce_event(), commerce_event("refund"), {"event_type": "custom_event"}]
+    events = [commerce_event(), commerce_event("refund"), {"event_type": "screen_view"}]
     graph.script(Fault.graph_error(17))
     assert invoke(api_event(make_batch(events))).status == 200
     blobs = emitted(capsys.readouterr().out)

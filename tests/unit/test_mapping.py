@@ -129,7 +129,6 @@ def test_unsupported_actions_are_skipped(event: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "event",
     [
-        {"event_type": "custom_event", "data": {"event_name": "Hello", "custom_event_type": "navigation"}},
         {"event_type": "screen_view", "data": {"screen_name": "Home"}},
         {"event_type": "session_start", "data": {}},
         {"data": commerce_event()["data"]},
@@ -137,6 +136,11 @@ def test_unsupported_actions_are_skipped(event: dict[str, Any]) -> None:
 )
 def test_non_commerce_events_are_skipped(event: dict[str, Any]) -> None:
     assert skip_reason(make_batch([event])) == "not_commerce_event"
+
+
+def test_custom_events_no_mapping_names_are_skipped_as_unmapped() -> None:
+    event = {"event_type": "custom_event", "data": {"event_name": "Hello", "custom_event_type": "navigation"}}
+    assert skip_reason(make_batch([event])) == "unmapped_custom_event"
 
 
 @pytest.mark.parametrize("event", ["purchase", 42, None, ["commerce_event"]])
@@ -149,7 +153,7 @@ def test_every_received_event_is_forwarded_or_counted() -> None:
     mapped = run(make_batch(events))
     assert mapped.received == 4
     assert len(mapped.conversions) == 1
-    assert dict(mapped.skipped) == {"unsupported_action": 1, "not_commerce_event": 1, "malformed_event": 1}
+    assert dict(mapped.skipped) == {"unsupported_action": 1, "unmapped_custom_event": 1, "malformed_event": 1}
 
 
 # ---- event time --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Properties of read_batch + map_batch + render_events over arbitrary and nearly valid batches.
 
 Whatever arrives, the pipeline either refuses a body that is not a batch (BatchError) or accounts for
-every event, and everything it emits is something Meta accepts: a standard name, a time inside the
-window, at least one match key, a positive finite value with a currency, and strict JSON.
+every event, and everything it emits is something Meta accepts: a standard name (or, on the Conversions
+API, a valid custom one), one of Meta's action sources and a time inside its window, at least one match
+key, a positive finite value with a currency, and strict JSON.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from hypothesis import strategies as st
 from forwarder.batch import BatchError, read_batch
 from forwarder.mapping import map_batch
 from forwarder.render import render_events
-from forwarder.settings import Settings, load_settings
-from localdev.graph_stub import META_STANDARD_EVENTS
+from forwarder.settings import CUSTOM_EVENT_NAME, Settings, load_settings
+from localdev.graph_stub import ACTION_SOURCE_MAX_AGE_DAYS, META_STANDARD_EVENTS
 
 NOW = 1_790_000_000.0
 DAY = 24 * 3600
@@ -42,6 +43,20 @@ CONFIGS = [
     )
     for api in ("offline_conversions", "conversions_api")
     for ldu in ("never", "always", "opted_out")
+] + [
+    load_settings(
+        {
+            "OFFLINE_EVENT_SET_ID": "1234567890",
+            "SECRET_ID": "secret",
+            "PARKING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/parked-batches",
+            "FACEBOOK_API": api,
+            "CUSTOM_EVENT_MAPPING": "Visit=FindLocation,Phone Order=Purchase,Call=Called By Phone",
+            "FORWARD_UNMAPPED_CUSTOM_EVENTS": forward,
+            "DEFAULT_ACTION_SOURCE": source,
+        }
+    )
+    for api in ("offline_conversions", "conversions_api")
+    for forward, source in (("true", "physical_store"), ("false", "chat"))
 ]
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -61,6 +76,7 @@ UNSUPPORTED_ACTIONS = ["refund", "remove_from_cart", "click", "checkout_option",
 # Mostly inside Meta's window, so that events do come out; also either side of it, as text, and junk.
 timestamps = st.one_of(
     st.integers(int(OLDEST * 1000), int(NEWEST * 1000)),
+    st.integers(int((NOW - 8 * DAY) * 1000), int(NEWEST * 1000)),  # either side of the 7 days of most sources
     st.integers(int(OLDEST * 1000), int(NEWEST * 1000)),
     st.integers(int(OLDEST * 1000) - 5 * DAY * 1000, int(NEWEST * 1000) + 5 * 3600 * 1000),
     st.integers(int(OLDEST * 1000), int(NEWEST * 1000)).map(str),
@@ -91,6 +107,15 @@ product_actions = st.fixed_dictionaries(
         "products": st.lists(products, max_size=3),
     },
 )
+action_source_values = st.sampled_from(
+    ["physical_store", "phone_call", "chat", "email", "website", "Other", " app ", "", "shop", 7, None]
+)
+custom_flags = st.dictionaries(
+    st.sampled_from(["Facebook.ActionSource", "Facebook.EventSourceUrl", "other"]),
+    action_source_values | st.lists(action_source_values, max_size=2),
+    max_size=2,
+)
+attribute_names = st.sampled_from(["value", "Revenue", "currency", "Facebook.ActionSource"]) | st.text(max_size=8)
 commerce_events = st.fixed_dictionaries(
     {
         "event_type": st.just("commerce_event"),
@@ -100,6 +125,27 @@ commerce_events = st.fixed_dictionaries(
                 "currency_code": st.sampled_from(["USD", "eur", " gbp ", "", "US Dollars", "XX", 840]),
                 "source_message_id": st.text(max_size=8),
                 "custom_attributes": st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+                "custom_flags": custom_flags,
+            },
+        ),
+    }
+)
+custom_events = st.fixed_dictionaries(
+    {
+        "event_type": st.just("custom_event"),
+        "data": st.fixed_dictionaries(
+            {
+                "event_name": st.sampled_from(
+                    ["Visit", "VISIT ", "phone order", "Call", "Lead", "Store.Visit", "x" * 51]
+                )
+                | st.text(max_size=12),
+                "timestamp_unixtime_ms": timestamps,
+            },
+            optional={
+                "custom_event_type": st.sampled_from(["other", "location", "transaction"]),
+                "source_message_id": st.text(max_size=8),
+                "custom_attributes": st.dictionaries(attribute_names, amounts | json_values, max_size=4),
+                "custom_flags": custom_flags,
             },
         ),
     }
@@ -130,9 +176,11 @@ consent_states = st.fixed_dictionaries(
 )
 valid_batches = st.fixed_dictionaries(
     {
-        "events": st.tuples(st.lists(commerce_events, max_size=4), st.lists(other_events, max_size=1)).map(
-            lambda parts: parts[0] + parts[1]
-        ),
+        "events": st.tuples(
+            st.lists(commerce_events, max_size=4),
+            st.lists(custom_events, max_size=2),
+            st.lists(other_events, max_size=1),
+        ).map(lambda parts: parts[0] + parts[1] + parts[2]),
         "user_identities": user_identities,
         "user_attributes": user_attributes,
     },
@@ -205,15 +253,21 @@ def check(body: Any, config: Settings) -> None:
 
     for rendered in events:
         json.dumps(rendered, allow_nan=False)  # strict JSON: no NaN or Infinity
-        assert rendered["event_name"] in META_STANDARD_EVENTS
+        name = rendered["event_name"]
+        assert name in META_STANDARD_EVENTS or (
+            config.api.value == "conversions_api" and CUSTOM_EVENT_NAME.fullmatch(name)
+        )
         assert type(rendered["event_time"]) is int
         assert OLDEST <= rendered["event_time"] <= NEWEST
         if config.api.value == "offline_conversions":
             keys, commerce = rendered["match_keys"], rendered
+            assert "action_source" not in rendered
         else:
             keys, commerce = rendered["user_data"], rendered.get("custom_data", {})
-            assert rendered["action_source"] == "physical_store"
+            assert rendered["action_source"] in ACTION_SOURCE_MAX_AGE_DAYS
+            assert NOW - ACTION_SOURCE_MAX_AGE_DAYS[rendered["action_source"]] * DAY <= rendered["event_time"]
             assert isinstance(rendered["event_id"], str) and rendered["event_id"]
+            assert "Facebook.ActionSource" not in commerce
         assert keys
         for name, value in keys.items():  # SHA-256 hex, one or an array, but what the API takes unhashed
             if name in UNHASHED[config.api.value]:
@@ -268,3 +322,18 @@ def test_the_batch_strategy_reaches_what_the_properties_check(config: Settings) 
         )
 
     find(valid_batches, priced_purchase_with_ldu, settings=settings(max_examples=2000, deadline=None, database=None))
+
+
+def test_the_batch_strategy_reaches_custom_events_and_other_action_sources() -> None:
+    """Guards against vacuous properties: custom events do come out, under custom names and other sources."""
+    config = CONFIGS[8]  # the Conversions API, CUSTOM_EVENT_MAPPING, FORWARD_UNMAPPED_CUSTOM_EVENTS=true
+    assert config.forward_unmapped_custom_events and config.api.value == "conversions_api"
+
+    def custom_name(body: dict[str, Any]) -> bool:
+        return any(rendered["event_name"] not in META_STANDARD_EVENTS for rendered in emitted(body, config))
+
+    def from_the_phone(body: dict[str, Any]) -> bool:
+        return any(rendered["action_source"] == "phone_call" for rendered in emitted(body, config))
+
+    for condition in (custom_name, from_the_phone):
+        find(valid_batches, condition, settings=settings(max_examples=5000, deadline=None, database=None))

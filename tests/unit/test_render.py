@@ -126,9 +126,24 @@ def test_conversions_api_rendering() -> None:
                 "store": "SF-01",
                 "value": 30.0,
                 "currency": "USD",
-                "contents": [{"id": "sku-1", "quantity": 3, "item_price": 10.0, "brand": "Acme", "category": "Tops"}],
+                "contents": [
+                    {
+                        "id": "sku-1",
+                        "quantity": 3,
+                        "item_price": 10.0,
+                        "brand": "Acme",
+                        "category": "Tops",
+                        "title": "Shirt",  # the product's name
+                    }
+                ],
                 "content_type": "product",
                 "order_id": "T-1",
+                # Meta's fields for optimisation and reports (conversions-api/parameters/custom-data):
+                "content_ids": ["sku-1"],
+                "num_items": 3,
+                "content_name": "Shirt",  # the one product's name and category
+                "content_category": "Tops",
+                "delivery_category": "in_store",  # a purchase at the store
             },
         }
     ]
