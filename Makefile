@@ -24,7 +24,7 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 ENV ?= staging
 
 .PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
-	build-ForwarderFunction
+	build-ForwarderFunction build-SenderFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
 $(BIN)/.installed: requirements-dev.txt
@@ -63,8 +63,9 @@ lint: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml
 
 # Called by `sam build` (BuildMethod: makefile; samconfig.toml builds in the source tree, so nothing is
-# copied first) with ARTIFACTS_DIR set, and by tests with a host platform.
-build-ForwarderFunction: $(DEPS_DIR)
+# copied first) with ARTIFACTS_DIR set, and by tests with a host platform. SAM builds each makefile
+# function on its own: the webhook (ForwarderFunction) and the buffered sender get the same artifact.
+build-ForwarderFunction build-SenderFunction: $(DEPS_DIR)
 	test -n "$(ARTIFACTS_DIR)"
 	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"

@@ -37,6 +37,11 @@ TEMPLATE = ROOT / "template.yaml"
 # API Gateway's integration timeout for REST APIs; the function must answer before it.
 API_GATEWAY_TIMEOUT_S = 29
 FUNCTION_ID = "ForwarderFunction"
+# DeliveryMode buffered (README, "Delivery modes"): the function reading the ingest queue, and what only
+# a buffered stack has.
+SENDER_ID = "SenderFunction"
+INGEST_QUEUE_ID = "IngestQueue"
+BUFFERED = "Buffered"
 
 # README, "Configuration": what the deployed function must be given.
 CONTRACT_ENV = {
@@ -54,6 +59,8 @@ CONTRACT_ENV = {
     "CUSTOM_EVENT_CURRENCY_ATTRIBUTE",
     "DEFAULT_ACTION_SOURCE",
     "DEVELOPMENT_BATCHES",
+    "DELIVERY_MODE",
+    "INGEST_QUEUE_URL",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -80,6 +87,27 @@ POLICY_TEMPLATES: dict[str, dict[str, Any]] = {
         "Statement": [
             {
                 "Action": ["sqs:SendMessage*"],
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::Sub": [
+                        "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${queueName}",
+                        {"queueName": {"Ref": "QueueName"}},
+                    ]
+                },
+            }
+        ]
+    },
+    "SQSPollerPolicy": {
+        "Statement": [
+            {
+                "Action": [
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:ChangeMessageVisibilityBatch",
+                    "sqs:DeleteMessage",
+                    "sqs:DeleteMessageBatch",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ReceiveMessage",
+                ],
                 "Effect": "Allow",
                 "Resource": {
                     "Fn::Sub": [
@@ -130,6 +158,12 @@ def function(resources: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def env(function: dict[str, Any]) -> dict[str, Any]:
     return function["Properties"]["Environment"]["Variables"]
+
+
+@pytest.fixture(scope="module")
+def sender(resources: dict[str, Any]) -> dict[str, Any]:
+    assert resources[SENDER_ID]["Type"] == "AWS::Serverless::Function"
+    return resources[SENDER_ID]
 
 
 def of_type(resources: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -273,13 +307,18 @@ def test_function_runtime_and_limits(function: dict[str, Any]) -> None:
     assert "MemorySize" in props
 
 
+def makefile_targets() -> set[str]:
+    """The targets the Makefile's rules name (`a b: prerequisites` names a and b)."""
+    makefile = (ROOT / "Makefile").read_text()
+    return {name for line in re.findall(r"^([\w. -]+):(?!=)", makefile, re.MULTILINE) for name in line.split()}
+
+
 def test_function_entry_point_is_built_by_the_makefile(function: dict[str, Any]) -> None:
     props = function["Properties"]
     assert props["CodeUri"] == "."
     assert props["Handler"] == "handler.app.lambda_handler"
     assert function["Metadata"]["BuildMethod"] == "makefile"
-    makefile = (ROOT / "Makefile").read_text()
-    assert re.search(rf"^build-{FUNCTION_ID}:", makefile, re.MULTILINE)
+    assert f"build-{FUNCTION_ID}" in makefile_targets()
     module, _, _ = props["Handler"].rpartition(".")
     assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
 
@@ -411,13 +450,15 @@ def test_function_may_only_read_its_secret_and_park_in_its_queue(function: dict[
     everything = [s for _, statements in function_policies(function) for s in statements]
     assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
     conditional = [(c, a) for c, statements in function_policies(function) if c for s in statements for a in actions(s)]
-    assert conditional == [("DecryptWithSecretKey", "kms:Decrypt")]
+    assert conditional == [(BUFFERED, "sqs:SendMessage*"), ("DecryptWithSecretKey", "kms:Decrypt")]
 
 
+@pytest.mark.parametrize("function_id", [FUNCTION_ID, SENDER_ID])
 def test_kms_decrypt_is_for_an_existing_secrets_own_key_through_secrets_manager_only(
-    function: dict[str, Any], template: dict[str, Any]
+    resources: dict[str, Any], template: dict[str, Any], function_id: str
 ) -> None:
-    ((condition, statements),) = [(c, s) for c, s in function_policies(function) if c]
+    function = resources[function_id]
+    ((condition, statements),) = [(c, s) for c, s in function_policies(function) if c == "DecryptWithSecretKey"]
     (statement,) = statements
     assert statement["Resource"] == {"Ref": "ExistingSecretKmsKeyArn"}
     via = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
@@ -498,8 +539,9 @@ def test_the_account_wide_api_gateway_logging_role_is_an_explicit_choice(
         assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "CreateApiGatewayLoggingRole"}, "true"]}
 
 
-def test_parking_queue_is_encrypted_and_keeps_messages_14_days(resources: dict[str, Any]) -> None:
-    (queue,) = of_type(resources, "AWS::SQS::Queue").values()
+def test_parking_queue_is_encrypted_and_keeps_messages_14_days(resources: dict[str, Any], env: dict[str, Any]) -> None:
+    queue = resources[ref(env["PARKING_QUEUE_URL"])]
+    assert queue["Type"] == "AWS::SQS::Queue" and "Condition" not in queue
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
 
@@ -545,8 +587,21 @@ def test_api_stage_is_throttled_logged_and_traced(resources: dict[str, Any]) -> 
 
 
 @pytest.fixture(scope="module")
-def alarms(resources: dict[str, Any]) -> dict[str, Any]:
+def all_alarms(resources: dict[str, Any]) -> dict[str, Any]:
     return {k: v["Properties"] for k, v in of_type(resources, "AWS::CloudWatch::Alarm").items()}
+
+
+@pytest.fixture(scope="module")
+def alarms(resources: dict[str, Any], all_alarms: dict[str, Any]) -> dict[str, Any]:
+    """The alarms every stack has (the webhook's and the parking queue's)."""
+    return {k: v for k, v in all_alarms.items() if "Condition" not in resources[k]}
+
+
+@pytest.fixture(scope="module")
+def buffered_alarms(resources: dict[str, Any], all_alarms: dict[str, Any]) -> dict[str, Any]:
+    found = {k: v for k, v in all_alarms.items() if "Condition" in resources[k]}
+    assert {resources[k]["Condition"] for k in found} == {BUFFERED}
+    return found
 
 
 def alarm_for(alarms: dict[str, Any], namespace: str, metric: str) -> dict[str, Any]:
@@ -559,11 +614,13 @@ def dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
     return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
 
 
-def test_every_alarm_notifies_the_topic(alarms: dict[str, Any], resources: dict[str, Any], template: dict[str, Any]):
+def test_every_alarm_notifies_the_topic(
+    all_alarms: dict[str, Any], resources: dict[str, Any], template: dict[str, Any]
+) -> None:
     (topic_id,) = of_type(resources, "AWS::SNS::Topic")
     assert ref(template["Outputs"]["AlarmTopicArn"]["Value"]) == topic_id
-    assert alarms
-    for name, alarm in alarms.items():
+    assert all_alarms
+    for name, alarm in all_alarms.items():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}], name
         assert alarm.get("TreatMissingData") == "notBreaching", name
 
@@ -614,33 +671,72 @@ def test_parked_batches_waiting_raise_an_alarm(alarms: dict[str, Any], env: dict
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
-def dashboard_metrics(body: dict[str, Any]) -> set[tuple[str, str]]:
-    """(namespace, metric) pairs a dashboard body plots, from metric rows and SEARCH expressions."""
+def dashboard_rows(body: dict[str, Any]) -> set[tuple[str, ...]]:
+    """(namespace, metric, dimension name, value, ...) of every metric row, with "." and "..." expanded."""
     found = set()
     for widget in body["widgets"]:
         previous: list[str] = []
         for row in widget["properties"].get("metrics", []):
             if isinstance(row[0], dict):
-                expression = row[0]["expression"]
-                namespace = re.search(r"\{([^,}]+)", expression).group(1)
-                found |= {(namespace, m) for m in re.findall(r'MetricName="(\w+)"', expression)}
                 continue
-            if row[0] == "...":
-                row = previous
-            elif row[0] == ".":
-                row = [previous[0], row[1], *row[2:]]
-            found.add((row[0], row[1]))
-            previous = row
+            names = [part for part in row if not isinstance(part, dict)]
+            if names == ["..."]:
+                names = previous
+            else:
+                names = [previous[i] if part == "." else part for i, part in enumerate(names)]
+            found.add(tuple(names))
+            previous = names
     return found
 
 
-def test_dashboard_shows_the_custom_metrics_of_this_stack(resources: dict[str, Any], env: dict[str, Any]) -> None:
+def dashboard_metrics(body: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, metric) pairs a dashboard body plots, from metric rows and SEARCH expressions."""
+    found = {(row[0], row[1]) for row in dashboard_rows(body)}
+    for widget in body["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                expression = row[0]["expression"]
+                namespace = re.search(r"\{([^,}]+)", expression).group(1)
+                found |= {(namespace, m) for m in re.findall(r'MetricName="(\w+)"', expression)}
+    return found
+
+
+NAMESPACE = "THIS-STACKS-NAMESPACE"
+# What the dashboard's ${...} stand for, as recognisable names.
+DASHBOARD_NAMES = {
+    "${Ns}": NAMESPACE,
+    "${Svc}": "this-stack",
+    f"${{{FUNCTION_ID}}}": "WEBHOOK-FUNCTION",
+    f"${{{SENDER_ID}}}": "SENDER-FUNCTION",
+    f"${{{INGEST_QUEUE_ID}.QueueName}}": "INGEST-QUEUE",
+    "${ParkingQueue.QueueName}": "PARKING-QUEUE",
+    "${AgeThreshold}": "900",
+}
+
+
+def dashboard_body(resources: dict[str, Any], env: dict[str, Any], *, buffered: bool) -> dict[str, Any]:
+    """The dashboard of a direct or a buffered stack, as CloudWatch would read it."""
     (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    assert "Condition" not in dashboard
     text, variables = resolve_sub(dashboard["Properties"]["DashboardBody"])
-    assert variables == {"Ns": env[METRICS_NAMESPACE_ENV], "Svc": env[SERVICE_ENV]}
-    namespace = "THIS-STACKS-NAMESPACE"
-    text = text.replace("${Ns}", namespace).replace("${Svc}", "this-stack")
-    body = json.loads(re.sub(r"\$\{[^}]+\}", "placeholder", text))
+    variables = dict(variables)  # the fixture's, not to be changed
+    stack_variables = {"Ns": env[METRICS_NAMESPACE_ENV], "Svc": env[SERVICE_ENV]}
+    condition, widgets, otherwise = variables.pop("BufferedWidgets")["Fn::If"]
+    assert variables == stack_variables
+    assert (condition, otherwise) == (BUFFERED, "")
+    widgets_text, widget_variables = resolve_sub(widgets)
+    assert widget_variables == {**stack_variables, "AgeThreshold": {"Ref": "IngestOldestMessageAlarmSeconds"}}
+    text = text.replace("${BufferedWidgets}", widgets_text if buffered else "")
+    for placeholder, name in DASHBOARD_NAMES.items():
+        text = text.replace(placeholder, name)
+    return json.loads(re.sub(r"\$\{[^}]+\}", "placeholder", text))
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_dashboard_shows_the_custom_metrics_of_this_stack(
+    resources: dict[str, Any], env: dict[str, Any], buffered: bool
+) -> None:
+    body = dashboard_body(resources, env, buffered=buffered)
     expected = [
         "EventsReceived",
         "EventsForwarded",
@@ -657,7 +753,9 @@ def test_dashboard_shows_the_custom_metrics_of_this_stack(resources: dict[str, A
         "ColdStart",
         "EventsWithMatchKey",
     ]
-    assert {(namespace, m) for m in expected} <= dashboard_metrics(body)
+    assert {(NAMESPACE, m) for m in expected} <= dashboard_metrics(body)
+    plotted = json.dumps(body)
+    assert ("SENDER-FUNCTION" in plotted, "INGEST-QUEUE" in plotted) == (buffered, buffered)
 
 
 # --- outputs ------------------------------------------------------------------------------------------------------
@@ -946,6 +1044,416 @@ def test_deploy_tooling_knows_the_parameters_without_a_default(template: dict[st
     assert set(samconfig.REQUIRED_PARAMETERS) == without_default
 
 
+# --- buffered delivery: an ingest queue and a sender function (DeliveryMode buffered) ------------------------------
+
+# Everything only a buffered stack has.
+BUFFERED_RESOURCES = {
+    SENDER_ID,
+    "SenderEventSourceMapping",
+    "SenderLogGroup",
+    INGEST_QUEUE_ID,
+    "IngestQueueOldestMessageAlarm",
+    "SenderErrorsAlarm",
+    "IngestMessagesRetriedAlarm",
+    "IngestMessagesParkedAlarm",
+}
+# What rolls a sender deploy back: a crash, or messages going back to the queue (its DeliveryFailures).
+# Not the queue's age (it measures the backlog, not the version) nor parked events (the data's fault).
+SENDER_ROLLBACK_ALARMS = {"SenderErrorsAlarm", "IngestMessagesRetriedAlarm"}
+# AWS Lambda's rules for SQS event sources (Lambda developer guide, "Creating and configuring an Amazon SQS
+# event source mapping"; CreateEventSourceMapping): batch size 1-10 without a batching window and up to
+# 10,000 with one of at least 1 s; windows up to 300 s; maximum concurrency 2-1000; the queue's visibility
+# timeout at least six times the function's timeout.
+SQS_BATCH_SIZE_WITHOUT_WINDOW = 10
+SQS_MAX_BATCH_SIZE = 10_000
+SQS_MAX_BATCHING_WINDOW_S = 300
+SQS_MAX_CONCURRENCY_RANGE = (2, 1000)
+VISIBILITY_TIMEOUTS_PER_FUNCTION_TIMEOUT = 6
+# Meta: send events "ideally within an hour" (Conversions API, "Using the API"); one Graph request of the
+# Conversions API carries up to 1000 events.
+META_FRESHNESS_S = 3600
+CONVERSIONS_API_EVENTS_PER_REQUEST = 1000
+FOUR_DAYS_S = 4 * 24 * 3600
+NO_VALUE = {"Ref": "AWS::NoValue"}
+# Parameters without a default, as a deploy would give them.
+REQUIRED_VALUES = {"OfflineEventSetId": "1234567890", "CreateApiGatewayLoggingRole": "false"}
+
+
+def evaluate(expr: Any, values: dict[str, Any], template: dict[str, Any]) -> Any:
+    """A condition (or a rule's condition or assertion) for the given parameter values."""
+    if not isinstance(expr, dict):
+        return expr
+    ((function, argument),) = expr.items()
+    if function == "Ref":
+        return values[argument]
+    if function == "Condition":
+        return evaluate(template["Conditions"][argument], values, template)
+    if function == "Fn::Equals":
+        left, right = (evaluate(side, values, template) for side in argument)
+        return left == right
+    if function == "Fn::Not":
+        return not evaluate(argument[0], values, template)
+    if function == "Fn::And":
+        return all(evaluate(part, values, template) for part in argument)
+    if function == "Fn::Or":
+        return any(evaluate(part, values, template) for part in argument)
+    raise AssertionError(f"not evaluated here: {function}")
+
+
+def parameter_values(template: dict[str, Any], **given: str) -> dict[str, Any]:
+    defaults = {name: p["Default"] for name, p in template["Parameters"].items() if "Default" in p}
+    return {**defaults, **REQUIRED_VALUES, **given}
+
+
+def choose(node: Any, conditions: dict[str, bool]) -> Any:
+    """The node with each Fn::If replaced by the branch the conditions choose, AWS::NoValue dropped."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return choose(yes if conditions[name] else no, conditions)
+        return {k: c for k, v in node.items() if (c := choose(v, conditions)) != NO_VALUE}
+    if isinstance(node, list):
+        return [c for v in node if (c := choose(v, conditions)) != NO_VALUE]
+    return node
+
+
+def deployed(template: dict[str, Any], **given: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(resources, outputs) of a stack deployed with these parameter values."""
+    values = parameter_values(template, **given)
+    conditions = {name: evaluate(expr, values, template) for name, expr in template["Conditions"].items()}
+
+    def kept(entries: dict[str, Any]) -> dict[str, Any]:
+        return {k: choose(v, conditions) for k, v in entries.items() if conditions.get(v.get("Condition"), True)}
+
+    return kept(template["Resources"]), kept(template["Outputs"])
+
+
+def references(node: Any) -> set[str]:
+    """The resources and parameters a node refers to (Ref, Fn::GetAtt, Fn::Sub; SAM's Function.Alias)."""
+    if isinstance(node, list):
+        return {name for value in node for name in references(value)}
+    if not isinstance(node, dict):
+        return set()
+    if set(node) == {"Ref"}:
+        return {node["Ref"].split(".")[0]}
+    if set(node) == {"Fn::GetAtt"}:
+        return {getatt(node)[0]}
+    if set(node) == {"Fn::Sub"}:
+        text, variables = resolve_sub(node)
+        named = {m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text)} - variables.keys()
+        return named | references(variables)
+    return {name for value in node.values() for name in references(value)}
+
+
+def dangling(template: dict[str, Any], resources: dict[str, Any], outputs: dict[str, Any]) -> set[str]:
+    """What a deployed stack's resources and outputs refer to that it does not have."""
+    known = resources.keys() | template["Parameters"].keys()
+    found = references(list(resources.values())) | references(list(outputs.values()))
+    for resource in resources.values():
+        depends = resource.get("DependsOn", [])
+        found |= {depends} if isinstance(depends, str) else set(depends)
+    return {name for name in found if not name.startswith("AWS::")} - known
+
+
+def rules_pass(template: dict[str, Any], values: dict[str, Any]) -> bool:
+    for rule in template["Rules"].values():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], values, template):
+            continue
+        if not all(evaluate(assertion["Assert"], values, template) for assertion in rule["Assertions"]):
+            return False
+    return True
+
+
+def sqs_grants(function: dict[str, Any], conditions: dict[str, bool]) -> dict[str, set[str]]:
+    """{queue resource: SQS actions} a function's role gets in a stack with these conditions."""
+    grants: dict[str, set[str]] = {}
+    for condition, statements in function_policies(function):
+        if condition is not None and not conditions[condition]:
+            continue
+        for statement in statements:
+            sqs_actions = {a for a in actions(statement) if a.startswith("sqs:")}
+            if not sqs_actions:
+                continue
+            pattern, variables = resolve_sub(statement["Resource"])
+            assert pattern == "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${queueName}"
+            queue_id, attribute = getatt(variables["queueName"])
+            assert attribute == "QueueName"
+            grants.setdefault(queue_id, set()).update(sqs_actions)
+    return grants
+
+
+def stack_conditions(template: dict[str, Any], mode: str) -> dict[str, bool]:
+    values = parameter_values(template, DeliveryMode=mode)
+    return {name: evaluate(expr, values, template) for name, expr in template["Conditions"].items()}
+
+
+def test_delivery_mode_is_a_parameter_direct_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["DeliveryMode"]
+    assert parameter["AllowedValues"] == ["direct", "buffered"] and parameter["Default"] == "direct"
+    assert template["Conditions"][BUFFERED] == {"Fn::Equals": [{"Ref": "DeliveryMode"}, "buffered"]}
+    (group,) = [
+        g
+        for g in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        if "DeliveryMode" in g["Parameters"]
+    ]
+    assert group["Label"]["default"] == "Delivery"
+    esm = template["Resources"]["SenderEventSourceMapping"]["Properties"]
+    tuning = {ref(esm["BatchSize"]), ref(esm["MaximumBatchingWindowInSeconds"])}
+    tuning |= {ref(esm["ScalingConfig"]["MaximumConcurrency"])}
+    tuning |= {ref(template["Resources"][INGEST_QUEUE_ID]["Properties"]["RedrivePolicy"]["maxReceiveCount"])}
+    tuning |= {ref(template["Resources"]["IngestQueueOldestMessageAlarm"]["Properties"]["Threshold"])}
+    assert set(group["Parameters"]) == {"DeliveryMode"} | tuning
+
+
+def test_every_parameter_is_in_one_parameter_group(template: dict[str, Any]) -> None:
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(template["Parameters"])
+
+
+@pytest.mark.parametrize("function_id", [FUNCTION_ID, SENDER_ID])
+def test_both_functions_are_told_the_mode_and_the_ingest_queue(resources: dict[str, Any], function_id: str) -> None:
+    variables = resources[function_id]["Properties"]["Environment"]["Variables"]
+    assert variables["DELIVERY_MODE"] == {"Ref": "DeliveryMode"}
+    # The queue's URL when buffered; "" when direct (the code reads empty as unset).
+    assert variables["INGEST_QUEUE_URL"] == {"Fn::If": [BUFFERED, {"Ref": INGEST_QUEUE_ID}, ""]}
+
+
+def test_the_sender_gets_the_webhooks_environment(env: dict[str, Any], sender: dict[str, Any]) -> None:
+    assert sender["Properties"]["Environment"]["Variables"] == env
+
+
+def test_buffered_delivery_with_the_offline_conversions_api_is_refused_before_deploying(
+    template: dict[str, Any],
+) -> None:
+    # The code refuses it too (a queue delivers at least once; only the Conversions API de-duplicates).
+    modes = template["Parameters"]["DeliveryMode"]["AllowedValues"]
+    apis = template["Parameters"]["FacebookApi"]["AllowedValues"]
+    for mode in modes:
+        for api in apis:
+            values = parameter_values(template, DeliveryMode=mode, FacebookApi=api)
+            assert rules_pass(template, values) == (not (mode == "buffered" and api == "offline_conversions")), (
+                mode,
+                api,
+            )
+
+
+def test_only_a_buffered_stack_has_the_queue_the_sender_and_their_alarms(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    conditional = {name for name, resource in resources.items() if resource.get("Condition") == BUFFERED}
+    assert conditional == BUFFERED_RESOURCES
+    direct_resources, direct_outputs = deployed(template, DeliveryMode="direct")
+    buffered_resources, buffered_outputs = deployed(template, DeliveryMode="buffered")
+    assert not BUFFERED_RESOURCES & direct_resources.keys()
+    assert buffered_resources.keys() - direct_resources.keys() == BUFFERED_RESOURCES
+    assert [k for k, v in direct_resources.items() if v["Type"] == "AWS::Serverless::Function"] == [FUNCTION_ID]
+    assert [k for k, v in direct_resources.items() if v["Type"] == "AWS::SQS::Queue"] == ["ParkingQueue"]
+    assert not [v for v in direct_resources.values() if v["Type"] == "AWS::Lambda::EventSourceMapping"]
+    # Nothing a direct stack keeps refers to what it does not have (CloudFormation would refuse the template).
+    assert dangling(template, direct_resources, direct_outputs) == set()
+    assert dangling(template, buffered_resources, buffered_outputs) == set()
+    webhook = direct_resources[FUNCTION_ID]["Properties"]
+    assert webhook["Environment"]["Variables"]["INGEST_QUEUE_URL"] == ""
+    assert INGEST_QUEUE_ID not in json.dumps(webhook)
+    assert buffered_outputs.keys() - direct_outputs.keys() == {"IngestQueueUrl", "SenderFunctionName"}
+
+
+def test_the_sender_is_built_and_run_like_the_webhook(function: dict[str, Any], sender: dict[str, Any]) -> None:
+    webhook, props = function["Properties"], sender["Properties"]
+    same = ("CodeUri", "Runtime", "Architectures", "MemorySize", "Tracing", "AutoPublishAlias", "AutoPublishCodeSha256")
+    assert {key: props[key] for key in same} == {key: webhook[key] for key in same}
+    assert sender["Metadata"] == function["Metadata"] == {"BuildMethod": "makefile"}
+    assert f"build-{SENDER_ID}" in makefile_targets(), "sam build runs make build-<LogicalId> for each function"
+    assert props["Handler"] == "handler.sender.lambda_handler"
+    assert isinstance(props["Timeout"], int) and 30 <= props["Timeout"] <= 900
+    # No Events: SAM would give an SQS event's function AWSLambdaSQSQueueExecutionRole, i.e. receive and
+    # delete on every queue of the account; the event source mapping is declared on its own instead.
+    assert "Events" not in props and "Role" not in props
+    module = ROOT / "handler" / "sender.py"
+    if not module.is_file():
+        pytest.skip("handler/sender.py comes with the Python side of buffered delivery (issue 17)")
+
+
+def test_the_sender_deploys_through_its_alias_and_rolls_back_on_its_own_alarms(
+    function: dict[str, Any], sender: dict[str, Any], template: dict[str, Any], buffered_alarms: dict[str, Any]
+) -> None:
+    preference = sender["Properties"]["DeploymentPreference"]
+    assert preference["Type"] == function["Properties"]["DeploymentPreference"]["Type"]
+    assert preference["PassthroughCondition"] is True, "else SAM's deployment group outlives the Condition"
+    assert {ref(alarm) for alarm in preference["Alarms"]} == SENDER_ROLLBACK_ALARMS
+    default = template["Parameters"][ref(preference["Type"])]["Default"]
+    bake_seconds = int(re.fullmatch(r"Canary10Percent(\d+)Minutes", default).group(1)) * 60
+    for name in SENDER_ROLLBACK_ALARMS:
+        alarm = buffered_alarms[name]
+        window = alarm["Period"] * alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
+        assert 2 * window <= bake_seconds, name
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+
+
+def test_the_ingest_queue_triggers_the_senders_alias_in_batches_with_partial_failures(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
+    (mapping_id,) = of_type(resources, "AWS::Lambda::EventSourceMapping")
+    mapping = resources[mapping_id]
+    assert mapping["Condition"] == BUFFERED
+    props = mapping["Properties"]
+    assert props["FunctionName"] == {"Ref": f"{SENDER_ID}.Alias"}, "the live alias, which CodeDeploy moves"
+    assert getatt(props["EventSourceArn"]) == [INGEST_QUEUE_ID, "Arn"]
+    assert props.get("Enabled", True) is True
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    parameters = template["Parameters"]
+    batch = parameters[ref(props["BatchSize"])]
+    window = parameters[ref(props["MaximumBatchingWindowInSeconds"])]
+    concurrency = parameters[ref(props["ScalingConfig"]["MaximumConcurrency"])]
+    assert {batch["Type"], window["Type"], concurrency["Type"]} == {"Number"}
+    assert batch["MinValue"] >= 1 and batch["MaxValue"] <= SQS_MAX_BATCH_SIZE
+    if batch["MaxValue"] > SQS_BATCH_SIZE_WITHOUT_WINDOW:
+        assert window["MinValue"] >= 1, "a batch size above 10 needs a batching window of at least 1 s"
+    assert window["MaxValue"] <= SQS_MAX_BATCHING_WINDOW_S
+    # The defaults fill a Graph request (each message holds at least one event) within about a minute.
+    assert batch["Default"] >= CONVERSIONS_API_EVENTS_PER_REQUEST and window["Default"] <= 60
+    # Meta rate-limits per dataset: few senders at once unless the operator raises it.
+    low, high = SQS_MAX_CONCURRENCY_RANGE
+    assert concurrency["MinValue"] >= low and concurrency["MaxValue"] <= high
+    assert concurrency["Default"] == low
+
+
+def test_the_ingest_queue_outlasts_the_sender_and_redrives_to_the_parking_queue(
+    resources: dict[str, Any], template: dict[str, Any], sender: dict[str, Any], env: dict[str, Any]
+) -> None:
+    queue = resources[INGEST_QUEUE_ID]
+    assert queue["Type"] == "AWS::SQS::Queue" and queue["Condition"] == BUFFERED
+    # Removing it (back to direct, or deleting the stack) keeps it and the messages not yet sent.
+    assert queue["DeletionPolicy"] == queue["UpdateReplacePolicy"] == "Retain"
+    props = queue["Properties"]
+    parking_id = ref(env["PARKING_QUEUE_URL"])
+    parking = resources[parking_id]["Properties"]
+    assert not props.get("FifoQueue") and props["SqsManagedSseEnabled"] is True
+    # Lambda: at least 6 x the function's timeout; the batching window too, since messages gathered for a
+    # batch are already in flight.
+    mapping = resources["SenderEventSourceMapping"]["Properties"]
+    longest_window = template["Parameters"][ref(mapping["MaximumBatchingWindowInSeconds"])]["MaxValue"]
+    timeout = sender["Properties"]["Timeout"]
+    assert props["VisibilityTimeout"] >= VISIBILITY_TIMEOUTS_PER_FUNCTION_TIMEOUT * timeout + longest_window
+    # A redriven message keeps its first enqueue time, so the parking queue must keep messages longer.
+    assert FOUR_DAYS_S <= props["MessageRetentionPeriod"] < parking["MessageRetentionPeriod"]
+    assert props["MaximumMessageSize"] <= parking["MaximumMessageSize"]
+    redrive = props["RedrivePolicy"]
+    assert getatt(redrive["deadLetterTargetArn"]) == [parking_id, "Arn"]
+    receives = template["Parameters"][ref(redrive["maxReceiveCount"])]
+    assert receives["Default"] == 5 and receives["MinValue"] >= 1 and receives["MaxValue"] <= 1000
+    # SQS's default RedriveAllowPolicy (allowAll) lets any queue of the account use the parking queue as
+    # its dead-letter queue; byQueue would have to name the ingest queue (a circular reference), denyAll
+    # would refuse it.
+    assert "RedriveAllowPolicy" not in parking
+    # make replay reads the parking queue, redriven messages included.
+    text, _ = template["Outputs"]["ReplayEnvironment"]["Value"]["Fn::Sub"]
+    assert f"PARKING_QUEUE_URL='${{{parking_id}}}'" in text and INGEST_QUEUE_ID not in json.dumps(
+        template["Outputs"]["ReplayEnvironment"]
+    )
+
+
+def test_the_sender_has_its_own_log_group(resources: dict[str, Any]) -> None:
+    group = resources["SenderLogGroup"]
+    assert group["Condition"] == BUFFERED
+    assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{SENDER_ID}}}"}
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_the_webhook_may_only_send_to_the_ingest_queue_never_read_it(
+    function: dict[str, Any], template: dict[str, Any], mode: str
+) -> None:
+    grants = sqs_grants(function, stack_conditions(template, mode))
+    expected = {"ParkingQueue": {"sqs:SendMessage*"}}
+    if mode == "buffered":
+        expected[INGEST_QUEUE_ID] = {"sqs:SendMessage*"}
+    assert grants == expected
+
+
+def test_the_sender_may_only_consume_the_ingest_queue_and_park(
+    sender: dict[str, Any], template: dict[str, Any]
+) -> None:
+    conditions = stack_conditions(template, "buffered")
+    poller = set(POLICY_TEMPLATES["SQSPollerPolicy"]["Statement"][0]["Action"])
+    assert not any(a.startswith("sqs:Send") or "*" in a.removeprefix("sqs:") for a in poller)
+    assert sqs_grants(sender, conditions) == {"ParkingQueue": {"sqs:SendMessage*"}, INGEST_QUEUE_ID: poller}
+    granted = sorted(a for s in function_statements(sender) for a in actions(s) if not a.startswith("sqs:"))
+    assert granted == ["secretsmanager:GetSecretValue"]
+    conditional = [(c, a) for c, statements in function_policies(sender) if c for s in statements for a in actions(s)]
+    assert conditional == [("DecryptWithSecretKey", "kms:Decrypt")]
+    everything = [s for _, statements in function_policies(sender) for s in statements]
+    assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
+
+
+def test_the_sender_reads_the_webhooks_secret(function: dict[str, Any], sender: dict[str, Any]) -> None:
+    def secret_resources(f: dict[str, Any]) -> list[Any]:
+        return [s["Resource"] for s in function_statements(f) if "secretsmanager:GetSecretValue" in actions(s)]
+
+    assert secret_resources(sender) == secret_resources(function)
+
+
+def test_an_old_ingest_message_raises_an_alarm_well_within_metas_hour(
+    buffered_alarms: dict[str, Any], template: dict[str, Any]
+) -> None:
+    alarm = alarm_for(buffered_alarms, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert dimensions(alarm) == {"QueueName": {"Fn::GetAtt": [INGEST_QUEUE_ID, "QueueName"]}}
+    assert alarm["Statistic"] == "Maximum" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    threshold = template["Parameters"][ref(alarm["Threshold"])]
+    assert threshold["Default"] == 900
+    assert threshold["Default"] + alarm["Period"] * alarm["EvaluationPeriods"] <= META_FRESHNESS_S / 2
+
+
+def test_sender_crashes_raise_an_alarm(buffered_alarms: dict[str, Any]) -> None:
+    alarm = alarm_for(buffered_alarms, "AWS/Lambda", "Errors")
+    assert dimensions(alarm) == {"FunctionName": {"Ref": SENDER_ID}}
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0
+
+
+@pytest.mark.parametrize("metric", ["IngestMessagesRetried", "IngestMessagesParked"])
+def test_sender_retries_and_parked_messages_raise_alarms_in_the_code_namespace(
+    buffered_alarms: dict[str, Any], env: dict[str, Any], metric: str
+) -> None:
+    alarm = alarm_for(buffered_alarms, env[METRICS_NAMESPACE_ENV], metric)
+    assert dimensions(alarm) == {"service": env[SERVICE_ENV]}
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_the_buffered_dashboard_shows_the_ingest_queue_and_the_sender(
+    resources: dict[str, Any], env: dict[str, Any]
+) -> None:
+    rows = dashboard_rows(dashboard_body(resources, env, buffered=True))
+    queue = [
+        ("AWS/SQS", metric, "QueueName", "INGEST-QUEUE")
+        for metric in (
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateAgeOfOldestMessage",
+            "NumberOfMessagesReceived",
+            "NumberOfMessagesDeleted",
+        )
+    ]
+    function = [
+        ("AWS/Lambda", metric, "FunctionName", "SENDER-FUNCTION")
+        for metric in ("Duration", "Errors", "Throttles", "ConcurrentExecutions")
+    ]
+    custom = [
+        (NAMESPACE, metric, "service", "this-stack") for metric in ("IngestMessagesRetried", "IngestMessagesParked")
+    ]
+    assert set(queue + function + custom) <= rows
+    direct = json.dumps(dashboard_body(resources, env, buffered=False))
+    assert "SENDER-FUNCTION" not in direct and "INGEST-QUEUE" not in direct
+
+
+def test_a_buffered_stack_names_its_ingest_queue(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["IngestQueueUrl"] == {**outputs["IngestQueueUrl"], "Condition": BUFFERED}
+    assert outputs["IngestQueueUrl"]["Value"] == {"Ref": INGEST_QUEUE_ID}
+    assert outputs["SenderFunctionName"]["Condition"] == BUFFERED
+    assert "Condition" not in outputs["ReplayEnvironment"]
+
+
 # --- samconfig.toml and make deploy ------------------------------------------------------------------------------
 
 ENVIRONMENTS = ("staging", "prod")
@@ -1129,7 +1637,7 @@ SAM_PARAMETERS = {
 
 
 @pytest.fixture(scope="module")
-def transformed(sam_build: Path) -> dict[str, Any]:
+def transformed_template(sam_build: Path) -> dict[str, Any]:
     python = _sam_python()
     if python is None:
         pytest.skip("the SAM CLI's own Python (with samtranslator) is not reachable from its launcher")
@@ -1142,15 +1650,28 @@ def transformed(sam_build: Path) -> dict[str, Any]:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["Resources"]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def transformed(transformed_template: dict[str, Any]) -> dict[str, Any]:
+    return transformed_template["Resources"]
+
+
+def of_function(transformed: dict[str, Any], type_: str, function_id: str) -> list[str]:
+    return [
+        k
+        for k, v in transformed.items()
+        if v["Type"] == type_ and v["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
 
 
 @pytest.mark.slow
 def test_sam_publishes_the_live_alias_and_lets_codedeploy_move_it(transformed: dict[str, Any]) -> None:
-    (alias_id,) = [k for k, v in transformed.items() if v["Type"] == "AWS::Lambda::Alias"]
+    (alias_id,) = of_function(transformed, "AWS::Lambda::Alias", FUNCTION_ID)
     alias = transformed[alias_id]
     assert alias["Properties"]["Name"] == "live"
-    (version_id,) = [k for k, v in transformed.items() if v["Type"] == "AWS::Lambda::Version"]
+    (version_id,) = of_function(transformed, "AWS::Lambda::Version", FUNCTION_ID)
     assert version_id == f"{FUNCTION_ID}Version{SAM_PARAMETERS['ConfigurationDigest'][:10]}", "named by the digest"
     assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
     update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
@@ -1182,6 +1703,7 @@ def test_sam_gives_the_function_role_exactly_the_expected_statements(transformed
     assert sorted((c or "", a) for c, a, _ in found) == [
         ("", "secretsmanager:GetSecretValue"),
         ("", "sqs:SendMessage*"),
+        (BUFFERED, "sqs:SendMessage*"),
         ("DecryptWithSecretKey", "kms:Decrypt"),
     ]
     ((_, _, decrypt),) = [entry for entry in found if entry[1] == "kms:Decrypt"]
@@ -1196,6 +1718,53 @@ def test_sam_keeps_the_per_stack_namespace_and_empty_local_variables(transformed
     assert {name: variables[name] for name in LOCAL_ONLY_ENV} == dict.fromkeys(LOCAL_ONLY_ENV, "")
     for name in ROLLBACK_ALARMS & {"DeliveryFailuresAlarm", "ParkingFailuresAlarm"}:
         assert transformed[name]["Properties"]["Namespace"] == STACK_NAMESPACE
+
+
+@pytest.mark.slow
+def test_sam_gives_the_sender_its_alias_a_conditional_deployment_group_and_only_its_own_grants(
+    transformed_template: dict[str, Any], transformed: dict[str, Any], template: dict[str, Any]
+) -> None:
+    (alias_id,) = of_function(transformed, "AWS::Lambda::Alias", SENDER_ID)
+    alias = transformed[alias_id]
+    assert alias["Condition"] == BUFFERED and alias["Properties"]["Name"] == "live"
+    (mapping,) = [v for v in transformed.values() if v["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Condition"] == BUFFERED and mapping["Properties"]["FunctionName"] == {"Ref": alias_id}
+    # PassthroughCondition: without it SAM creates the deployment group in a direct stack too, naming
+    # alarms that stack does not have.
+    group = transformed[ref(alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"])]
+    assert group["Condition"] == BUFFERED
+    assert {
+        ref(alarm["Name"]) for alarm in group["Properties"]["AlarmConfiguration"]["Alarms"]
+    } == SENDER_ROLLBACK_ALARMS
+    # The webhook's deployment group, application and CodeDeploy role stay unconditional.
+    (webhook_alias_id,) = of_function(transformed, "AWS::Lambda::Alias", FUNCTION_ID)
+    webhook_group = ref(
+        transformed[webhook_alias_id]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"]
+    )
+    for name in (webhook_group, "ServerlessDeploymentApplication", "CodeDeployServiceRole"):
+        assert "Condition" not in transformed[name], name
+    role = transformed[f"{SENDER_ID}Role"]
+    assert role["Condition"] == BUFFERED
+    # No AWSLambdaSQSQueueExecutionRole (receive and delete on every queue): SAM adds it for an SQS event.
+    managed = {arn if isinstance(arn, str) else json.dumps(arn) for arn in role["Properties"]["ManagedPolicyArns"]}
+    assert {arn.rsplit("/", 1)[-1] for arn in managed} == {"AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"}
+    found = []
+    for policy in role["Properties"]["Policies"]:
+        condition = None
+        if "Fn::If" in policy:
+            condition, policy, _ = policy["Fn::If"]
+        found += [
+            (condition or "", a, s["Resource"]) for s in policy["PolicyDocument"]["Statement"] for a in actions(s)
+        ]
+    poller = POLICY_TEMPLATES["SQSPollerPolicy"]["Statement"][0]["Action"]
+    assert sorted((c, a) for c, a, _ in found) == sorted(
+        [("", "secretsmanager:GetSecretValue"), ("", "sqs:SendMessage*"), ("DecryptWithSecretKey", "kms:Decrypt")]
+        + [("", action) for action in poller]
+    )
+    queues = {a: getatt(resolve_sub(r)[1]["queueName"])[0] for c, a, r in found if a.startswith("sqs:")}
+    assert queues == {"sqs:SendMessage*": "ParkingQueue"} | dict.fromkeys(poller, INGEST_QUEUE_ID)
+    # CloudFormation checks the rule before it changes anything; SAM's transform keeps it.
+    assert transformed_template["Rules"] == template["Rules"]
 
 
 def test_sam_reads_make_deploys_parameter_overrides_as_meant(sam_config: dict[str, Any], tmp_path: Path) -> None:
