@@ -3,7 +3,8 @@
 The slow test builds the artifact exactly as `sam build` does (the Makefile's `build-ForwarderFunction`,
 host platform instead of arm64 so it can be imported here), then runs every sample through
 `handler.app.lambda_handler` in a fresh interpreter whose sys.path is the artifact and the standard
-library only, against a local Graph API stand-in and a moto server. A second build, from the Makefile's
+library only, against a local Graph API stand-in and a moto server; and again in buffered delivery, the
+webhook queueing them and `handler.sender.lambda_handler` sending them. A second build, from the Makefile's
 dependency cache, must give the same bytes: `make deploy` names the version after them. Deselect with
 `-m "not slow"`.
 """
@@ -303,3 +304,103 @@ def test_artifact_handles_every_sample_in_a_fresh_interpreter(
     emf = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{") and '"_aws"' in line]
     namespaces = {m["Namespace"] for blob in emf for m in blob["_aws"]["CloudWatchMetrics"]}
     assert namespaces == {"MParticleFacebookForwarder"}
+
+
+# Buffered delivery in the artifact alone: the webhook handler queues every sample, then the sender handler
+# gets them as Lambda's SQS event source would (the records' shape of aws-lambda-developer-guide, with-sqs).
+SENDER_DRIVER = r"""
+import json, sys, time, uuid
+
+artifact, events_file, results_file = sys.argv[1:4]
+sys.path.insert(0, artifact)
+
+
+class Context:
+    memory_limit_in_mb = 256
+
+    def __init__(self, name, seconds):
+        self.function_name = name
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + name
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self):
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+import os
+import boto3
+from handler.app import lambda_handler as webhook
+from handler.sender import lambda_handler as sender
+
+answers = {}
+for name, event in json.load(open(events_file)).items():
+    response = webhook(event, Context("ForwarderFunction", 25))
+    answers[name] = {"status": response["statusCode"], "body": json.loads(response.get("body") or "{}")}
+
+sqs = boto3.client("sqs")
+queue = os.environ["INGEST_QUEUE_URL"]
+messages = []
+while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+    messages += batch
+records = [
+    {
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
+        "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ingest",
+    }
+    for m in messages
+]
+answer = sender({"Records": records}, Context("SenderFunction", 60))
+json.dump({"answers": answers, "messages": len(records), "sender": answer}, open(results_file, "w"))
+"""
+
+
+@pytest.mark.slow
+def test_artifact_serves_both_handlers_of_buffered_delivery(
+    artifact: Path, samples_file: Path, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    with GraphStub() as graph:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **aws_env,
+            "OFFLINE_EVENT_SET_ID": "1234567890",
+            "FACEBOOK_API": "conversions_api",
+            "DELIVERY_MODE": "buffered",
+            "FACEBOOK_GRAPH_URL": graph.url,
+            "POWERTOOLS_SERVICE_NAME": "facebook-offline-forwarder",
+            "POWERTOOLS_METRICS_NAMESPACE": "MParticleFacebookForwarder",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+        run = subprocess.run(  # noqa: S603 - this interpreter, our driver
+            [sys.executable, "-I", "-S", "-c", SENDER_DRIVER, str(artifact), str(samples_file), str(results_file)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-4000:]
+        requests = list(graph.received)
+    results = json.loads(results_file.read_text())
+
+    queued = 0
+    for name, (status, forwards) in SCENARIOS.items():
+        answer = results["answers"][name]
+        assert answer["status"] == status, (name, answer)
+        if status == 200:
+            assert (answer["body"]["queued"] > 0) is forwards, (name, answer)
+            queued += answer["body"]["queued"]
+    assert results["answers"]["wrong_authorization"]["status"] == 401
+    assert results["messages"] >= 8 and results["sender"] == {"batchItemFailures": []}
+    # Every queued event reached Facebook once, in one Graph request (they were all for one dataset).
+    assert len(requests) == 1 and requests[0].status == 200
+    event_ids = [event["event_id"] for event in requests[0].data]
+    assert len(event_ids) == queued == len(set(event_ids))
+    output = run.stdout + run.stderr
+    for secret in ("local-access-token", WEBHOOK_AUTHORIZATION, "jane.doe@example.com", "5550134", "C-100234"):
+        assert secret.lower() not in output.lower(), f"{secret!r} leaked into the logs"
