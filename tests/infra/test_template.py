@@ -932,6 +932,8 @@ def test_the_match_key_parameters_default_to_the_codes_defaults(
     assert parameter in json.dumps(env[variable])  # the variable is set from that parameter
     default = template["Parameters"][parameter]["Default"]
     assert load_settings({**REQUIRED_SETTINGS, variable: default}) == load_settings(REQUIRED_SETTINGS)
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_every_custom_event_mapping_the_template_accepts_the_code_accepts(

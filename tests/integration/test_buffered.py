@@ -148,3 +148,19 @@ def test_buffered_delivery_refuses_the_offline_conversions_api(aws, function_env
     assert (
         answer.status == 500 and "DELIVERY_MODE" in answer.body["error"] and "conversions_api" in answer.body["error"]
     )
+
+
+def test_only_a_development_batch_carries_the_test_event_code_through_the_queue(
+    aws, function_env, invoke, graph, sender
+):
+    """TEST_EVENT_CODE is decided per webhook batch (DEVELOPMENT_BATCHES=test): the queued events keep it, and
+    the sender never merges test and production events into one request."""
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered", TEST_EVENT_CODE="TEST123")
+    production = make_batch([commerce_event("purchase", source_message_id="prod-1")], batch_id=1)
+    development = make_batch([commerce_event("purchase", source_message_id="dev-1")], batch_id=2)
+    development["environment"] = "development"
+    for body in (production, development):
+        assert invoke(api_event(body)).status == 200
+    assert [invocation.failures for invocation in drain(sqs(aws), aws["INGEST_QUEUE_URL"], sender)] == [[]]
+    codes = {request.data[0]["event_id"]: request.body.get("test_event_code") for request in graph.received}
+    assert codes == {"prod-1": None, "dev-1": "TEST123"}
