@@ -21,8 +21,11 @@ class Invocation:
     failures: list[str] = field(default_factory=list)
 
 
-def poll_once(sqs: Any, queue_url: str, handler: Callable[..., Any], batch_size: int = 1000) -> Invocation | None:
-    """One invocation's worth: None when the queue is empty."""
+def poll_once(
+    sqs: Any, queue_url: str, handler: Callable[..., Any], batch_size: int = 1000, timeout: float = 60.0
+) -> Invocation | None:
+    """One invocation's worth, given `timeout` seconds (the sender's Lambda timeout): None when the queue is
+    empty."""
     messages: list[dict[str, Any]] = []
     while len(messages) < batch_size:
         received = sqs.receive_message(
@@ -34,7 +37,7 @@ def poll_once(sqs: Any, queue_url: str, handler: Callable[..., Any], batch_size:
     if not messages:
         return None
     event = {"Records": [_record(message, queue_url) for message in messages]}
-    answer = handler(event, LocalContext(timeout_seconds=60.0))
+    answer = handler(event, LocalContext(timeout_seconds=timeout))
     failures = [item["itemIdentifier"] for item in answer.get("batchItemFailures", [])]
     for message in messages:
         if message["MessageId"] in failures:

@@ -21,6 +21,10 @@ from tests.faulty_servers import FaultyGraph, closed_port, fresh_aws_clients, pa
 from tests.support import api_event, commerce_event, make_batch
 
 
+# A sender invocation's time when Facebook keeps failing: it retries until then (the stack gives it 60 s).
+SHORT = 8.0
+
+
 @pytest.fixture
 def graph() -> Iterator[GraphStub]:
     with FaultyGraph() as stub:
@@ -93,7 +97,7 @@ def test_a_transient_failure_returns_exactly_its_messages_and_a_retry_delivers_t
     }
     graph.script(Fault(), *[Fault.graph_error(2, status=500)] * 100)  # dataset 1 first (queue order), then 222 fails
 
-    invocation = poll_once(sqs(aws), queue, sender)
+    invocation = poll_once(sqs(aws), queue, sender, timeout=SHORT)
     assert invocation is not None and set(invocation.failures) == failing
     assert delivered(graph) == Counter(first_ids)
 
@@ -135,7 +139,7 @@ def test_a_message_that_keeps_failing_is_redriven_to_the_parking_queue_and_repla
     assert invoke(api_event(make_batch())).status == 200
     graph.script(*[Fault.graph_error(2, status=500)] * 1000)
     for _ in range(INGEST_MAX_RECEIVES + 1):
-        poll_once(sqs(aws), aws["INGEST_QUEUE_URL"], sender)
+        poll_once(sqs(aws), aws["INGEST_QUEUE_URL"], sender, timeout=SHORT)
     assert len(parked_messages(aws)) == 1  # redriven, in the parking queue's own format
     graph._faults.clear()
     assert replay(load_settings()).delivered_events == 1
