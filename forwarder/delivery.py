@@ -94,6 +94,8 @@ def queue(batch: Batch, settings: Settings, deadline: Deadline, now: float | Non
         "messages": messages,
         "skipped": summary["skipped"],
         "adjusted": summary["adjusted"],
+        # Counted where the user's keys are known: the sender sees only hashed, rendered events.
+        "match_keys": dict.fromkeys(outcome.match_keys, len(events)) if events else {},
     }
 
 

@@ -74,16 +74,18 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
 
 
 def record_ingest(summary: Mapping[str, Any]) -> None:
-    """The buffered sender's per-invocation metrics and its one summary log line."""
-    _record_events(summary)
+    """The buffered sender's per-invocation metrics and its one summary log line. EventsReceived is the
+    webhook's alone: the sender receives queued events, again after every retry."""
+    _record_events(summary, received=False)
     metrics.add_metric(name="IngestMessagesReceived", unit=MetricUnit.Count, value=summary.get("messages", 0))
     metrics.add_metric(name="IngestMessagesRetried", unit=MetricUnit.Count, value=summary.get("messages_failed", 0))
     metrics.add_metric(name="IngestMessagesParked", unit=MetricUnit.Count, value=summary.get("messages_parked", 0))
     logger.info("messages processed", extra={"summary": summary})
 
 
-def _record_events(summary: Mapping[str, Any]) -> None:
-    metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=summary.get("received", 0))
+def _record_events(summary: Mapping[str, Any], received: bool = True) -> None:
+    if received:
+        metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=summary.get("received", 0))
     metrics.add_metric(name="EventsForwarded", unit=MetricUnit.Count, value=summary.get("forwarded", 0))
     skipped: Mapping[str, int] = summary.get("skipped", {})
     metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))

@@ -20,7 +20,6 @@ from localdev.graph_stub import Fault, GraphStub
 from tests.faulty_servers import FaultyGraph, closed_port, fresh_aws_clients, parked_messages
 from tests.support import api_event, commerce_event, make_batch
 
-
 # A sender invocation's time when Facebook keeps failing: it retries until then (the stack gives it 60 s).
 SHORT = 8.0
 

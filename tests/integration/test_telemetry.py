@@ -174,3 +174,36 @@ def test_isolation_is_measured_rejected_events_by_subcode_and_the_extra_requests
     assert values[("EventsRejectedBySubcode", "2804050")] == 1
     assert values[("FacebookIsolationRequests", None)] >= 1
     assert values[("EventsParked", None)] == 1 and values[("EventsForwarded", None)] == 3
+
+
+def test_a_buffered_stack_counts_each_event_received_once_and_its_match_keys_when_queued(
+    aws, function_env, invoke, graph, capsys
+):
+    """The webhook counts what mParticle sent and the keys it queued; the sender what it forwarded. A message
+    received twice (here: failed once, then delivered) is not received twice in EventsReceived."""
+    import boto3
+
+    from handler.sender import lambda_handler as sender
+    from localdev.event_source import poll_once
+
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered")
+    capsys.readouterr()
+    events = [
+        commerce_event(source_message_id="m-1"),
+        commerce_event("refund"),
+        commerce_event(source_message_id="m-2"),
+    ]
+    batch = make_batch(events, user_identities={"email": "jane@example.com", "mobile_number": "+1 650 555 1212"})
+    assert invoke(api_event(batch)).status == 200
+    sqs = boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    graph.script(*[Fault.graph_error(2, status=500)] * 100)
+    assert poll_once(sqs, aws["INGEST_QUEUE_URL"], sender, timeout=8.0).failures  # received, not delivered
+    graph._faults.clear()
+    assert poll_once(sqs, aws["INGEST_QUEUE_URL"], sender).failures == []
+    values = metric_values(emitted(capsys.readouterr().out))
+    assert values[("EventsReceived", None)] == 3
+    assert values[("EventsQueued", None)] == 2
+    assert values[("EventsSkippedByReason", "unsupported_action")] == 1
+    assert values[("EventsForwarded", None)] == 2
+    assert values[("IngestMessagesRetried", None)] == 1
+    assert values[("EventsWithMatchKey", "email")] == values[("EventsWithMatchKey", "phone")] == 2
