@@ -321,7 +321,11 @@ def test_the_batch_strategy_reaches_what_the_properties_check(config: Settings) 
             for rendered in emitted(body, config)
         )
 
-    find(valid_batches, priced_purchase_with_ldu, settings=settings(max_examples=2000, deadline=None, database=None))
+    find(
+        valid_batches,
+        priced_purchase_with_ldu,
+        settings=settings(max_examples=2000, deadline=None, database=None, suppress_health_check=list(HealthCheck)),
+    )
 
 
 def test_the_batch_strategy_reaches_custom_events_and_other_action_sources() -> None:
@@ -336,4 +340,8 @@ def test_the_batch_strategy_reaches_custom_events_and_other_action_sources() -> 
         return any(rendered["action_source"] == "phone_call" for rendered in emitted(body, config))
 
     for condition in (custom_name, from_the_phone):
-        find(valid_batches, condition, settings=settings(max_examples=5000, deadline=None, database=None))
+        find(
+            valid_batches,
+            condition,
+            settings=settings(max_examples=5000, deadline=None, database=None, suppress_health_check=list(HealthCheck)),
+        )
