@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     notes.append(
         "Logs at WARNING and metrics off unless said otherwise (as `make run`); tracing is off outside Lambda. "
-        "Measurements 1, 2 and 6 run in a fresh child interpreter (moto and the responder stay in the parent "
-        "process); times are medians of interleaved runs (handler, floor, handler, ...) after one warm-up call."
+        "Measurements 1, 2, 6, 8 and 9 run in a fresh child interpreter (moto and the responder stay in the "
+        "parent process); times are medians of interleaved runs (handler, floor, handler, ...) after one warm-up call."
     )
     text = report.markdown(rows, notes, "python -m bench")
     print(text)

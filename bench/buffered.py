@@ -163,8 +163,8 @@ def requests_row(result: dict[str, Any]) -> Row:
             f"Row 7: the sender is invoked by the event-source stand-in with the stack's batch size "
             f"({SENDER_BATCH_SIZE}): {', '.join(map(str, records))} messages per invocation, requests of up to "
             f"{result['largest_request']} events; the largest sender event is "
-            f"{result['largest_sender_event'] / 1e6:.2f} MB (Lambda delivers at most "
-            f"{INVOKE_PAYLOAD_LIMIT / 1e6:.2f} MB). Every event_id arrived exactly once in "
+            f"{result['largest_sender_event'] / 2**20:.2f} MiB (Lambda delivers at most "
+            f"{INVOKE_PAYLOAD_LIMIT / 2**20:.0f} MiB). Every event_id arrived exactly once in "
             + ("both modes." if exact else "neither or only one mode: see the notes above."),
             "Row 7 assumes traffic that fills the batch (the 60 s window ends sooner than 1000 batches arrive "
             "only below ~17 batches/s): at N batches per window a request holds ~3N events, up to 1000.",
