@@ -1,4 +1,5 @@
-"""`python -m bench` (`make bench`): the six measurements of issue 7, one table, bench/RESULTS.md.
+"""`python -m bench` (`make bench`): the six measurements of issue 7 and three of buffered delivery (issue 17),
+one table, bench/RESULTS.md.
 
 Servers are local: moto for Secrets Manager and `bench.responder` for Facebook. Progress goes to
 stderr, the table to stdout. `--quick` cuts the repetitions (a smoke run, not numbers to publish);
@@ -34,7 +35,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         type=int,
         action="append",
-        choices=range(1, 7),
+        choices=range(1, 10),
         metavar="N",
         help="run only measurement N (repeatable; 4 = peak memory); the partial table is printed, not written",
     )
@@ -46,13 +47,17 @@ def _progress(message: str) -> None:
 
 
 def _in_child(kind: str, repeat: int, aws_env: dict[str, str], telemetry: dict[str, str], api: str = "") -> dict:
-    """One timed measurement in a clean interpreter (`bench.child`); the responder stays here."""
-    from bench import latency, throughput
+    """One timed measurement in a clean interpreter (`bench.child`); the responder stays here. Buffered
+    delivery's is against a responder that counts events and answers in `buffered.GRAPH_SECONDS`."""
+    from bench import buffered, latency, throughput
     from bench.responder import Responder
 
     api = api or "offline_conversions"
-    answer = throughput.answer(api, latency.EVENTS if kind == "latency" else throughput.EVENTS)
-    with tempfile.TemporaryDirectory() as scratch, Responder(answer) as server:
+    if kind == "buffered":
+        responder = Responder(delay=buffered.GRAPH_SECONDS)
+    else:
+        responder = Responder(throughput.answer(api, latency.EVENTS if kind == "latency" else throughput.EVENTS))
+    with tempfile.TemporaryDirectory() as scratch, responder as server:
         out = Path(scratch) / "result.json"
         env = {**os.environ, **aws_env, **telemetry, "PYTHONPATH": str(ROOT)}
         subprocess.run(
@@ -69,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     os.environ.update(QUIET_ENV)  # before anything imports Powertools (it reads the log level at import)
 
-    from bench import coldstart, latency, memory, profiling, report, sdk_compare, throughput, wire
+    from bench import buffered, coldstart, latency, memory, profiling, report, sdk_compare, throughput, wire
     from bench.harness import Function
     from localdev.aws import local_aws
 
     repeat, runs, invocations = (5, 3, 50) if args.quick else (30, 9, 300)
+    batches = 100 if args.quick else buffered.BATCHES
     notes: list[str] = []
+    buffered_times: dict[str, dict] = {}  # rows 8 and 9 share one run
+
+    def buffered_timed(aws_env: dict[str, str]) -> dict:
+        if not buffered_times:  # always on the Conversions API, the one a queue may feed
+            buffered_times["result"] = _in_child("buffered", batches, aws_env, QUIET_ENV)
+        return buffered_times["result"]
 
     def throughput_row(aws_env: dict[str, str]) -> Row:
         offline = _in_child("throughput", repeat, aws_env, QUIET_ENV)
@@ -108,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             "warm latency",
             lambda aws_env: latency.row(_in_child("latency", invocations, aws_env, QUIET_ENV)),
         ),
+        7: (
+            "buffered vs direct: Graph requests",
+            lambda aws_env: buffered.requests_row(buffered.count_requests(Function(aws_env), batches)),
+        ),
+        8: (
+            "buffered vs direct: webhook answer time (with 9: one run)",
+            lambda aws_env: buffered.answer_row(buffered_timed(aws_env)),
+        ),
+        9: ("buffered vs direct: Lambda time", lambda aws_env: buffered.lambda_row(buffered_timed(aws_env))),
     }
     chosen = sorted(set(args.only)) if args.only else sorted(steps)
     # Powertools prints the cold-start metric, and a full metric buffer, even with metrics disabled.
@@ -121,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
     notes.append(
         "Logs at WARNING and metrics off unless said otherwise (as `make run`); tracing is off outside Lambda. "
-        "Measurements 1, 2 and 6 run in a fresh child interpreter (moto and the responder stay in the parent "
-        "process); times are medians of interleaved runs (handler, floor, handler, ...) after one warm-up call."
+        "Measurements 1, 2, 6, 8 and 9 run in a fresh child interpreter (moto and the responder stay in the "
+        "parent process); times are medians of interleaved runs (handler, floor, handler, ...) after one warm-up call."
     )
     text = report.markdown(rows, notes, "python -m bench")
     print(text)

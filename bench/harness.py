@@ -14,9 +14,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localdev.lambda_context import LocalContext
+
+if TYPE_CHECKING:
+    from forwarder.settings import Settings
 
 EVENT_SET_ID = "1234567890"
 QUIET_ENV = {
@@ -62,6 +65,10 @@ class Function:
     def configure(self, graph_url: str, api: str) -> None:
         os.environ.update(function_env(self.aws_env, graph_url, api))
         self._app._settings = None  # settings are parsed once per container; a new "container" here
+
+    def use(self, settings: Settings) -> None:
+        """Settings parsed beforehand, as a warm container holds them: switching costs nothing."""
+        self._app._settings = settings
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         response = self._app.lambda_handler(event, LocalContext())

@@ -2,13 +2,15 @@
 
 It reads each request's headers and skips `Content-Length` body bytes without parsing them, then
 answers one fixed success body, so a benchmark measures the client and not the server. It counts
-accepted connections and requests, which is what the wire-efficiency check needs.
+accepted connections and requests, which is what the wire-efficiency check needs. With a `delay` it
+answers each request that many seconds after reading it, like a Facebook that takes its time.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Self
 
 _HEADER_END = b"\r\n\r\n"
@@ -31,7 +33,8 @@ class Responder:
     Without an answer it counts each request's events (its `"event_name":` keys) and answers that count,
     as Facebook does: slower, for the benchmarks that do not time the server's side."""
 
-    def __init__(self, answer: bytes | None = None) -> None:
+    def __init__(self, answer: bytes | None = None, delay: float = 0.0) -> None:
+        self.delay = delay
         self.connections = 0
         self.requests = 0
         self.bytes_received = 0
@@ -114,6 +117,8 @@ class Responder:
                 with self._lock:
                     self.requests += 1
                     self.bytes_received += length
+                if self.delay:
+                    time.sleep(self.delay)
                 connection.sendall(self._response)
         except OSError:
             return

@@ -64,12 +64,28 @@ def commerce_event(index: int, now_ms: int) -> dict[str, Any]:
     return {"event_type": "commerce_event", "data": data}
 
 
-def batch(events: int, now_ms: int | None = None) -> dict[str, Any]:
+def batch(events: int, now_ms: int | None = None, first: int = 0) -> dict[str, Any]:
+    """The sample's user with `events` commerce events, numbered (ids, products, actions) from `first`."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     _, body = _sample()
     body["timestamp_unixtime_ms"] = now_ms
-    body["events"] = [commerce_event(index, now_ms) for index in range(events)]
+    body["events"] = [commerce_event(index, now_ms) for index in range(first, first + events)]
     return body
+
+
+def webhook_batches(count: int, first: int = 0, now_ms: int | None = None) -> list[dict[str, Any]]:
+    """`count` batches as mParticle's webhook sends them in steady traffic: 1 to 5 events each (3 on average),
+    every event its own ids (numbered from `first`), every batch its own ids (from its first event's number),
+    so batches made from disjoint numbers never share an id."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    batches = []
+    for number in range(count):
+        body = batch(1 + number % 5, now_ms, first)
+        body["batch_id"] += first
+        body["source_request_id"] = f"5f3a9c2e-7b1d-4e6f-8ccb-{first:012x}"
+        batches.append(body)
+        first += len(body["events"])
+    return batches
 
 
 def api_event(body: dict[str, Any] | str, base64_body: bool = False) -> dict[str, Any]:
