@@ -1,18 +1,23 @@
 """A local stand-in for Lambda's SQS event source mapping: receive a batch, invoke, delete what succeeded.
 
-Like the real mapping with ReportBatchItemFailures: up to `batch_size` messages per invocation (SQS returns
-at most ten per receive, so it receives until it has them or the queue is empty), the messages named in
+Like the real mapping with ReportBatchItemFailures: up to `batch_size` messages and 6 MB of event per
+invocation (SQS returns at most ten per receive, so it receives until it has them or the queue is empty;
+a message that would pass 6 MB is left for the next invocation), the messages named in
 `batchItemFailures` stay in the queue (visible again at once here, instead of after the visibility
 timeout) and the queue's redrive policy moves them to its dead-letter queue after maxReceiveCount.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from localdev.lambda_context import LocalContext
+
+# Lambda's synchronous invocation payload, which caps an SQS event source's batch too (Lambda quotas).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 
 @dataclass
@@ -27,16 +32,29 @@ def poll_once(
     """One invocation's worth, given `timeout` seconds (the sender's Lambda timeout): None when the queue is
     empty."""
     messages: list[dict[str, Any]] = []
-    while len(messages) < batch_size:
+    records: list[dict[str, Any]] = []
+    size = len('{"Records": []}')
+    full = False
+    while len(messages) < batch_size and not full:
         received = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size - len(messages)), VisibilityTimeout=60
         ).get("Messages", [])
         if not received:
             break
-        messages += received
+        for message in received:
+            record = _record(message, queue_url)
+            full = full or size + len(json.dumps(record)) + 2 > MAX_PAYLOAD_BYTES
+            if full:  # Lambda invokes with what fits; the rest waits for the next invocation
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                continue
+            size += len(json.dumps(record)) + 2
+            messages.append(message)
+            records.append(record)
     if not messages:
         return None
-    event = {"Records": [_record(message, queue_url) for message in messages]}
+    event = {"Records": records}
     answer = handler(event, LocalContext(timeout_seconds=timeout))
     failures = [item["itemIdentifier"] for item in answer.get("batchItemFailures", [])]
     for message in messages:

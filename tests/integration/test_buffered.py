@@ -167,3 +167,18 @@ def test_only_a_development_batch_carries_the_test_event_code_through_the_queue(
     assert [invocation.failures for invocation in drain(sqs(aws), aws["INGEST_QUEUE_URL"], sender)] == [[]]
     codes = {request.data[0]["event_id"]: request.body.get("test_event_code") for request in graph.received}
     assert codes == {"prod-1": None, "dev-1": "TEST123"}
+
+
+def test_the_event_source_stand_in_invokes_with_at_most_6_mb_like_lambda(aws):
+    """30 messages of 240 KB: the first invocation gets what fits in Lambda's 6 MB payload, the next the rest."""
+    client, queue = sqs(aws), aws["INGEST_QUEUE_URL"]
+    for number in range(30):
+        client.send_message(QueueUrl=queue, MessageBody=f"{number:02}" + "x" * 240_000)
+    sizes: list[tuple[int, int]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        sizes.append((len(event["Records"]), len(json.dumps(event))))
+        return {"batchItemFailures": []}
+
+    assert [invocation.records for invocation in drain(client, queue, handler)] == [count for count, _ in sizes]
+    assert [count for count, _ in sizes] == [26, 4] and all(size <= 6 * 1024 * 1024 for _, size in sizes)
