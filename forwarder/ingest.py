@@ -25,9 +25,12 @@ from forwarder.isolation import send_isolating
 from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
 from forwarder.parking import MalformedPart, ParkingFailed, Request, park, read_part, recorded_destination
 from forwarder.redaction import Redactor, raw_values
-from forwarder.sender import Sender
+from forwarder.sender import MIN_ATTEMPT_SECONDS, Sender
 from forwarder.settings import Settings, SettingsError
 from forwarder.telemetry import logger
+
+# A destination's least share of the invocation, when there is that much: one attempt and its answer.
+MIN_GROUP_SECONDS = MIN_ATTEMPT_SECONDS + 1.0
 
 
 @dataclass(slots=True)
@@ -59,6 +62,8 @@ class _Group:
     settings: Settings
     events: list[dict[str, Any]] = field(default_factory=list)
     source: dict[int, str] = field(default_factory=dict)
+    event_ids: set[str] = field(default_factory=set)
+    requests: list[RequestOutcome] = field(default_factory=list)
 
 
 def deliver_messages(
@@ -67,20 +72,27 @@ def deliver_messages(
     """Deliver the events of `records` ((message id, body) pairs); returns what must be received again.
     Parking writes end by `park_by`."""
     result = IngestOutcome(messages=len(records))
-    groups = _groups(records, settings, result)
+    groups = list(_groups(records, settings, result).values())
     source: dict[int, str] = {}
-    for group in groups.values():
+    waiting = sum(len(group.events) for group in groups)
+    for group in groups:
         source.update(group.source)
         redactor = Redactor(value for event in group.events for value in raw_values(event.get("user_data")))
-        group_sender = dataclasses.replace(sender, settings=group.settings, retries=0)
+        # Each destination gets a share of the time left by its events, so one that keeps failing cannot
+        # starve the others; time a group does not use passes to the next.
+        left = sender.deadline.left()
+        share = Deadline.after(min(left, max(left * len(group.events) / waiting, MIN_GROUP_SECONDS)))
+        waiting -= len(group.events)
+        group_sender = dataclasses.replace(sender, settings=group.settings, deadline=share, retries=0)
         size = group.settings.profile.max_events_per_request
         for start in range(0, len(group.events), size):
             isolated = send_isolating(group_sender, group.events[start : start + size], redactor)
-            result.batch.requests += isolated.outcomes
+            group.requests += isolated.outcomes
             result.batch.isolation_requests += isolated.extra_requests
+        result.batch.requests += group.requests
         result.batch.retries += group_sender.retries
     result.batch.received = len(source)
-    _settle(result, source, settings, park_by)
+    _settle(result, groups, source, park_by)
     return result
 
 
@@ -96,37 +108,53 @@ def _groups(records: list[tuple[str, str]], settings: Settings, result: IngestOu
             result.malformed[str(problem)] += 1
             result.failed.add(message_id)
             continue
+        if not target.profile.deduplicates:  # only a tampered message: the webhook never queues these
+            result.malformed["the API does not de-duplicate resent events"] += 1
+            result.failed.add(message_id)
+            continue
         key = (target.api, target.api_version, target.event_set_id, target.test_event_code, target.upload_tag)
         group = groups.setdefault(key, _Group(target))
-        group.events += part.events
-        group.source.update((id(event), message_id) for event in part.events)
+        for event in part.events:
+            # SQS may deliver a message twice in one receive: each event_id goes once per request.
+            event_id = event.get("event_id")
+            if isinstance(event_id, str):
+                if event_id in group.event_ids:
+                    continue
+                group.event_ids.add(event_id)
+            group.events.append(event)
+            group.source[id(event)] = message_id
     return groups
 
 
-def _settle(result: IngestOutcome, source: dict[int, str], settings: Settings, park_by: Deadline) -> None:
-    """Fail the messages with an event neither delivered nor to be parked; park the rest that must be.
+def _settle(result: IngestOutcome, groups: list[_Group], source: dict[int, str], park_by: Deadline) -> None:
+    """Fail the messages with an event neither delivered nor to be parked; park the rest that must be, each
+    destination's events with the settings they were rendered for (so replay sends them there, with their
+    test event code).
 
     An event of a failed message is not parked now: its message is received again and resent with it, and
     is parked (if it must be) on the receive that settles its message, so it is never parked twice."""
     for request in result.batch.requests:
         if request.status != DELIVERED and not request.parking_reason:  # transient, token, not attempted...
             result.failed.update(source[id(event)] for event in request.payload)
-    to_park: list[tuple[str, RequestOutcome, list[dict[str, Any]]]] = []
-    for request in result.batch.requests:
-        if reason := request.parking_reason:
-            kept = [event for event in request.payload if source[id(event)] not in result.failed]
-            if kept:
-                to_park.append((reason, request, kept))
-    if not to_park:
-        return
-    messages = {source[id(event)] for _, _, kept in to_park for event in kept}
-    try:
-        park([Request(reason, kept) for reason, _, kept in to_park], settings, park_by)
-    except ParkingFailed as problem:
-        logger.warning("rejected events not parked; their messages come again", extra={"error": str(problem)})
-        result.failed |= messages
-        return
-    for _, request, kept in to_park:
-        request.parked = True
-        result.parked_events += len(kept)
-    result.parked_messages = len(messages)
+    parked: set[str] = set()
+    for group in groups:
+        to_park: list[tuple[RequestOutcome, list[dict[str, Any]]]] = []
+        for request in group.requests:
+            if request.parking_reason:
+                kept = [event for event in request.payload if source[id(event)] not in result.failed]
+                if kept:
+                    to_park.append((request, kept))
+        if not to_park:
+            continue
+        messages = {source[id(event)] for _, kept in to_park for event in kept}
+        try:
+            park([Request(request.parking_reason or "", kept) for request, kept in to_park], group.settings, park_by)
+        except ParkingFailed as problem:
+            logger.warning("rejected events not parked; their messages come again", extra={"error": str(problem)})
+            result.failed |= messages
+            continue
+        for request, kept in to_park:
+            request.parked = True
+            result.parked_events += len(kept)
+        parked |= messages
+    result.parked_messages = len(parked - result.failed)

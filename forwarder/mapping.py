@@ -401,7 +401,9 @@ def map_batch(batch: Batch, settings: Settings, now: float) -> Mapped:
     if batch.development and settings.skips_development_batches:  # test traffic that must not count as real
         skipped = Counter({Skip.DEVELOPMENT_BATCH: len(batch.events)})
         return Mapped(len(batch.events), MatchKeys(), None, skipped=+skipped)
-    code = country_code(batch.user.attribute("$country"))
+    # The user's country, else DEFAULT_COUNTRY: the region the phone match key reads national numbers in,
+    # so custom data screens out the same numbers the match key would take.
+    code = country_code(batch.user.attribute("$country")) or settings.key_settings.default_country
     screen = Screen(region=code.upper() if code else None)
     keys = match_keys(batch.user, settings.key_settings)
     mapped = Mapped(len(batch.events), keys, limited_data_use(settings.ldu_mode, batch.user))

@@ -110,6 +110,9 @@ class GraphStub:
     # the error names the event (`data[3]`) or not.
     reject_marked: str | None = None
     blame: bool = True
+    # Datasets whose requests are answered 500 with code 2 (Meta's "temporary issue"), the others as usual.
+    unavailable: set[str] = field(default_factory=set)
+    slow: dict[str, float] = field(default_factory=dict)  # dataset -> seconds each of its requests takes
     host: str = "127.0.0.1"  # the address to listen on
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -195,6 +198,9 @@ class GraphStub:
         match = _PATH.fullmatch(path)
         if not match:
             return 400, _error(100, f"Unknown path components: {path}", subcode=33)
+        time.sleep(self.slow.get(match.group(2), 0.0))
+        if match.group(2) in self.unavailable:
+            return 500, _error(2, "An unexpected error has occurred. Please retry your request later.")
         if int(match.group(1)) < self.deprecated_before:
             return 400, _error(2635, "You are calling a deprecated version of the Graph API. Please update.")
         if self.datasets is not None and match.group(2) not in self.datasets:

@@ -182,3 +182,71 @@ def test_the_event_source_stand_in_invokes_with_at_most_6_mb_like_lambda(aws):
 
     assert [invocation.records for invocation in drain(client, queue, handler)] == [count for count, _ in sizes]
     assert [count for count, _ in sizes] == [26, 4] and all(size <= 6 * 1024 * 1024 for _, size in sizes)
+
+
+def queue_to(invoke: Any, function_env: Any, dataset: str, bodies: list[dict[str, Any]], **env: str) -> None:
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered", OFFLINE_EVENT_SET_ID=dataset, **env)
+    for body in bodies:
+        assert invoke(api_event(body)).status == 200
+
+
+def test_a_dataset_that_keeps_failing_does_not_starve_the_others_in_the_same_receive(
+    aws, function_env, invoke, graph, sender
+):
+    """The failing dataset's messages come first in the receive, and the healthy one answers in 5 s: it is
+    still delivered in that receive, the failing one having had only its share of the time."""
+    failing, _ = batches(4, "down")
+    healthy, healthy_ids = batches(4, "up")
+    queue_to(invoke, function_env, "111", failing)
+    queue_to(invoke, function_env, "222", healthy)
+    graph.unavailable, graph.slow = {"111"}, {"222": 5.0}
+    invocation = poll_once(sqs(aws), aws["INGEST_QUEUE_URL"], sender, timeout=12.0)
+    assert invocation is not None and len(invocation.failures) == len(failing)
+    assert delivered(graph) == Counter(healthy_ids)
+
+
+@pytest.mark.parametrize(
+    ("environment", "code_when_sent", "parked_code"),
+    [
+        ("production", None, None),  # never the test code, though TEST_EVENT_CODE is set
+        ("development", "TEST123", "TEST123"),
+    ],
+)
+def test_events_the_sender_parks_keep_what_they_were_rendered_for(
+    aws, function_env, invoke, graph, sender, environment, code_when_sent, parked_code
+):
+    """Parked by the sender with the message's destination and test event code, not the function's: the
+    environment may have changed since the webhook queued them (here: another dataset, no test code)."""
+    body = make_batch([commerce_event(source_message_id=i) for i in ("ok-1", "BAD-1")], batch_id=3)
+    body["environment"] = environment
+    queue_to(invoke, function_env, "111", [body], TEST_EVENT_CODE="TEST123")
+    function_env(FACEBOOK_API="conversions_api", DELIVERY_MODE="buffered", OFFLINE_EVENT_SET_ID="999")
+    graph.reject_marked = "BAD"
+    assert [invocation.failures for invocation in drain(sqs(aws), aws["INGEST_QUEUE_URL"], sender)] == [[]]
+    assert {request.body.get("test_event_code") for request in graph.received} == {code_when_sent}
+    assert all("/111/events" in request.path for request in graph.received)
+    [message] = parked_messages(aws)
+    assert message["settings"]["event_set_id"] == "111"
+    assert message["settings"].get("test_event_code") == parked_code
+    assert [event["event_id"] for event in message["events"]] == ["BAD-1"]
+
+
+def test_a_message_delivered_twice_in_one_receive_sends_its_events_once(aws, buffered, invoke, graph, sender):
+    assert invoke(api_event(make_batch([commerce_event(source_message_id="once")]))).status == 200
+    client, queue = sqs(aws), aws["INGEST_QUEUE_URL"]
+    [message] = client.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"]
+    client.send_message(QueueUrl=queue, MessageBody=message["Body"])  # what an at-least-once queue may do
+    assert [invocation.failures for invocation in drain(client, queue, sender)] == [[]]
+    assert [event["event_id"] for request in graph.received for event in request.data] == ["once"]
+
+
+def test_a_tampered_message_for_the_offline_conversions_api_is_never_sent(aws, buffered, invoke, graph, sender):
+    assert invoke(api_event(make_batch())).status == 200
+    client, queue = sqs(aws), aws["INGEST_QUEUE_URL"]
+    [message] = client.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"]
+    client.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    body = json.loads(message["Body"])
+    body["settings"]["api"] = "offline_conversions"
+    client.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+    invocation = poll_once(client, queue, sender)
+    assert invocation is not None and len(invocation.failures) == 1 and graph.received == []

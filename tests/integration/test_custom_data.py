@@ -85,3 +85,23 @@ def test_phone_checks_are_bounded_per_batch_and_then_err_on_the_side_of_privacy(
     assert screen.checks_left == 0
     # The two checked: a valid number removed, a version-like string kept; past the budget, removed unchecked.
     assert kept == {"n0": "12.345.678"} and removed == [PHONE] * 5
+
+
+@pytest.mark.parametrize(
+    ("user_country", "default_country", "removed"),
+    [
+        (None, "US", True),  # the user has no $country: DEFAULT_COUNTRY reads the national number, as the key does
+        ("US", "", True),
+        (None, "", False),  # no country at all: a bare national number cannot be told from an id
+        ("GB", "US", False),  # the user's country wins: (415) 555-0199 is not a British number
+    ],
+)
+def test_a_national_number_in_custom_data_is_read_in_the_region_the_phone_key_uses(
+    function_env, invoke, graph, user_country, default_country, removed
+):
+    function_env(FACEBOOK_API="conversions_api", DEFAULT_COUNTRY=default_country)
+    attributes = {"$country": user_country} if user_country else {}
+    event = commerce_event(custom_attributes={"contact": "(415) 555-0199", "store": "SF-01"})
+    assert invoke(api_event(make_batch([event], user_attributes=attributes))).status == 200
+    [sent] = graph.received[0].data
+    assert ("contact" not in sent["custom_data"]) is removed and sent["custom_data"]["store"] == "SF-01"
