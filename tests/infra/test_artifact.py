@@ -238,6 +238,30 @@ def aws_env() -> Iterator[dict[str, str]]:
         yield provision(endpoint)
 
 
+def run_driver(driver: str, args: list[Path], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`driver` in a fresh `python -I -S` with only `env` (and what every run needs); it must exit 0."""
+    run = subprocess.run(  # noqa: S603 - this interpreter, our driver
+        [sys.executable, "-I", "-S", "-c", driver, *map(str, args)],
+        cwd=cwd,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "OFFLINE_EVENT_SET_ID": "1234567890",
+            "POWERTOOLS_SERVICE_NAME": "facebook-offline-forwarder",
+            "POWERTOOLS_METRICS_NAMESPACE": "MParticleFacebookForwarder",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("api", ["conversions_api", "offline_conversions"])
 def test_artifact_handles_every_sample_in_a_fresh_interpreter(
@@ -246,28 +270,12 @@ def test_artifact_handles_every_sample_in_a_fresh_interpreter(
     results_file = tmp_path / "results.json"
     with GraphStub() as graph:
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             **aws_env,
-            "OFFLINE_EVENT_SET_ID": "1234567890",
             "FACEBOOK_API": api,
             "FACEBOOK_GRAPH_URL": graph.url,
             "SEND_CCPA_LIMITED_DATA_USE": "opted_out",
-            "POWERTOOLS_SERVICE_NAME": "facebook-offline-forwarder",
-            "POWERTOOLS_METRICS_NAMESPACE": "MParticleFacebookForwarder",
-            "POWERTOOLS_TRACE_DISABLED": "1",
         }
-        run = subprocess.run(  # noqa: S603 - this interpreter, our driver
-            [sys.executable, "-I", "-S", "-c", DRIVER, str(artifact), str(samples_file), str(results_file)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr[-4000:]
+        run = run_driver(DRIVER, [artifact, samples_file, results_file], env, tmp_path)
         forwarded_to_graph = len(graph.events)
     results = json.loads(results_file.read_text())
 
@@ -363,28 +371,12 @@ def test_artifact_serves_both_handlers_of_buffered_delivery(
     results_file = tmp_path / "results.json"
     with GraphStub() as graph:
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             **aws_env,
-            "OFFLINE_EVENT_SET_ID": "1234567890",
             "FACEBOOK_API": "conversions_api",
             "DELIVERY_MODE": "buffered",
             "FACEBOOK_GRAPH_URL": graph.url,
-            "POWERTOOLS_SERVICE_NAME": "facebook-offline-forwarder",
-            "POWERTOOLS_METRICS_NAMESPACE": "MParticleFacebookForwarder",
-            "POWERTOOLS_TRACE_DISABLED": "1",
         }
-        run = subprocess.run(  # noqa: S603 - this interpreter, our driver
-            [sys.executable, "-I", "-S", "-c", SENDER_DRIVER, str(artifact), str(samples_file), str(results_file)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr[-4000:]
+        run = run_driver(SENDER_DRIVER, [artifact, samples_file, results_file], env, tmp_path)
         requests = list(graph.received)
     results = json.loads(results_file.read_text())
 
