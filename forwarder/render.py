@@ -104,7 +104,7 @@ def _content_details(conversion: Conversion, commerce: dict[str, Any]) -> None:
         else:
             commerce["content_ids"] = [content["id"] for content in contents]
             if name in NUM_ITEMS_EVENTS:
-                commerce["num_items"] = sum([content["quantity"] for content in contents])
+                commerce["num_items"] = sum(content["quantity"] for content in contents)
     if name == "Purchase" and conversion.action_source == _PHYSICAL_STORE:
         commerce["delivery_category"] = IN_STORE
 

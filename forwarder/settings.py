@@ -263,9 +263,7 @@ def _event_names(raw: str) -> dict[str, str]:
 def _key_settings(env: Mapping[str, str]) -> KeySettings:
     """EMAIL_IDENTITY_TYPES (default email), EXTERNAL_ID_IDENTITY_TYPE (default customer_id) and DEFAULT_COUNTRY."""
     emails: list[str] = []
-    for position, item in enumerate(
-        filter(None, (part.strip() for part in env.get("EMAIL_IDENTITY_TYPES", "").split(","))), 1
-    ):
+    for position, item in enumerate(_names(env.get("EMAIL_IDENTITY_TYPES", "")), 1):
         if item.lower() not in IDENTITY_TYPES:
             raise SettingsError(
                 f"EMAIL_IDENTITY_TYPES must be comma-separated mParticle identity types, each one of "

@@ -43,13 +43,14 @@ def poll_once(
             break
         for message in received:
             record = _record(message, queue_url)
-            full = full or size + len(json.dumps(record)) + 2 > MAX_PAYLOAD_BYTES
+            record_size = len(json.dumps(record)) + 2  # and the separator
+            full = full or size + record_size > MAX_PAYLOAD_BYTES
             if full:  # Lambda invokes with what fits; the rest waits for the next invocation
                 sqs.change_message_visibility(
                     QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
                 continue
-            size += len(json.dumps(record)) + 2
+            size += record_size
             messages.append(message)
             records.append(record)
     if not messages:

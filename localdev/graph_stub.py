@@ -121,6 +121,10 @@ class GraphStub:
     def script(self, *faults: Fault) -> None:
         self._faults.extend(faults)
 
+    def recover(self) -> None:
+        """Drop the scripted faults not yet answered: Facebook answers normally again."""
+        self._faults.clear()
+
     def __enter__(self) -> GraphStub:
         stub = self
 

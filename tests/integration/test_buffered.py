@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,17 +16,11 @@ import pytest
 
 from localdev.event_source import drain, poll_once
 from localdev.graph_stub import Fault, GraphStub
-from tests.faulty_servers import FaultyGraph, closed_port, fresh_aws_clients, parked_messages
+from tests.faulty_servers import closed_port, fresh_aws_clients, parked_messages
 from tests.support import api_event, commerce_event, make_batch
 
 # A sender invocation's time when Facebook keeps failing: it retries until then (the stack gives it 60 s).
 SHORT = 8.0
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphStub]:
-    with FaultyGraph() as stub:
-        yield stub
 
 
 @pytest.fixture
@@ -100,7 +93,7 @@ def test_a_transient_failure_returns_exactly_its_messages_and_a_retry_delivers_t
     assert invocation is not None and set(invocation.failures) == failing
     assert delivered(graph) == Counter(first_ids)
 
-    graph._faults.clear()
+    graph.recover()
     assert poll_once(sqs(aws), queue, sender).failures == []
     assert delivered(graph) == Counter(first_ids + second_ids)
 
@@ -140,7 +133,7 @@ def test_a_message_that_keeps_failing_is_redriven_to_the_parking_queue_and_repla
     for _ in range(INGEST_MAX_RECEIVES + 1):
         poll_once(sqs(aws), aws["INGEST_QUEUE_URL"], sender, timeout=SHORT)
     assert len(parked_messages(aws)) == 1  # redriven, in the parking queue's own format
-    graph._faults.clear()
+    graph.recover()
     assert replay(load_settings()).delivered_events == 1
     assert delivered(graph) == Counter(["msg-purchase"])
 

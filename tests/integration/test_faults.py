@@ -391,7 +391,7 @@ def test_every_event_is_accounted_for_under_each_fault(case: Case, api: str, aws
 
     if case.replay:
         graph.received.clear()
-        graph._faults.clear()  # Facebook answers normally again
+        graph.recover()
         report = replay(load_settings())
         assert report.deleted == len(messages) and not report.kept
         assert {key for request in graph.received if request.status == 200 for key in ids_of(request.data)} == parked
@@ -406,7 +406,7 @@ def test_a_resent_batch_after_a_lost_answer_carries_the_same_ids(aws, function_e
     batch, ids = fault_batch(3)
     graph.script(*[Fault(200, Truncated('{"events_received": 3'))] * 30)
     assert invoke(api_event(batch), timeout=SHORT).status == 503
-    graph._faults.clear()  # Facebook answers normally again
+    graph.recover()
     assert invoke(api_event(batch)).status == 200  # mParticle's retry
     deliveries = [ids_of(request.data) for request in graph.received if request.status == 200]
     assert len(deliveries) >= 2

@@ -198,7 +198,7 @@ def test_a_buffered_stack_counts_each_event_received_once_and_its_match_keys_whe
     sqs = boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
     graph.script(*[Fault.graph_error(2, status=500)] * 100)
     assert poll_once(sqs, aws["INGEST_QUEUE_URL"], sender, timeout=8.0).failures  # received, not delivered
-    graph._faults.clear()
+    graph.recover()
     assert poll_once(sqs, aws["INGEST_QUEUE_URL"], sender).failures == []
     values = metric_values(emitted(capsys.readouterr().out))
     assert values[("EventsReceived", None)] == 3
