@@ -32,8 +32,11 @@ import requests
 
 import handler.app
 from forwarder import replay
-from forwarder.graph_client import ErrorClass, GraphClient, GraphError
+from forwarder.deadline import Deadline
+from forwarder.graph_client import Accepted, ErrorClass, GraphClient, GraphError
+from forwarder.posting import Poster, Tokens
 from forwarder.redaction import Redactor
+from forwarder.secrets import Credentials
 from forwarder.secrets import provider as handler_secrets
 from forwarder.settings import SettingsError, load_settings
 from forwarder.telemetry import logger
@@ -246,7 +249,7 @@ def unexpected_error(world: World) -> list[int]:
     def fail(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"an error quoting the input: {EMAIL} {IDFA} {TOKEN}")
 
-    world.monkeypatch.setattr(handler.app, "deliver", fail)
+    world.monkeypatch.setattr(handler.app, "deliver_batch", fail)
     return [world.send()]
 
 
@@ -561,7 +564,17 @@ def test_settings_accept_https_and_loopback_http(url):
 
 def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
     settings = load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": "https://proxy.example.com/graph/"})
-    assert settings.events_url == "https://proxy.example.com/graph/v26.0/123/events"
+    urls: list[str] = []
+
+    class Recording:
+        def post(self, url: str, body: Any, time_limit: float, redact: Any, count_field: str) -> Accepted:
+            urls.append(url)
+            return Accepted(1, None, 1.0)
+
+    tokens = Tokens.with_credentials({"default": "s"}, {"default": Credentials("token")})
+    poster = Poster(Recording(), settings.graph_url, tokens)  # type: ignore[arg-type]
+    poster.post(settings.destination(), [{}], Redactor(), Deadline.after(30))
+    assert urls == ["https://proxy.example.com/graph/v26.0/123/events"]
 
 
 def test_the_graph_session_verifies_certificates():
