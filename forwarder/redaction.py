@@ -6,7 +6,7 @@ it, or a value sent unhashed (the Conversions API's `madid`, the Offline Convers
 One `Redactor` serves every path (the webhook, the buffered sender, replay, the backfill) and knows every
 form it can: the secrets in force; the raw personal values when the path has them (the webhook has the
 batch); the values the events carry unhashed; and the SHA-256 digests they carry, against which every
-word and run of up to three words in the text is checked in its normalised forms, so a value is found
+word and run of up to four words in the text is checked in its normalised forms, so a value is found
 even where only its hash travelled. Anything shaped like an email address, a device id or a SHA-256 digest
 goes too. Matching is case-insensitive.
 """
@@ -32,7 +32,7 @@ _MIN_LENGTH = 3
 _MAX_VALUES = 500  # a batch carries one user: a few identities and attributes (secrets are never capped)
 _MAX_VALUE_LENGTH = 256  # longer personal values are never match keys, so Facebook never receives them
 _MAX_HASHES = 20_000  # 1000 events of up to 20 distinct hashed keys; more are never sent in one request
-_SPAN_WORDS = 3  # a name, a city or a phone number quoted in up to three words ("(650) 555-1212")
+_SPAN_WORDS = 4  # a name, a city or a phone number quoted in up to four words ("+44 20 7946 0958")
 _MIN_PHONE_DIGITS = 7
 # Linear patterns: a word (an email-shaped one is redacted whole), an IDFA/GAID-shaped UUID, a SHA-256 digest.
 _WORD = re.compile(r"\S+")
@@ -48,13 +48,14 @@ def _sha256(value: str) -> str:
 
 def _forms(value: str) -> set[str]:
     """The forms Meta may quote of a value it received hashed or not: as written, lower-cased, letters and
-    digits only (names, cities, ZIP codes: Meta's normalisation), and for a phone number its digits with and
-    without leading zeros (Meta: "remove symbols, letters, and any leading zeros")."""
+    digits only (names, cities, ZIP codes: Meta's normalisation), and for a phone number (no letters) its
+    digits with and without leading zeros (Meta: "remove symbols, letters, and any leading zeros")."""
     lowered = value.lower()
     forms = {value, lowered, "".join(char for char in lowered if char.isalnum())}
-    digits = "".join(char for char in value if char.isdigit())
-    if len(digits) >= _MIN_PHONE_DIGITS:
-        forms |= {digits, digits.lstrip("0")}
+    if not any(char.isalpha() for char in value):
+        digits = "".join(char for char in value if char.isdigit())
+        if len(digits) >= _MIN_PHONE_DIGITS:
+            forms |= {digits, digits.lstrip("0")}
     return {form for form in forms if len(form) >= _MIN_LENGTH}
 
 
@@ -112,7 +113,9 @@ class Redactor:
         if not values:
             return None, 0
         alternatives = sorted(values, key=len, reverse=True)  # the longest of overlapping values first
-        return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE), len(alternatives[0])
+        # A number is found whatever Meta wrote before it: a "+", or the zeros of an international prefix.
+        patterns = [rf"\+?0{{0,4}}{value}" if value.isdigit() else re.escape(value) for value in alternatives]
+        return re.compile("|".join(patterns), re.IGNORECASE), len(alternatives[0]) + 8
 
     def _hashed_spans(self, window: str) -> list[tuple[int, int]]:
         """Runs of up to _SPAN_WORDS words one of whose forms hashes to a digest that was sent."""
@@ -127,7 +130,7 @@ class Redactor:
                 inner = quoted.strip(_QUOTES)
                 if not inner:
                     continue
-                if any(_sha256(form) in self.hashes for form in _forms(inner) | _forms(inner.replace(" ", ""))):
+                if any(_sha256(form) in self.hashes for form in _forms(inner)):
                     offset = quoted.index(inner)
                     spans.append((start + offset, start + offset + len(inner)))
         return spans
