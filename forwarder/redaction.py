@@ -6,8 +6,8 @@ it, or a value sent unhashed (the Conversions API's `madid`, the Offline Convers
 One `Redactor` serves every path (the webhook, the buffered sender, replay, the backfill) and knows every
 form it can: the secrets in force; the raw personal values when the path has them (the webhook has the
 batch); the values the events carry unhashed; and the SHA-256 digests they carry, against which every
-word and run of up to four words in the text is checked in its normalised forms, so a value is found
-even where only its hash travelled. Anything shaped like an email address, a device id or a SHA-256 digest
+word and run of up to four words in the text is checked in its normalised forms (a number written
+nationally, after every country calling code), so a value is found even where only its hash travelled. Anything shaped like an email address, a device id or a SHA-256 digest
 goes too. Matching is case-insensitive.
 """
 
@@ -34,6 +34,7 @@ _MAX_VALUE_LENGTH = 256  # longer personal values are never match keys, so Faceb
 _MAX_HASHES = 20_000  # 1000 events of up to 20 distinct hashed keys; more are never sent in one request
 _SPAN_WORDS = 4  # a name, a city or a phone number quoted in up to four words ("+44 20 7946 0958")
 _MIN_PHONE_DIGITS = 7
+_MIN_NATIONAL_DIGITS, _MAX_NATIONAL_DIGITS = 6, 14  # a national number: E.164's 15 digits less a country code
 # Linear patterns: a word (an email-shaped one is redacted whole), an IDFA/GAID-shaped UUID, a SHA-256 digest.
 _WORD = re.compile(r"\S+")
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -57,6 +58,20 @@ def _forms(value: str) -> set[str]:
         if len(digits) >= _MIN_PHONE_DIGITS:
             forms |= {digits, digits.lstrip("0")}
     return {form for form in forms if len(form) >= _MIN_LENGTH}
+
+
+def _international(value: str) -> set[str]:
+    """A phone number Meta quotes as it was written nationally ("(650) 555-1212", "020 7946 0958"): its digits
+    after each country calling code, the trunk zero dropped, as Meta's `ph` holds them (E.164 without +)."""
+    if any(char.isalpha() for char in value):
+        return set()
+    digits = "".join(char for char in value if char.isdigit())
+    if not _MIN_NATIONAL_DIGITS <= len(digits) <= _MAX_NATIONAL_DIGITS:
+        return set()
+    import phonenumbers  # only for a number-shaped quote in an error message (about 17 ms, once)
+
+    national = {digits, digits.lstrip("0")}
+    return {f"{code}{number}" for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for number in national}
 
 
 class Redactor:
@@ -130,7 +145,7 @@ class Redactor:
                 inner = quoted.strip(_QUOTES)
                 if not inner:
                     continue
-                if any(_sha256(form) in self.hashes for form in _forms(inner)):
+                if any(_sha256(form) in self.hashes for form in _forms(inner) | _international(inner)):
                     offset = quoted.index(inner)
                     spans.append((start + offset, start + offset + len(inner)))
         return spans

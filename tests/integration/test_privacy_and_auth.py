@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import io
 import json
-import logging
 import re
 import shutil
 import ssl
@@ -39,7 +37,6 @@ from forwarder.redaction import Redactor
 from forwarder.secrets import Credentials
 from forwarder.secrets import provider as handler_secrets
 from forwarder.settings import SettingsError, load_settings
-from forwarder.telemetry import logger
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
 from localdev.graph_stub import Fault, GraphStub
 from localdev.lambda_context import LocalContext
@@ -271,25 +268,6 @@ SCENARIOS = {
     "secret unreadable": (secret_unreadable, [502]),
     "unexpected error": (unexpected_error, [500]),
 }
-
-
-@pytest.fixture
-def captured(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[], str]:
-    """All the process printed and logged: the Powertools JSON lines (its handler keeps the stream it
-    found at import, so it is given one here), EMF metrics and anything else on stdout and stderr
-    (capsys), and every std logging record with all its attributes (caplog)."""
-    caplog.set_level(logging.INFO)  # the deployed level (POWERTOOLS_LOG_LEVEL=INFO)
-    powertools = io.StringIO()
-    monkeypatch.setattr(logger.registered_handler, "stream", powertools)
-
-    def read() -> str:
-        out, err = capsys.readouterr()
-        records = [json.dumps(record.__dict__, default=repr) for record in caplog.records]
-        return "\n".join([powertools.getvalue(), out, err, *records])
-
-    return read
 
 
 # What Meta takes unhashed: the Conversions API's madid (the lower-cased IDFA), the Offline Conversions API's
