@@ -7,8 +7,9 @@ One `Redactor` serves every path (the webhook, the buffered sender, replay, the 
 form it can: the secrets in force; the raw personal values when the path has them (the webhook has the
 batch); the values the events carry unhashed; and the SHA-256 digests they carry, against which every
 word and run of up to four words in the text is checked in its normalised forms (a number written
-nationally, after every country calling code), so a value is found even where only its hash travelled. Anything shaped like an email address, a device id or a SHA-256 digest
-goes too. Matching is case-insensitive.
+nationally, after every country calling code), so a value is found even where only its hash travelled.
+Anything shaped like an email address, a device id or a SHA-256 digest goes too. Matching is
+case-insensitive.
 """
 
 from __future__ import annotations
