@@ -23,8 +23,8 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 # The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
 ENV ?= staging
 
-.PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
-	build-ForwarderFunction build-SenderFunction
+.PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api local-invoke-buffered \
+	bench parked replay event clean build-ForwarderFunction build-SenderFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
 $(BIN)/.installed: requirements-dev.txt
@@ -64,12 +64,16 @@ lint: $(BIN)/.installed
 
 # Called by `sam build` (BuildMethod: makefile; samconfig.toml builds in the source tree, so nothing is
 # copied first) with ARTIFACTS_DIR set, and by tests with a host platform. SAM builds each makefile
-# function on its own: the webhook (ForwarderFunction) and the buffered sender get the same artifact.
+# function on its own (it never shares a makefile build, and builds a function whatever its Condition):
+# the webhook (ForwarderFunction) and the buffered sender get the same artifact. Its dependencies are
+# hard links to the cache's files where the file system allows (a copy elsewhere, or where cp has no -l),
+# so a second function costs no copy and no disk; never edit a built dependency in place.
 build-ForwarderFunction build-SenderFunction: $(DEPS_DIR)
 	test -n "$(ARTIFACTS_DIR)"
 	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"
-	cp -R "$(DEPS_DIR)/." "$(ARTIFACTS_DIR)/"
+	cp -R -l "$(DEPS_DIR)/." "$(ARTIFACTS_DIR)/" 2>/dev/null || \
+	  { rm -rf "$(ARTIFACTS_DIR)" && mkdir -p "$(ARTIFACTS_DIR)" && cp -R "$(DEPS_DIR)/." "$(ARTIFACTS_DIR)/"; }
 	cp -r handler forwarder "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)/handler" "$(ARTIFACTS_DIR)/forwarder" -name __pycache__ -prune -exec rm -rf {} +
 	# /var/task is read-only, so without shipped bytecode every cold start compiles every module.
@@ -98,13 +102,21 @@ deploy:  ## sam build, then deploy to ENV=staging|prod as samconfig.toml says (-
 deploy-built:  ## deploy .aws-sam/build as it is to ENV (the CI pipeline deploys one build to both)
 	$(PYTHON) -m localdev.samconfig deploy $(ENV) --overrides '$(OVERRIDES)'
 
+# The local targets build only the functions they run (`sam build <LogicalId>`). ARGS goes to
+# localdev.sam_local (--api, --timeout, --bind...), SAM_ARGS to `sam local` itself (--skip-pull-image,
+# --invoke-image, --debug...). Exit code: sam's own when it fails, else 0 when every answer was below 500
+# (and, buffered, the sender returned no batchItemFailures), 1 otherwise.
 local-invoke: $(BIN)/.installed  ## sam local invoke, fully local: stand-ins here, a sample dated now (Docker)
-	sam build
-	$(BIN)/python -m localdev.sam_local invoke $(or $(NAME),purchase) $(ARGS)
+	sam build ForwarderFunction
+	$(BIN)/python -m localdev.sam_local invoke $(or $(NAME),purchase) $(ARGS) -- $(SAM_ARGS)
 
 local-api: $(BIN)/.installed  ## sam local start-api on port 3000 against the same stand-ins (Docker)
+	sam build ForwarderFunction
+	$(BIN)/python -m localdev.sam_local start-api $(ARGS) -- $(SAM_ARGS)
+
+local-invoke-buffered: $(BIN)/.installed  ## DELIVERY_MODE=buffered in containers: the webhook queues, SenderFunction sends
 	sam build
-	$(BIN)/python -m localdev.sam_local start-api $(ARGS)
+	$(BIN)/python -m localdev.sam_local invoke-buffered $(or $(NAME),purchase add_to_cart) $(ARGS) -- $(SAM_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench $(ARGS)
@@ -112,7 +124,10 @@ bench: $(BIN)/.installed
 event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s event NAME=purchase | sam local invoke -e -
 	@$(BIN)/python -m localdev.samples $(NAME) $(ARGS)
 
-replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and replay")
+parked: $(BIN)/.installed  ## list parked events: counts and sets, nothing sent (docs/deploy.md, section 10)
+	$(BIN)/python -m forwarder.replay --list $(ARGS)
+
+replay: $(BIN)/.installed  ## re-send parked events (docs/deploy.md, section 10)
 	$(BIN)/python -m forwarder.replay $(ARGS)
 
 clean:

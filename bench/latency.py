@@ -35,6 +35,6 @@ def row(result: dict[str, float]) -> Row:
         measured=f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms",
         reference=f"floor p50 {result['floor_p50_ms']:.2f} ms, p99 {result['floor_p99_ms']:.2f} ms",
         ratio=f"p50 {result['p50_ms'] / result['floor_p50_ms']:.2f}x floor",
-        target="reported (no threshold in issue 7)",
+        target="reported (no threshold)",
         met=None,
     )

@@ -80,6 +80,13 @@ def digest(build_dir: Path, tokens: list[str]) -> str:
     template = build_dir / "template.yaml"
     if not template.is_file():
         raise DeployError(f"no {template}: run sam build first (make deploy does)")
+    unbuilt = unbuilt_code(build_dir, template.read_text())
+    if unbuilt:
+        raise DeployError(
+            f"{template} has functions sam build did not build (CodeUri {', '.join(unbuilt)}; make local-invoke "
+            "builds ForwarderFunction only), which sam deploy would package from the source tree: run sam build "
+            "(make deploy does)"
+        )
     sha = hashlib.sha256()
     for path in sorted(p for p in build_dir.rglob("*") if p.is_file()):
         sha.update(path.relative_to(build_dir).as_posix().encode() + b"\0")
@@ -87,6 +94,14 @@ def digest(build_dir: Path, tokens: list[str]) -> str:
     for token in tokens:
         sha.update(b"\0" + token.encode())
     return sha.hexdigest()[:DIGEST_LENGTH]
+
+
+def unbuilt_code(build_dir: Path, template: str) -> list[str]:
+    """The built template's CodeUri values outside the build directory: `sam build <LogicalId>` builds one
+    function and points the others back at their source."""
+    root = build_dir.resolve()
+    uris = re.findall(r"^ +CodeUri: (\S+)$", template, re.M)
+    return [uri for uri in uris if not (root / uri).resolve().is_relative_to(root)]
 
 
 def deploy_command(

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--development",
         action="store_true",
-        help="mark the batch environment: development (sent with TEST_EVENT_CODE, README 'Development batches')",
+        help="mark the batch environment: development (sent with TEST_EVENT_CODE: docs/configuration.md)",
     )
     args = parser.parse_args(argv)
     path = EVENTS_DIR / (args.name if args.name.endswith(".json") else f"{args.name}.json")

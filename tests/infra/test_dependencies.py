@@ -3,7 +3,7 @@
 `sam build` installs requirements.txt and `make test` installs requirements-dev.txt, both with plain pip in
 hash-checking mode, so what ships is exactly what uv.lock says. These tests fail when someone edits
 pyproject.toml without re-locking, or the lock (or a requirements file) without re-exporting: run
-`make lock` (README, "Development").
+`make lock` (CONTRIBUTING.md, "Dependencies").
 """
 
 from __future__ import annotations

@@ -1,17 +1,21 @@
-"""The pieces of `make local-invoke` / `make local-api` (localdev/sam_local.py), tested without Docker.
+"""The pieces of `make local-invoke`, `make local-api` and `make local-invoke-buffered` (localdev/sam_local.py,
+localdev/sam_inputs.py), tested without Docker.
 
 The stand-ins start and answer where the container is told to call, the env file sets only variables the
-template declares (SAM ignores the others) and every one the function needs, the sample is dated now,
-real AWS credentials never reach sam, and the function accepts plain http:// to host.docker.internal only
-under `sam local`. Finally the whole command runs against a stand-in for `sam local invoke` that does
-what SAM does with the env file, in a fresh interpreter that resolves host.docker.internal to loopback.
-Also here: the Graph stand-in's own fixes (no Nagle delay, custom event names on the Conversions API).
+template declares (SAM ignores the others) and every one the functions need, the sample is dated now,
+real AWS credentials never reach sam, SAM_ARGS reach `sam local` as given, and the function accepts plain
+http:// to host.docker.internal only under `sam local`. Finally the whole command runs against a stand-in
+for `sam local invoke` that does what SAM does with the env file, in a fresh interpreter that resolves
+host.docker.internal to loopback: direct, and buffered (the webhook queues, then SenderFunction is given
+the queued messages as an SQS event). Also here: the Graph stand-in's own fixes (no Nagle delay, custom
+event names on the Conversions API).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import statistics
@@ -27,8 +31,9 @@ import requests
 from cfnlint.decode import decode_str
 
 from forwarder.settings import SettingsError, load_settings
-from localdev import sam_local
+from localdev import sam_inputs, sam_local
 from localdev.aws import WEBHOOK_AUTHORIZATION
+from localdev.event_source import Invocation
 from localdev.graph_stub import GraphStub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +49,7 @@ def template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def declared(template: dict[str, Any]) -> dict[str, Any]:
     """The environment variables template.yaml declares for the function (all SAM can set)."""
-    return template["Resources"][sam_local.FUNCTION_ID]["Properties"]["Environment"]["Variables"]
+    return template["Resources"][sam_inputs.FUNCTION_ID]["Properties"]["Environment"]["Variables"]
 
 
 def refs(node: Any) -> set[str]:
@@ -57,7 +62,7 @@ def refs(node: Any) -> set[str]:
 
 @pytest.fixture(scope="module")
 def local() -> Any:
-    with sam_local.stand_ins("127.0.0.1") as running:
+    with sam_inputs.stand_ins("127.0.0.1") as running:
         yield running
 
 
@@ -76,13 +81,13 @@ def local() -> Any:
 def test_the_stand_ins_listen_where_the_container_can_reach_them(
     system: str, docker0: str | None, expected: tuple[str, bool]
 ) -> None:
-    assert sam_local.bind_address(system, docker0) == expected
+    assert sam_inputs.bind_address(system, docker0) == expected
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads a Linux network interface")
 def test_an_interfaces_address_is_read_and_a_missing_one_is_none() -> None:
-    assert sam_local.interface_ipv4("lo") == "127.0.0.1"
-    assert sam_local.interface_ipv4("no-such-if0") is None
+    assert sam_inputs.interface_ipv4("lo") == "127.0.0.1"
+    assert sam_inputs.interface_ipv4("no-such-if0") is None
 
 
 def test_the_stand_ins_answer_and_the_container_is_told_the_same_ports(local: Any) -> None:
@@ -109,9 +114,9 @@ def test_the_stand_ins_answer_and_the_container_is_told_the_same_ports(local: An
 def test_the_env_file_sets_only_declared_variables_and_all_the_function_needs(
     local: Any, template: dict[str, Any], declared: dict[str, Any], tmp_path: Path
 ) -> None:
-    env_file, _ = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    env_file, _ = sam_inputs.write_files(tmp_path, local, "conversions_api", "purchase")
     (function_id, values), *others = json.loads(env_file.read_text()).items()
-    assert function_id == sam_local.FUNCTION_ID and not others
+    assert function_id == sam_inputs.FUNCTION_ID and not others
     assert values.keys() <= declared.keys(), sorted(values.keys() - declared.keys())  # SAM drops the rest
     # What sam cannot resolve locally (references to resources), the endpoints, and the parameter without
     # a default that the function reads.
@@ -127,7 +132,7 @@ def test_the_env_file_sets_only_declared_variables_and_all_the_function_needs(
 
 
 def test_the_sample_is_dated_now(local: Any, tmp_path: Path) -> None:
-    _, event_file = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    _, event_file = sam_inputs.write_files(tmp_path, local, "conversions_api", "purchase")
     event = json.loads(event_file.read_text())
     assert event["httpMethod"] == "POST" and event["path"] == "/events"
     batch = json.loads(event["body"])
@@ -138,21 +143,21 @@ def test_the_sample_is_dated_now(local: Any, tmp_path: Path) -> None:
 
 def test_an_unknown_sample_is_refused_with_the_choices() -> None:
     with pytest.raises(SystemExit, match=r"choose one of: .*purchase"):
-        sam_local.sample_path("purchse")
+        sam_inputs.sample_path("purchse")
 
 
 def test_the_sam_command_names_the_files_and_every_parameter_without_a_default(tmp_path: Path) -> None:
     template, _ = decode_str((ROOT / "template.yaml").read_text())
     required = {name for name, p in template["Parameters"].items() if "Default" not in p}
     env_file, event_file = tmp_path / "env.json", tmp_path / "event.json"
-    invoke = sam_local.sam_command("invoke", env_file, "172.17.0.1", True, event_file)
-    assert invoke[:4] == ["sam", "local", "invoke", sam_local.FUNCTION_ID]
+    invoke = sam_inputs.sam_command("invoke", env_file, "172.17.0.1", True, event_file)
+    assert invoke[:4] == ["sam", "local", "invoke", sam_inputs.FUNCTION_ID]
     assert invoke[invoke.index("--event") + 1] == str(event_file)
     assert invoke[invoke.index("--env-vars") + 1] == str(env_file)
     assert invoke[invoke.index("--add-host") + 1] == "host.docker.internal:172.17.0.1"
     overrides = invoke[invoke.index("--parameter-overrides") + 1 : invoke.index("--add-host")]
     assert {token.split("=", 1)[0] for token in overrides} == required
-    api = sam_local.sam_command("start-api", env_file, "127.0.0.1", False, port=3001)
+    api = sam_inputs.sam_command("start-api", env_file, "127.0.0.1", False, port=3001)
     assert api[:5] == ["sam", "local", "start-api", "--port", "3001"] and "--add-host" not in api
 
 
@@ -167,7 +172,7 @@ def test_sam_runs_with_placeholder_credentials_only() -> None:
         "AWS_SESSION_TOKEN": "real-token",
         "FACEBOOK_GRAPH_URL": "https://graph.facebook.com",
     }
-    env = sam_local.sam_environment({"FACEBOOK_GRAPH_URL", "SECRET_ID"}, environ)
+    env = sam_inputs.sam_environment({"FACEBOOK_GRAPH_URL", "SECRET_ID"}, environ)
     assert env["AWS_ACCESS_KEY_ID"] == "testing" and env["AWS_SECRET_ACCESS_KEY"] == "testing"
     assert "AWS_PROFILE" not in env and "real" not in json.dumps(env) and "AKIA" not in json.dumps(env)
     assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
@@ -206,25 +211,196 @@ def test_plain_http_to_host_docker_internal_only_under_sam_local(
             load_settings(env)
 
 
+# --- SAM_ARGS, the Makefile's command lines, the local template ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "own", "passed_on"),
+    [
+        (["invoke", "purchase"], ["invoke", "purchase"], []),
+        (["invoke", "purchase", "--"], ["invoke", "purchase"], []),
+        (["invoke", "--api", "x", "--", "--skip-pull-image"], ["invoke", "--api", "x"], ["--skip-pull-image"]),
+        (["start-api", "--", "--debug", "--", "x"], ["start-api"], ["--debug", "--", "x"]),  # only the first splits
+    ],
+)  # fmt: skip
+def test_what_follows_a_double_dash_is_passed_on_to_sam(argv: list[str], own: list[str], passed_on: list[str]) -> None:
+    assert sam_local.split_sam_args(argv) == (own, passed_on)
+
+
+def test_sam_args_come_last_as_given_after_the_template_and_the_host_mapping(tmp_path: Path) -> None:
+    args = ["--skip-pull-image", "--invoke-image", "mirror.example/lambda/python:3.13-arm64", "--debug"]
+    env_file, event_file, template = tmp_path / "env.json", tmp_path / "e.json", tmp_path / "template.yaml"
+    invoke = sam_inputs.sam_command(
+        "invoke", env_file, "172.17.0.1", True, event_file, function="SenderFunction", template=template, sam_args=args
+    )
+    assert invoke[:4] == ["sam", "local", "invoke", "SenderFunction"]
+    assert invoke[-len(args) :] == args
+    assert invoke[invoke.index("--template") + 1] == str(template)
+    api = sam_inputs.sam_command("start-api", env_file, "127.0.0.1", False, sam_args=["--warm-containers", "EAGER"])
+    assert api[-2:] == ["--warm-containers", "EAGER"] and "--template" not in api
+    parameters = sam_inputs.BUFFERED_PARAMETERS
+    buffered = sam_inputs.sam_command("invoke", env_file, "127.0.0.1", False, event_file, parameters=parameters)
+    assert "DeliveryMode=buffered" in buffered
+
+
+def make_dry_run(*arguments: str) -> list[str]:
+    """The commands a make target would run (`make -n`), one per line."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(  # noqa: S603 - make, printing commands only
+        [shutil.which("make") or "make", "-n", "-C", str(ROOT), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def run_by(lines: list[str], module: str) -> list[str]:
+    [line] = [line for line in lines if f"-m {module} " in f"{line} "]
+    words = shlex.split(line)
+    return words[words.index(module) + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("make_arguments", "build", "module_argv"),
+    [
+        (["local-invoke"], "sam build ForwarderFunction", ["invoke", "purchase", "--"]),
+        (
+            ["local-invoke", "NAME=add_to_cart", "ARGS=--api offline_conversions --timeout 120",
+             "SAM_ARGS=--skip-pull-image --debug"],
+            "sam build ForwarderFunction",
+            ["invoke", "add_to_cart", "--api", "offline_conversions", "--timeout", "120",
+             "--", "--skip-pull-image", "--debug"],
+        ),
+        (
+            ["local-invoke", "SAM_ARGS=--invoke-image 'mirror.example/lambda python:3.13'"],
+            "sam build ForwarderFunction",
+            ["invoke", "purchase", "--", "--invoke-image", "mirror.example/lambda python:3.13"],
+        ),
+        (["local-api", "SAM_ARGS=--warm-containers EAGER"], "sam build ForwarderFunction",
+         ["start-api", "--", "--warm-containers", "EAGER"]),
+        (["local-invoke-buffered"], "sam build", ["invoke-buffered", "purchase", "add_to_cart", "--"]),
+        (
+            ["local-invoke-buffered", "NAME=purchase view_detail ldu_batch", "SAM_ARGS=--skip-pull-image"],
+            "sam build",
+            ["invoke-buffered", "purchase", "view_detail", "ldu_batch", "--", "--skip-pull-image"],
+        ),
+    ],
+)  # fmt: skip
+def test_the_makefile_builds_what_it_runs_and_passes_sam_args_to_sam(
+    make_arguments: list[str], build: str, module_argv: list[str]
+) -> None:
+    lines = make_dry_run(*make_arguments)
+    assert build in lines  # the direct targets build only the function they invoke, not SenderFunction
+    argv = run_by(lines, "localdev.sam_local")
+    assert argv == module_argv
+    own, passed_on = sam_local.split_sam_args(argv)
+    assert passed_on == module_argv[module_argv.index("--") + 1 :]
+    assert "--skip-pull-image" not in own  # never refused by our own parser
+
+
+def test_make_parked_lists_without_replaying() -> None:
+    assert run_by(make_dry_run("parked"), "forwarder.replay") == ["--list"]
+    with_args = run_by(make_dry_run("parked", "ARGS=--max-messages 10"), "forwarder.replay")
+    assert with_args == ["--list", "--max-messages", "10"]
+
+
+def test_the_local_template_raises_every_function_timeout_and_keeps_its_code(tmp_path: Path) -> None:
+    # template.yaml's functions have the same layout as the template sam build writes (CodeUri: . there).
+    built_dir = tmp_path / "build"
+    text = sam_inputs.local_template((ROOT / "template.yaml").read_text(), built_dir, 120)
+    before, _ = decode_str((ROOT / "template.yaml").read_text())
+    after, matches = decode_str(text)
+    assert not matches
+    for name in (sam_inputs.FUNCTION_ID, sam_inputs.SENDER_ID):
+        was, now = before["Resources"][name]["Properties"], after["Resources"][name]["Properties"]
+        assert (was["Timeout"], now["Timeout"]) in {(25, 120), (60, 120)}
+        assert now["CodeUri"] == str(built_dir.resolve())
+        assert {k: v for k, v in now.items() if k not in ("Timeout", "CodeUri")} == {
+            k: v for k, v in was.items() if k not in ("Timeout", "CodeUri")
+        }
+    assert json.dumps(after["Resources"]["IngestQueue"]) == json.dumps(before["Resources"]["IngestQueue"])
+    with pytest.raises(SystemExit, match="no function Timeout"):
+        sam_inputs.local_template("Resources: {}\n", built_dir, 120)
+
+
+@pytest.mark.parametrize(
+    ("answer", "failures"),
+    [
+        ({"batchItemFailures": []}, []),
+        ({"batchItemFailures": [{"itemIdentifier": "m2"}]}, ["m2"]),
+        ({"errorType": "Runtime.ImportModuleError", "errorMessage": "no module"}, ["m1", "m2"]),  # a crash
+        ({"errorMessage": "Task timed out after 60.00 seconds"}, ["m1", "m2"]),
+        (None, ["m1", "m2"]),  # sam printed no answer
+    ],
+)
+def test_a_sender_that_fails_returns_every_message_as_lambda_does(answer: Any, failures: list[str]) -> None:
+    event = {"Records": [{"messageId": "m1"}, {"messageId": "m2"}]}
+    returned = sam_local.sqs_event_answer(answer, event)["batchItemFailures"]
+    assert [item["itemIdentifier"] for item in returned] == failures
+
+
+@pytest.mark.parametrize(
+    ("statuses", "failures", "code"),
+    [
+        ([200], [], 0),
+        ([422], [], 0),  # mParticle would not retry it, but the function did what it should
+        ([503], [], 1),
+        ([None], [], 1),  # no answer
+        ([200, 200], [[]], 0),
+        ([200, 200], [["m1"]], 1),
+        ([200, 500], [[]], 1),
+    ],
+)
+def test_the_exit_code_is_0_only_when_every_answer_is_below_500_and_nothing_is_returned(
+    statuses: list[int | None], failures: list[list[str]], code: int
+) -> None:
+    answers = [{"statusCode": status} if status else None for status in statuses]
+    invocations = [Invocation(records=1, failures=names) for names in failures]
+    assert sam_local.exit_code(answers, invocations) == code
+
+
+def test_the_buffered_env_file_sets_both_functions_declared_variables(
+    local: Any, template: dict[str, Any], tmp_path: Path
+) -> None:
+    env_file, _ = sam_inputs.write_files(tmp_path, local, "conversions_api", "purchase", buffered=True)
+    sections = json.loads(env_file.read_text())
+    assert set(sections) == {sam_inputs.FUNCTION_ID, sam_inputs.SENDER_ID}
+    for function, values in sections.items():
+        declared = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert values.keys() <= declared.keys(), (function, sorted(values.keys() - declared.keys()))
+        settings = load_settings({**values, "AWS_SAM_LOCAL": "true"})
+        assert settings.delivery_mode.value == "buffered"
+        assert values["INGEST_QUEUE_URL"] == local.container_ingest_queue_url
+    assert local.container_ingest_queue_url.endswith("/mparticle-facebook-forwarder-ingest")
+
+
 # --- the whole command, with a stand-in for sam -------------------------------------------------------------------
 
 # What `sam local invoke FUNCTION --event E --env-vars F ...` does with the environment
 # (samcli/local/lambdafn/env_vars.py): AWS variables from its own session; then each variable the template
 # declares, with the template's value (an unresolved intrinsic becomes ""), the shell's value, or the env
-# file's, in rising priority; variables the template does not declare are ignored. Then the handler runs
-# (here in this interpreter, in a fresh process, with host.docker.internal resolving to loopback as the
-# container's hosts file would), its output to stderr and the response as the last line of stdout.
+# file's, in rising priority; variables the template does not declare are ignored. Then the function's
+# handler runs (here in this interpreter, in a fresh process, with host.docker.internal resolving to loopback
+# as the container's hosts file would), its output to stderr and the response as the last line of stdout.
+# Each call is recorded beside the env file (calls.jsonl: its arguments and the environment it gave).
 FAKE_SAM = r"""#!{python}
 import json, os, socket, sys
 sys.path.insert(0, {root!r})
 args = sys.argv[1:]
-assert args[:3] == ["local", "invoke", "ForwarderFunction"], args
+assert args[:2] == ["local", "invoke"], args
+function = args[2]
+handlers = {{"ForwarderFunction": "handler.app", "SenderFunction": "handler.sender"}}
 event = json.load(open(args[args.index("--event") + 1]))
-overrides = json.load(open(args[args.index("--env-vars") + 1]))["ForwarderFunction"]
-declared = json.loads({declared!r})
+env_file = args[args.index("--env-vars") + 1]
+overrides = json.load(open(env_file)).get(function, {{}})
+declared = json.loads({declared!r})[function]
 env = {{
     "AWS_SAM_LOCAL": "true",
-    "AWS_LAMBDA_FUNCTION_NAME": "ForwarderFunction",
+    "AWS_LAMBDA_FUNCTION_NAME": function,
     "AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "defaultkey"),
@@ -234,7 +410,11 @@ for name, value in declared.items():
     value = value if isinstance(value, str) else ""
     value = os.environ.get(name, value)
     env[name] = str(overrides.get(name, value))
-json.dump(env, open(os.path.join(os.path.dirname(args[args.index("--env-vars") + 1]), "seen.json"), "w"))
+with open(os.path.join(os.path.dirname(env_file), "calls.jsonl"), "a") as calls:
+    calls.write(json.dumps({{"args": args, "env": env}}) + "\n")
+if os.environ.get("FAKE_SAM_CRASH") == function:  # what sam prints when the function's runtime exits
+    print(json.dumps({{"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited with error"}}))
+    sys.exit(0)
 os.environ.clear()
 os.environ.update(env, PATH="/usr/bin:/bin", POWERTOOLS_METRICS_DISABLED="true")
 real_getaddrinfo = socket.getaddrinfo
@@ -243,21 +423,21 @@ def getaddrinfo(host, *rest, **kwargs):
 socket.getaddrinfo = getaddrinfo
 from localdev.lambda_context import LocalContext
 stdout, sys.stdout = sys.stdout, sys.stderr
-from handler.app import lambda_handler
-response = lambda_handler(event, LocalContext())
+import importlib
+lambda_handler = importlib.import_module(handlers[function]).lambda_handler
+response = lambda_handler(event, LocalContext(function_name=function))
 sys.stdout = stdout
 print(json.dumps(response))
 """
 
 
-@pytest.mark.parametrize("api", ["conversions_api", "offline_conversions"])
-def test_local_invoke_end_to_end_with_a_stand_in_for_sam(
-    declared: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    api: str,
-) -> None:
+@pytest.fixture
+def fake_sam(template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`sam` on PATH is the stand-in above; returns the work directory the command is given."""
+    declared = {
+        name: template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        for name in (sam_inputs.FUNCTION_ID, sam_inputs.SENDER_ID)
+    }
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "sam"
@@ -266,21 +446,96 @@ def test_local_invoke_end_to_end_with_a_stand_in_for_sam(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALKEY")  # the operator's own: must not reach sam
     monkeypatch.setenv("FACEBOOK_GRAPH_URL", "https://graph.facebook.com")  # nor a shell value of a declared one
-    workdir = tmp_path / "local"
+    return tmp_path / "local"
 
-    status = sam_local.main(["invoke", "purchase", "--api", api, "--bind", "127.0.0.1", "--workdir", str(workdir)])
+
+def printed(out: str, title: str) -> Any:
+    """The JSON the command printed under `== <title>`."""
+    return json.loads(out.split(f"== {title}\n", 1)[1].split("\n\n", 1)[0])
+
+
+def calls(workdir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (workdir / "calls.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("api", ["conversions_api", "offline_conversions"])
+def test_local_invoke_end_to_end_with_a_stand_in_for_sam(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str], api: str
+) -> None:
+    sam_args = ["--skip-pull-image", "--invoke-image", "mirror.example/lambda/python:3.13-arm64"]
+    argv = ["invoke", "purchase", "--api", api, "--bind", "127.0.0.1", "--workdir", str(fake_sam), "--", *sam_args]
+
+    status = sam_local.main(argv)
 
     out = capsys.readouterr().out
     assert status == 0, out
-    seen = json.loads((workdir / "seen.json").read_text())
+    [call] = calls(fake_sam)
+    assert call["args"][-len(sam_args) :] == sam_args  # SAM_ARGS reach sam as given
+    seen = call["env"]
     assert seen["AWS_ACCESS_KEY_ID"] == "testing"
     assert seen["FACEBOOK_GRAPH_URL"].startswith("http://host.docker.internal:")
     assert seen["AWS_ENDPOINT_URL"].startswith("http://host.docker.internal:")
-    response = json.loads(out.split("what mParticle gets back\n", 1)[1].split("\n== ", 1)[0])
+    response = printed(out, "event-purchase.json: what mParticle gets back")
     assert response["statusCode"] == 200, response
     assert response["body"]["forwarded"] == 1 and response["body"]["api"] == api
     assert "as the Graph API stand-in received it (answered 200)" in out
     assert '"event_name": "Purchase"' in out
+
+
+def test_local_invoke_buffered_queues_then_gives_the_sender_the_messages_as_an_sqs_event(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["invoke-buffered", "purchase", "add_to_cart", "--bind", "127.0.0.1", "--workdir", str(fake_sam)]
+
+    status = sam_local.main([*argv, "--", "--skip-pull-image"])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    webhook_1, webhook_2, sender = calls(fake_sam)
+    functions = [call["args"][2] for call in (webhook_1, webhook_2, sender)]
+    assert functions == ["ForwarderFunction", "ForwarderFunction", "SenderFunction"]
+    assert all(call["args"][-1] == "--skip-pull-image" for call in (webhook_1, webhook_2, sender))
+    assert all("DeliveryMode=buffered" in call["args"] for call in (webhook_1, webhook_2, sender))
+    assert webhook_1["env"]["DELIVERY_MODE"] == sender["env"]["DELIVERY_MODE"] == "buffered"
+    # The webhook answered 200 with the events queued, one message per batch.
+    for title in ("event-purchase.json", "event-add_to_cart.json"):
+        response = printed(out, f"{title}: what mParticle gets back")
+        assert response["statusCode"] == 200 and response["body"]["queued"] == 1, response
+    # SenderFunction got both messages in one standard SQS event, and returned none of them.
+    event = json.loads((fake_sam / "sqs-event-1.json").read_text())
+    assert [record["eventSource"] for record in event["Records"]] == ["aws:sqs", "aws:sqs"]
+    assert {"messageId", "receiptHandle", "body", "attributes", "eventSourceARN"} <= event["Records"][0].keys()
+    assert printed(out, "sqs-event-1.json (2 messages): what SenderFunction answers") == {"batchItemFailures": []}
+    # One Graph request with both batches' events, and the ingest queue empty afterwards.
+    assert out.count("as the Graph API stand-in received it (answered 200)") == 1
+    assert '"event_name": "Purchase"' in out and '"event_name": "AddToCart"' in out
+    assert "the ingest queue is empty" not in out
+
+
+def test_a_sender_that_crashes_under_sam_fails_the_command_and_sends_nothing(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SAM_CRASH", "SenderFunction")
+    argv = ["invoke-buffered", "purchase", "--bind", "127.0.0.1", "--workdir", str(fake_sam)]
+
+    status = sam_local.main(argv)
+
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert [call["args"][2] for call in calls(fake_sam)] == ["ForwarderFunction", "SenderFunction"]
+    assert "Runtime.ExitError" in out and "the Graph API stand-in received nothing" in out
+
+
+def test_a_sample_the_webhook_queues_nothing_for_leaves_the_sender_alone(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["invoke-buffered", "non_commerce_batch", "--bind", "127.0.0.1", "--workdir", str(fake_sam)]
+    status = sam_local.main(argv)
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert [call["args"][2] for call in calls(fake_sam)] == ["ForwarderFunction"]
+    assert "the ingest queue is empty: nothing for SenderFunction" in out
 
 
 # --- the Graph stand-in ---------------------------------------------------------------------------------------------
@@ -337,10 +592,10 @@ from samcli.lib.providers.sam_function_provider import SamFunctionProvider
 from samcli.local.lambdafn.env_vars import EnvironmentVariables
 from samcli.yamlhelper import yaml_parse
 
-template_file, overrides_file, parameters = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+template_file, overrides_file, parameters, name = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 stack = Stack("", "", template_file, parameters, yaml_parse(open(template_file).read()))
-function = SamFunctionProvider([stack]).get("ForwarderFunction")
-overrides = json.load(open(overrides_file))["ForwarderFunction"]
+function = SamFunctionProvider([stack]).get(name)
+overrides = json.load(open(overrides_file))[name]
 variables = EnvironmentVariables(
     function.name, function.memory, function.timeout, function.handler,
     variables=function.environment["Variables"], shell_env_values={}, override_values=overrides,
@@ -350,7 +605,13 @@ print(json.dumps(variables.resolve()))
 """
 
 
-def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("function", "buffered"),
+    [("ForwarderFunction", False), ("ForwarderFunction", True), ("SenderFunction", True)],
+)
+def test_sam_gives_the_container_the_env_files_values(
+    local: Any, tmp_path: Path, function: str, buffered: bool
+) -> None:
     sam = shutil.which("sam")
     python = None
     if sam:
@@ -358,7 +619,8 @@ def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path
         python = first[2:].decode().strip().split()[0] if first.startswith(b"#!") else None
     if python is None or subprocess.run([python, "-c", "import samcli"], check=False).returncode:  # noqa: S603
         pytest.skip("the SAM CLI (with its Python) is not installed")
-    env_file, _ = sam_local.write_files(tmp_path, local, "conversions_api", "purchase")
+    env_file, _ = sam_inputs.write_files(tmp_path, local, "conversions_api", "purchase", buffered)
+    parameters = sam_inputs.BUFFERED_PARAMETERS if buffered else sam_inputs.PARAMETER_OVERRIDES
     result = subprocess.run(  # noqa: S603 - SAM's own code resolving the function's environment
         [
             python,
@@ -366,7 +628,8 @@ def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path
             SAM_RESOLVES,
             str(ROOT / "template.yaml"),
             str(env_file),
-            json.dumps(sam_local.PARAMETER_OVERRIDES),
+            json.dumps(parameters),
+            function,
         ],
         capture_output=True,
         text=True,
@@ -375,7 +638,7 @@ def test_sam_gives_the_container_the_env_files_values(local: Any, tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     container = json.loads(result.stdout)
-    given = json.loads(env_file.read_text())[sam_local.FUNCTION_ID]
+    given = json.loads(env_file.read_text())[function]
     assert {name: container.get(name) for name in given} == given
     assert container["AWS_SAM_LOCAL"] == "true" and container["AWS_ACCESS_KEY_ID"] == "testing"
     load_settings(container)  # the function accepts what it is given there

@@ -1531,6 +1531,32 @@ def test_later_deploys_ask_nothing_and_publish_a_version_for_any_change(
     assert command(["TestEventCode=TEST1"])[7] != first[7], "the code changed"
 
 
+@pytest.mark.parametrize(
+    ("code_uris", "unbuilt"),
+    [
+        (["ForwarderFunction", "SenderFunction"], []),  # `sam build`: every function from the build
+        (["ForwarderFunction", "../.."], ["../.."]),  # `sam build ForwarderFunction` (make local-invoke)
+        (["ForwarderFunction", "/elsewhere/src"], ["/elsewhere/src"]),
+    ],
+)
+def test_a_deploy_refuses_a_build_that_would_package_the_source_tree(
+    sam_config: dict[str, Any], tmp_path: Path, code_uris: list[str], unbuilt: list[str]
+) -> None:
+    config = json.loads(json.dumps(sam_config))
+    config["prod"]["deploy"]["parameters"]["parameter_overrides"] = (
+        'OfflineEventSetId="1" CreateApiGatewayLoggingRole="false"'
+    )
+    build_dir = built(tmp_path)
+    (build_dir / "SenderFunction").mkdir()
+    functions = "".join(f"  F{i}:\n    Properties:\n      CodeUri: {uri}\n" for i, uri in enumerate(code_uris))
+    (build_dir / "template.yaml").write_text(f"Resources:\n{functions}")
+    if not unbuilt:
+        assert samconfig.deploy_command(config, "prod", [], build_dir, interactive=False)[:2] == ["sam", "deploy"]
+        return
+    with pytest.raises(samconfig.DeployError, match=rf"did not build \(CodeUri {re.escape(unbuilt[0])};"):
+        samconfig.deploy_command(config, "prod", [], build_dir, interactive=False)
+
+
 # --- the CI/CD pipeline example ---------------------------------------------------------------------------------------
 
 

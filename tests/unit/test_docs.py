@@ -1,7 +1,7 @@
-"""README and docs/deploy.md name everything an operator meets: every variable the template gives the
-functions, every metric the code sends, every parameter, alarm and output of the template, and the
-buffered parameters' defaults as the template has them (README, "Configuration" and "Observability";
-docs/deploy.md, sections 2 and 6). The files are read as text: no servers, no template parser.
+"""The docs name everything an operator meets: every variable the template gives the functions
+(docs/configuration.md), every metric the code sends (docs/observability.md), every parameter, alarm and
+output of the template, and the buffered parameters' defaults as the template has them (docs/deploy.md,
+sections 2 and 6). The files are read as text: no servers, no template parser.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+OBSERVABILITY = (ROOT / "docs" / "observability.md").read_text()
 DEPLOY = (ROOT / "docs" / "deploy.md").read_text()
 TEMPLATE = (ROOT / "template.yaml").read_text()
 TELEMETRY = (ROOT / "forwarder" / "telemetry.py").read_text()
@@ -80,8 +81,8 @@ def test_the_readers_of_this_file_find_what_they_read() -> None:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_readme_configuration_has_a_row_for_every_variable_of_the_functions(function: str) -> None:
-    rows = table_rows(section(README, "## Configuration"))
+def test_the_configuration_page_has_a_row_for_every_variable_of_the_functions(function: str) -> None:
+    rows = table_rows(section(CONFIGURATION, "## Variables"))
     documented = {name for cells in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0])}
     assert function_variables(function) - documented == set()
 
@@ -90,13 +91,13 @@ def test_readme_configuration_has_a_row_for_every_variable_of_the_functions(func
     ("variable", "default"),
     [("DELIVERY_MODE", "`direct`"), ("INGEST_QUEUE_URL", "required when `DELIVERY_MODE=buffered`")],
 )
-def test_readme_gives_the_delivery_variables_their_contract_defaults(variable: str, default: str) -> None:
-    [row] = [cells for cells in table_rows(section(README, "## Configuration")) if cells[0] == f"`{variable}`"]
+def test_configuration_gives_the_delivery_variables_their_contract_defaults(variable: str, default: str) -> None:
+    [row] = [cells for cells in table_rows(section(CONFIGURATION, "## Variables")) if cells[0] == f"`{variable}`"]
     assert row[-1] == default
 
 
-def test_readme_observability_names_every_metric_the_code_sends() -> None:
-    observability = section(README, "## Observability")
+def test_the_observability_page_names_every_metric_the_code_sends() -> None:
+    observability = section(OBSERVABILITY, "## Logs, metrics and traces")
     assert sorted(name for name in metrics_sent() | POWERTOOLS_METRICS if f"`{name}`" not in observability) == []
 
 

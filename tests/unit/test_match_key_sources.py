@@ -322,19 +322,19 @@ def test_an_invalid_value_names_the_variable_never_the_value(variable: str, valu
     assert SECRET_LOOKING not in str(raised.value)
 
 
-# ---- README shows the same rows ------------------------------------------------------------------------------
+# ---- docs/mapping.md shows the same rows ---------------------------------------------------------------------
 
 
-def readme_key_rows() -> dict[str, list[str]]:
-    """README's match-key table: key name -> its cells."""
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def documented_key_rows() -> dict[str, list[str]]:
+    """The match-key table of docs/mapping.md: key name -> its cells."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
     section = text[text.index("## Match keys") : text.index("### How to raise your match rate")]
     rows = [line.strip(" |").split(" | ") for line in section.splitlines() if line.startswith("| `")]
     return {name: cells for cells in rows for name in re.findall(r"`(\w+)`", cells[0])}
 
 
-def test_readmes_match_key_table_shows_the_table_in_the_code() -> None:
-    rows = readme_key_rows()
+def test_the_documented_match_key_table_shows_the_table_in_the_code() -> None:
+    rows = documented_key_rows()
     assert set(rows) == {key.name for key in KEYS}
     for key in KEYS:
         sources, _, offline, capi = rows[key.name][1:]

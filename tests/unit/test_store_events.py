@@ -586,22 +586,24 @@ def test_custom_event_mapping_is_parsed(value: str, names: dict[str, str] | None
         assert settings(CUSTOM_EVENT_MAPPING=value).custom_event_names == names
 
 
-# ---- the README says it ------------------------------------------------------------------------
+# ---- the docs say it ---------------------------------------------------------------------------
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-
-
-def section(title: str) -> str:
-    start = README.index(f"\n{title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start:end]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def test_readme_lists_every_skip_and_adjustment_reason() -> None:
-    skipped = section("## Skipped events")
+def section(page: str, title: str) -> str:
+    """From a heading to the next heading of level 2 in docs/<page>."""
+    text = (DOCS / page).read_text()
+    start = text.index(f"\n{title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_mapping_page_lists_every_skip_and_adjustment_reason() -> None:
+    skipped = section("mapping.md", "## Skipped events")
     reasons = [value for name, value in vars(Skip).items() if name.isupper()]
     assert [reason for reason in reasons if f"`{reason}`" not in skipped] == []
-    adjusted = section("### Adjusted events")
+    adjusted = section("mapping.md", "## Adjusted events")
     assert all(f"`{reason}`" in adjusted for reason in ("event_time_from_batch", INVALID_ACTION_SOURCE))
 
 
@@ -617,6 +619,7 @@ def test_readme_lists_every_skip_and_adjustment_reason() -> None:
         ("TEST_EVENT_CODE", "unset"),
     ],
 )
-def test_readme_documents_each_setting_beside_the_seeds(variable: str, default: str) -> None:
-    [row] = [line for line in section("## Configuration").splitlines() if line.startswith(f"| `{variable}` |")]
+def test_the_configuration_page_documents_each_setting_beside_the_seeds(variable: str, default: str) -> None:
+    rows = section("configuration.md", "## Variables").splitlines()
+    [row] = [line for line in rows if line.startswith(f"| `{variable}` |")]
     assert row.endswith(f"| {default} |")
