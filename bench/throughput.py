@@ -20,7 +20,7 @@ from bench.harness import Function, Row, interleaved, median_ms
 from bench.responder import success_body
 from forwarder.batch import read_batch
 from forwarder.mapping import map_batch
-from forwarder.render import render_events, request_fields
+from forwarder.render import render_events
 from forwarder.settings import load_settings
 from localdev.aws import ACCESS_TOKEN
 
@@ -33,7 +33,9 @@ def sent_payload(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     settings = load_settings()
     mapped = map_batch(read_batch(json.loads(event["body"])), settings, time.time())
     events, _ = render_events(mapped, settings)
-    return settings.events_url, {"access_token": ACCESS_TOKEN, **request_fields(settings), "data": events}
+    destination = settings.destination()
+    url = settings.graph_url + destination.events_path
+    return url, {"access_token": ACCESS_TOKEN, **destination.request_fields(), "data": events}
 
 
 class Floor:

@@ -1,126 +1,307 @@
-"""Delivering a batch: map, render, send in chunks, and park what mParticle will not resend.
+"""The delivery core: every way events reach Meta (the webhook, the buffered sender, replay, the backfill)
+hands its rendered events here, each with its destination and the *unit* its source retries as a whole
+(a webhook batch, an SQS message, a parked set, a file's row).
 
-The sender carries the invocation's deadline (forwarder/sender.py), so nothing here outlives the
-Lambda; what could not be sent in time is left for an answer mParticle retries.
+One loop: group by destination; de-duplicate by Meta's key (event_name + event_id, forwarder/settled.py's
+`event_key`); give each destination a share of the time; send in requests of the API's size (forwarder/
+posting.py); stop a destination after an error about the request as a whole and a connection after a token
+error; isolate rejected events (forwarder/isolation.py), continuing work a previous attempt left
+(forwarder/settled.py); redact what Facebook says (forwarder/redaction.py); park what must be
+(forwarder/parking.py); and settle each unit:
+
+- *settled*: each of its events delivered, parked, or a duplicate of one that was;
+- *resend*: an event neither delivered nor parked (a transient error, no time left, a token or permission
+  error, parking failed): the source has the unit come again. Rejected events of such a unit are parked now
+  only when a table of settled events remembers them (so the retry leaves them out and they are parked
+  once); otherwise they are found again on the retry.
+
+A unit part of which Facebook took is resent whole only where that cannot count an event twice (the
+API de-duplicates, and the source retries soon: `resend_partial`); otherwise its undelivered rest is parked
+and the unit is settled.
 """
 
 from __future__ import annotations
 
-import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from forwarder.batch import Batch
 from forwarder.deadline import Deadline
+from forwarder.destination import Destination
 from forwarder.graph_client import ErrorClass
-from forwarder.isolation import send_isolating
-from forwarder.mapping import Mapped, map_batch
-from forwarder.outcome import DELIVERED, BatchOutcome, RequestOutcome
-from forwarder.parking import Request, enqueue, park
-from forwarder.redaction import Redactor, user_values
-from forwarder.render import keys_sent, render_events
-from forwarder.sender import Sender
-from forwarder.settings import Settings, SettingsError
+from forwarder.isolation import isolate, splittable
+from forwarder.outcome import DELIVERED, PARKING_FAILED, RequestOutcome
+from forwarder.parking import Parked, ParkingFailed, Reason, park
+from forwarder.posting import MIN_ATTEMPT_SECONDS, Poster
+from forwarder.redaction import Redactor
+from forwarder.settled import SettledEvents, Settlement, event_key
 from forwarder.telemetry import logger
 
-# An ingest message's reason: it shows in replay's report only if the queue redrove it to the parking queue.
-QUEUED = "queued for the sender function; redriven here after failing on every receive"
+# A destination's least share of the invocation, when there is that much: one attempt and its answer.
+MIN_SHARE_SECONDS = MIN_ATTEMPT_SECONDS + 1.0
 
 
-def _chunks(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
-    return [events[start : start + size] for start in range(0, len(events), size)]
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What a source retries as a whole, and the mParticle ids its parked events keep."""
+
+    id: str
+    batch_id: str | None = None
+    source_request_id: str | None = None
 
 
-def _to_park(outcome: BatchOutcome, settings: Settings) -> list[RequestOutcome]:
-    """The requests to park, or none when the answer is one mParticle retries (it resends the whole batch,
-    so a copy now would be parked twice).
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One rendered event on its way: where it goes and which unit it belongs to."""
 
-    Without Meta's de-duplication (the Offline Conversions API), resending a batch of which Facebook took
-    a part counts that part twice: then everything not delivered is parked instead, and the answer is final.
-    """
-    final = [request for request in outcome.requests if request.parking_reason]  # rejected, or taken in part
-    must_resend = any(request.status not in (DELIVERED, ErrorClass.INVALID) for request in outcome.requests)
-    if not must_resend:
-        return final
-    delivered_part = any(request.status == DELIVERED for request in outcome.requests)
-    if not delivered_part or settings.profile.deduplicates:
-        return []
-    return [request for request in outcome.requests if not request.taken]
+    destination: Destination
+    event: dict[str, Any]
+    unit: Unit
 
 
-def _parking_reason(request: RequestOutcome) -> str:
-    if reason := request.parking_reason:
-        return reason
-    detail = request.error or "not sent: no time left in this invocation"
-    return f"not delivered ({request.status}): {detail}; parked because Facebook took another part of the batch"
+@dataclass(slots=True)
+class Delivery:
+    """What became of the events handed to `deliver`."""
+
+    requests: list[RequestOutcome] = field(default_factory=list)  # the final outcome of every request sent
+    retries: int = 0
+    isolation_requests: int = 0
+    duplicates: int = 0  # events left out as the same event_name + event_id as another
+    delivered_earlier: int = 0  # events a previous attempt delivered while isolating (settled events)
+    parked_earlier: int = 0
+    parked: int = 0  # events parked now
+    resend: dict[str, str] = field(default_factory=dict)  # unit id -> the status that has it come again
+    parking_failure: str | None = None
+    parked_units: set[str] = field(default_factory=set)  # units some of whose events were parked now
+    by_destination: dict[Destination, Counter[str]] = field(default_factory=dict)  # forwarded, parked, failed
+
+    @property
+    def forwarded(self) -> int:
+        """Events Facebook acknowledged (its own count when it gives one), now or on an earlier attempt."""
+        now = sum(request.forwarded for request in self.requests)
+        return now + self.delivered_earlier
 
 
-def prepare(
-    batch: Batch, settings: Settings, now: float | None = None
-) -> tuple[list[dict[str, Any]], BatchOutcome, Mapped]:
-    """The batch's events rendered for the chosen API, its outcome so far (received, skipped, adjusted), and
-    the mapped batch."""
-    # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
-    logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
-    mapped = map_batch(batch, settings, time.time() if now is None else now)
-    events, unmatched = render_events(mapped, settings)
-    outcome = BatchOutcome(
-        received=mapped.received,
-        skipped=mapped.skipped + unmatched,
-        adjusted=mapped.adjusted,
-        batch_id=batch.batch_id,
-        source_request_id=batch.source_request_id,
-        match_keys=keys_sent(mapped.keys, settings.profile),
-    )
-    return events, outcome, mapped
+@dataclass(slots=True)
+class _Group:
+    """One destination's events, each sent event with the items it stands for (itself and its duplicates)."""
+
+    destination: Destination
+    events: list[dict[str, Any]] = field(default_factory=list)
+    items: dict[int, list[Outgoing]] = field(default_factory=dict)  # id(event) -> items
+    requests: list[RequestOutcome] = field(default_factory=list)
+    earlier: dict[int, Settlement] = field(default_factory=dict)  # id(event) -> settled by an earlier attempt
 
 
-def queue(batch: Batch, settings: Settings, deadline: Deadline, now: float | None = None) -> dict[str, Any]:
-    """Buffered delivery's webhook side: the rendered events written to the ingest queue (each write by
-    `deadline`), nothing sent to Facebook; the summary to answer. Raises ParkingFailed (answered 503)."""
-    # TEST_EVENT_CODE goes with development batches only: the queued events record it for the sender.
-    settings = settings.for_batch(batch.development)
-    if settings.ingest_queue_url is None:
-        raise SettingsError("INGEST_QUEUE_URL is required when DELIVERY_MODE=buffered")
-    events, outcome, _ = prepare(batch, settings, now)
-    messages = 0
-    if events:
-        messages = enqueue(
-            events, QUEUED, settings.ingest_queue_url, settings, deadline, batch.batch_id, batch.source_request_id
-        )
-    summary = outcome.summary()
-    return {
-        "received": summary["received"],
-        "queued": len(events),
-        "messages": messages,
-        "skipped": summary["skipped"],
-        "adjusted": summary["adjusted"],
-        # Counted where the user's keys are known: the sender sees only hashed, rendered events.
-        "match_keys": dict.fromkeys(outcome.match_keys, len(events)) if events else {},
-    }
+@dataclass
+class _Run:
+    poster: Poster
+    redactor: Redactor
+    settled: SettledEvents | None
+    result: Delivery
+    park_by: Deadline
+    stopped_connections: dict[str, RequestOutcome] = field(default_factory=dict)  # by a token error
 
 
 def deliver(
-    batch: Batch, settings: Settings, sender: Sender, park_by: Deadline, now: float | None = None
-) -> BatchOutcome:
-    """Map, send and park what needs it (writes end by `park_by`); raises ParkingFailed."""
-    # TEST_EVENT_CODE goes with development batches only: requests, and parked events replayed later.
-    settings = sender.settings = settings.for_batch(batch.development)
-    events, outcome, mapped = prepare(batch, settings, now)
-    redactor = Redactor(user_values(batch.user, *mapped.keys.unhashed()))
-    stopped = False
-    for chunk in _chunks(events, settings.profile.max_events_per_request):
-        if stopped:  # without a valid token or permission every later request fails the same way
-            outcome.requests.append(RequestOutcome(events=len(chunk), payload=chunk))  # NOT_ATTEMPTED: resent
+    items: Sequence[Outgoing],
+    poster: Poster,
+    send_by: Deadline,
+    park_by: Deadline,
+    parking_queue: str,
+    *,
+    personal: Iterable[str] = (),
+    resend_partial: bool = True,
+    keep_undelivered: bool = False,
+    settled: SettledEvents | None = None,
+) -> Delivery:
+    """Send `items`, every request by `send_by` and every parking write by `park_by`; `personal` holds raw
+    values the source knows for redaction (the webhook: the batch's user). `keep_undelivered`: a unit
+    nothing of which was delivered is left to its source as it is (replay keeps such a set parked) instead
+    of having its rejected events parked. Never raises for a failure of Facebook or AWS: each is in the
+    returned Delivery."""
+    result = Delivery()
+    groups = _groups(items, result)
+    run = _Run(poster, Redactor.for_events((item.event for item in items), personal), settled, result, park_by)
+    waiting = sum(len(group.events) for group in groups)
+    for group in groups:
+        # Each destination gets a share of the time left by its events, so one that keeps failing cannot
+        # starve the others; time a group does not use passes to the next.
+        left = send_by.left()
+        share = Deadline.after(min(left, max(left * len(group.events) / waiting, MIN_SHARE_SECONDS)), send_by.clock)
+        waiting -= len(group.events)
+        _send_group(run, group, share)
+        result.requests += group.requests
+    result.retries = poster.retries
+    _settle(run, groups, resend_partial, keep_undelivered, parking_queue)
+    return result
+
+
+def _groups(items: Sequence[Outgoing], result: Delivery) -> list[_Group]:
+    groups: dict[Destination, _Group] = {}
+    firsts: dict[tuple[Destination, str, str], dict[str, Any]] = {}
+    for item in items:
+        group = groups.get(item.destination)
+        if group is None:
+            group = groups[item.destination] = _Group(item.destination)
+        event = item.event
+        name, event_id = event.get("event_name"), event.get("event_id")
+        if item.destination.profile.deduplicates and isinstance(name, str) and isinstance(event_id, str):
+            # Meta counts an event_name + event_id once: send it once, and settle its copies with it.
+            first = firsts.setdefault((item.destination, name, event_id), event)
+            if first is not event:
+                group.items[id(first)].append(item)
+                result.duplicates += 1
+                continue
+        group.events.append(event)
+        group.items[id(event)] = [item]
+    return list(groups.values())
+
+
+def _send_group(run: _Run, group: _Group, share: Deadline) -> None:
+    destination = group.destination
+    size = destination.profile.max_events_per_request
+    permission = False  # no permission on this dataset: every later request fails the same way
+    for start in range(0, len(group.events), size):
+        chunk = group.events[start : start + size]
+        if permission or destination.connection in run.stopped_connections:  # the token is refused
+            group.requests.append(RequestOutcome(events=len(chunk), payload=chunk))  # NOT_ATTEMPTED: resent
             continue
-        isolated = send_isolating(sender, chunk, redactor)
-        outcome.requests += isolated.outcomes
-        outcome.isolation_requests += isolated.extra_requests
-        stopped = any(request.status in (ErrorClass.TOKEN, ErrorClass.PERMISSION) for request in isolated.outcomes)
-    outcome.retries = sender.retries
-    if to_park := _to_park(outcome, settings):
-        logger.warning("parking events mParticle will not resend", extra={"events": sum(r.events for r in to_park)})
-        requests = [Request(_parking_reason(request), request.payload) for request in to_park]
-        park(requests, settings, park_by, outcome.batch_id, outcome.source_request_id)
-        for request in to_park:
-            request.parked = True
-    return outcome
+        outcome = run.poster.post(destination, chunk, run.redactor, share)
+        outcomes = _isolate(run, group, chunk, outcome, share) if splittable(outcome) else [outcome]
+        group.requests += outcomes
+        for outcome in outcomes:
+            if outcome.status == ErrorClass.TOKEN:
+                run.stopped_connections[destination.connection] = outcome
+            permission |= outcome.status == ErrorClass.PERMISSION
+
+
+def _isolate(
+    run: _Run, group: _Group, chunk: list[dict[str, Any]], rejection: RequestOutcome, share: Deadline
+) -> list[RequestOutcome]:
+    """A rejected chunk's outcomes: what an earlier attempt settled is left out (in `group.earlier`), and the
+    rest isolated (forwarder/isolation.py)."""
+    destination = group.destination
+
+    def send(part: list[dict[str, Any]]) -> RequestOutcome:
+        outcome = run.poster.post(destination, part, run.redactor, share)
+        outcome.from_isolation = True
+        return outcome
+
+    rest = chunk
+    known = run.settled.lookup((event_key(destination, e) for e in chunk), share) if run.settled else {}
+    if known:
+        for event in chunk:
+            if (settlement := known.get(event_key(destination, event))) is not None:
+                group.earlier[id(event)] = settlement
+        rest = [event for event in chunk if id(event) not in group.earlier]
+        if not rest:
+            return []
+        # Without the events already settled, what is left may all be good: sent again as it is first.
+        rejection = send(rest)
+        run.result.isolation_requests += rejection.attempts > 0
+        if not splittable(rejection):
+            return [rejection]
+    isolated = isolate(send, rest, rejection)
+    run.result.isolation_requests += isolated.extra_requests
+    return isolated.outcomes
+
+
+def _settle(run: _Run, groups: list[_Group], resend_partial: bool, keep_undelivered: bool, parking_queue: str) -> None:
+    """Decide each unit, park what must be, and remember what isolation settled."""
+    result = run.result
+    unsettled: dict[str, str] = {}  # unit id -> status
+    delivered_units: set[str] = set()
+    counting_twice: set[str] = set()  # units part of which went to an API that does not de-duplicate
+    rejected: dict[str, str] = {}  # with keep_undelivered: unit id -> the status of a rejection in it
+    for group in groups:
+        for event_id, settlement in group.earlier.items():
+            result.delivered_earlier += settlement is Settlement.DELIVERED
+            result.parked_earlier += settlement is Settlement.PARKED
+            for item in group.items[event_id]:
+                if settlement is Settlement.DELIVERED:
+                    delivered_units.add(item.unit.id)
+        for request in group.requests:
+            units = {item.unit.id for event in request.payload for item in group.items[id(event)]}
+            if request.status == DELIVERED:
+                delivered_units |= units
+                if not group.destination.profile.deduplicates:
+                    counting_twice |= units
+            if request.parking_reason is None and request.status != DELIVERED:
+                for unit in units:
+                    unsettled.setdefault(unit, request.status)
+            elif keep_undelivered and request.status != DELIVERED:
+                for unit in units:
+                    rejected.setdefault(unit, request.status)
+    for unit, status in rejected.items():
+        if unit not in delivered_units:
+            unsettled.setdefault(unit, status)
+    parked_units: set[str] = set()
+    for unit, status in unsettled.items():
+        if unit in delivered_units and (unit in counting_twice or not resend_partial):
+            parked_units.add(unit)  # its rest is parked: resending it would count its delivered part twice
+        else:
+            result.resend[unit] = status
+    _park(run, groups, parked_units, parking_queue)
+    for group in groups:
+        counts = result.by_destination.setdefault(group.destination, Counter())
+        counts["forwarded"] += sum(request.forwarded for request in group.requests)
+        counts["forwarded"] += sum(settlement is Settlement.DELIVERED for settlement in group.earlier.values())
+        counts["failed"] += sum(
+            1
+            for request in group.requests
+            if request.status != DELIVERED and not request.parked
+            for event in request.payload
+            if any(item.unit.id in result.resend for item in group.items[id(event)])
+        )
+
+
+def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str) -> None:
+    """Park, one set per destination and batch: the rejected events of settled units; the isolated ones of
+    units to resend when settled events are remembered; and the undelivered rest of units in `rest_of`."""
+    result = run.result
+    remembered: dict[str, Settlement] = {}
+    for group in groups:
+        sets: dict[tuple[str | None, str | None], list[tuple[Parked, RequestOutcome]]] = defaultdict(list)
+        for request in group.requests:
+            reason = request.parking_reason
+            for event in request.payload:
+                items = group.items[id(event)]
+                resent = any(item.unit.id in result.resend for item in items)
+                if reason is None:
+                    if request.status == DELIVERED:
+                        if request.from_isolation:
+                            remembered[event_key(group.destination, event)] = Settlement.DELIVERED
+                        continue
+                    if not any(item.unit.id in rest_of for item in items) or resent:
+                        continue
+                    text = f"not delivered ({request.status}): {request.error or 'no time left'}"
+                    parked = Parked(event, Reason(f"{text}; parked because Facebook took another part of it"))
+                elif resent and not (request.isolated and run.settled is not None):
+                    continue  # it comes again with its unit, and is parked (if it must be) then
+                else:
+                    parked = Parked(event, Reason(reason, request.code, request.subcode))
+                first = items[0].unit
+                sets[(first.batch_id, first.source_request_id)].append((parked, request))
+        for (batch_id, source_request_id), entries in sets.items():
+            try:
+                park(
+                    parking_queue, group.destination, [p for p, _ in entries], run.park_by, batch_id, source_request_id
+                )
+            except ParkingFailed as problem:
+                logger.warning("events not parked: their units come again", extra={"error": str(problem)})
+                result.parking_failure = str(problem)
+                for parked, _ in entries:
+                    for item in group.items[id(parked.event)]:
+                        result.resend.setdefault(item.unit.id, PARKING_FAILED)
+                continue
+            result.parked += len(entries)
+            result.by_destination.setdefault(group.destination, Counter())["parked"] += len(entries)
+            for parked, request in entries:
+                request.parked = True
+                result.parked_units.update(item.unit.id for item in group.items[id(parked.event)])
+                if request.isolated:
+                    remembered[event_key(group.destination, parked.event)] = Settlement.PARKED
+    if run.settled is not None and remembered:
+        run.settled.record(remembered, run.park_by)

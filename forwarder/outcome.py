@@ -1,12 +1,11 @@
-"""What happened to a batch: one outcome per Graph request, and the verdict over them.
+"""What happened to one Graph request, and the verdicts a source can reach over them.
 
-The verdict is what the batch's sender must do next; the handler turns it into an HTTP status
-(README, "HTTP contract"). It comes from one table, `VERDICT_RULES`, which also names the problem.
+The verdict is what a webhook batch's sender (mParticle) must do next; the handler turns it into an HTTP
+status (docs: "HTTP contract"). It comes from one table, `VERDICT_RULES`, which also names the problem.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,6 +14,7 @@ from forwarder.graph_client import ErrorClass
 
 NOT_ATTEMPTED = "not_attempted"
 DELIVERED = "delivered"
+PARKING_FAILED = "parking_failed"  # a unit's rejected events could not be parked: it comes again
 
 
 class Verdict(StrEnum):
@@ -29,30 +29,27 @@ class Rule:
     verdict: Verdict
     statuses: frozenset[str]
     problem: str
-    counts_parked: bool  # a parked request is settled: only a rejection still says so once parked
 
 
-# First match wins: a request with one of `statuses` makes the batch's verdict.
+# The status that has a unit come again (or, last, the rejection that settled it) makes the verdict.
 VERDICT_RULES = (
     Rule(
         Verdict.OPERATOR_MUST_ACT,
         frozenset({ErrorClass.TOKEN, ErrorClass.PERMISSION}),
         "Facebook refused the access token or its permissions; fix the secret or the token",
-        counts_parked=False,
     ),
     Rule(
         Verdict.RETRY_LATER,
-        frozenset({ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, NOT_ATTEMPTED}),
+        frozenset({ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, NOT_ATTEMPTED, PARKING_FAILED}),
         "Facebook failed transiently and retries ran out of time",
-        counts_parked=False,
     ),
-    Rule(
-        Verdict.REJECTED,
-        frozenset({ErrorClass.INVALID}),
-        "Facebook rejected the events as invalid",
-        counts_parked=True,
-    ),
+    Rule(Verdict.REJECTED, frozenset({ErrorClass.INVALID}), "Facebook rejected the events as invalid"),
 )
+
+
+def rule_for(status: str) -> Rule:
+    """The rule of a request's status (DELIVERED has none: it is never asked)."""
+    return next(rule for rule in VERDICT_RULES if status in rule.statuses)
 
 
 @dataclass(slots=True)
@@ -71,12 +68,20 @@ class RequestOutcome:
     latency_ms: float | None = None
     parked: bool = False
     isolated: bool = False  # a rejected event on its own: its neighbours were sent without it
+    from_isolation: bool = False  # a part sent while isolating rejected events (forwarder/isolation.py)
     payload: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the rendered events sent
 
     @property
     def taken(self) -> bool:
         """Facebook accepted all of it."""
         return self.status == DELIVERED and self.accepted is not None and self.accepted >= self.events
+
+    @property
+    def forwarded(self) -> int:
+        """Events Facebook acknowledged of this request (its own count when it gives one)."""
+        if self.status != DELIVERED:
+            return 0
+        return self.events if self.accepted is None else min(self.accepted, self.events)
 
     @property
     def parking_reason(self) -> str | None:
@@ -108,72 +113,3 @@ class RequestOutcome:
             "isolated": self.isolated or None,
         }
         return {key: value for key, value in fields.items() if value is not None}
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    received: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    adjusted: Counter[str] = field(default_factory=Counter)  # reason -> events forwarded with a change
-    requests: list[RequestOutcome] = field(default_factory=list)
-    retries: int = 0
-    isolation_requests: int = 0  # extra requests spent isolating rejected events
-    batch_id: str | None = None
-    source_request_id: str | None = None
-    match_keys: tuple[str, ...] = ()  # the user's keys every event sent carried (neutral names, match_keys.KEYS)
-
-    @property
-    def forwarded(self) -> int:
-        """Events Facebook acknowledged (its own count when it gives one)."""
-        return sum(
-            request.events if request.accepted is None else min(request.accepted, request.events)
-            for request in self.requests
-            if request.status == DELIVERED
-        )
-
-    @property
-    def parked(self) -> int:
-        return sum(request.events for request in self.requests if request.parked)
-
-    def _deciding(self) -> tuple[Rule, RequestOutcome] | None:
-        """The rule and request that make the verdict. An isolated rejection (an event set aside while its
-        neighbours went through, forwarder/isolation.py) decides nothing, unless nothing went through."""
-        for rule in VERDICT_RULES:
-            for request in self.requests:
-                if request.isolated or request.status not in rule.statuses:
-                    continue
-                if rule.counts_parked or not request.parked:
-                    return rule, request
-        if not any(request.status == DELIVERED for request in self.requests):
-            rejected = next((request for request in self.requests if request.status == ErrorClass.INVALID), None)
-            if rejected is not None:
-                return VERDICT_RULES[-1], rejected
-        return None
-
-    @property
-    def verdict(self) -> Verdict:
-        deciding = self._deciding()
-        return Verdict.DELIVERED if deciding is None else deciding[0].verdict
-
-    def problem(self) -> str | None:
-        """One sentence naming what went wrong, for the error body; None when all was delivered."""
-        deciding = self._deciding()
-        if deciding is None:
-            return None
-        rule, request = deciding
-        code = f" (code {request.code})" if request.code is not None else ""
-        detail = request.error or "not sent: no time left in this invocation"
-        return f"{rule.problem}{code}: {detail}"
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "forwarded": self.forwarded,
-            "parked": self.parked,
-            "skipped": dict(self.skipped),
-            "adjusted": dict(self.adjusted),
-            "match_keys": dict.fromkeys(self.match_keys, self.forwarded) if self.forwarded else {},
-            "requests": [request.as_dict() for request in self.requests],
-            "retries": self.retries,
-            "isolation_requests": self.isolation_requests,
-        }

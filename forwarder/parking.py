@@ -1,21 +1,22 @@
-"""Parking: a durable copy in SQS of events whose answer to mParticle will not be retried.
+"""Parking: a durable copy in SQS of events whose answer to their source will not be retried.
 
 mParticle retries only 408/429/5xx. Events Facebook rejects (422) or processes only in part would
-otherwise be lost, so they are written to the parking queue first, with the reason and the settings
-in force (never the token), for `python -m forwarder.replay` to send again once the cause is fixed.
-If the write fails the caller answers 503, so mParticle retries: no final answer without a copy.
+otherwise be lost, so they are written to the parking queue first, each with its reason, with the
+destination they were rendered for (never a token) and the batch's ids, for `python -m forwarder.replay`
+to send again once the cause is fixed. If the write fails the caller answers so that its source retries
+(503, or the SQS message received again): no final answer without a copy.
 
-One invocation parks one *set*: its parts (SQS messages under the size limit) carry the set's id, a
-digest of the parked events, and their number. SQS writes one message at a time, so a set can be left
-incomplete (a later part failed: the batch was answered 503 and mParticle resends it) or written twice
-(SQS stored a message but its answer was lost, and the SDK sent it again; or mParticle resent a batch
-whose set was already written). Replay therefore sends only complete sets, each once, and discards
-incomplete ones once no invocation can still be writing them (README, "Parking and replay").
+One call parks one *set* per destination: its parts (SQS messages under the size limit) carry the set's
+id (a digest of the destination and the events), their number, the events and a table of their reasons,
+and are written ten to a call (SendMessageBatch). A set can be left incomplete (a later write failed: the
+source retries) or written twice (SQS stored a message but its answer was lost and the SDK sent it again);
+replay therefore sends only complete sets, each once (docs: "Parking and replay"). The ingest queue of
+buffered delivery uses the same format, one set per message (`enqueue`), so that a message it redrives to
+the parking queue is a set replay can send.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -23,18 +24,19 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
 import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder.deadline import Deadline, OutOfTime, bounded
-from forwarder.settings import Settings, load_settings
+from forwarder.destination import Destination
 
-FORMAT_VERSION = 2
-# SQS accepts up to 256 KiB per message; keep headroom for the envelope (reason, settings, ids).
+FORMAT_VERSION = 3
+# SQS accepts up to 256 KiB per message and per SendMessageBatch call; keep headroom for the envelope.
 MAX_MESSAGE_BYTES = 240_000
-# Per attempt; the whole write is also bounded by the invocation's time (`park`).
+_MAX_CALL_BYTES = 250_000
+_MAX_CALL_MESSAGES = 10
+# Per attempt; the whole write is also bounded by the invocation's time (`deadline`).
 _SQS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"})
 
 
@@ -43,40 +45,58 @@ class ParkingFailed(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
-    """The events of one Graph request to park, and why."""
+class Reason:
+    """Why an event is parked: a sentence (Facebook's text already redacted) and Meta's code and subcode."""
 
-    reason: str
-    events: Sequence[dict[str, Any]]
+    text: str
+    code: int | None = None
+    subcode: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"reason": self.text, "code": self.code, "subcode": self.subcode}
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """One event to park, and why."""
+
+    event: dict[str, Any]
+    reason: Reason
 
 
 @cache
 def sqs_client() -> Any:
-    """One client per container, created only when something must be parked."""
+    """One client per container, created only when something must be parked or queued."""
+    import boto3
+
     return boto3.client("sqs", config=_SQS_CONFIG)
 
 
-def _parts(requests: Sequence[Request]) -> list[tuple[str, list[bytes]]]:
-    """(reason, serialised events) per message: a request's events, split where a message would overflow."""
-    parts: list[tuple[str, list[bytes]]] = []
-    for request in requests:
-        current: list[bytes] = []
-        size = 0
-        for event in request.events:
-            encoded = orjson.dumps(event)
-            if current and size + len(encoded) + 1 > MAX_MESSAGE_BYTES:
-                parts.append((request.reason, current))
-                current, size = [], 0
-            current.append(encoded)
-            size += len(encoded) + 1
-        if current:
-            parts.append((request.reason, current))
+def _parts(entries: Sequence[Parked]) -> list[tuple[list[bytes], list[Reason], list[int]]]:
+    """(serialised events, reasons, each event's reason index) per message, cut where one would overflow."""
+    parts: list[tuple[list[bytes], list[Reason], list[int]]] = []
+    events: list[bytes] = []
+    reasons: dict[Reason, int] = {}
+    indexes: list[int] = []
+    size = 0
+    for entry in entries:
+        encoded = orjson.dumps(entry.event)
+        extra = len(encoded) + 8 + (0 if entry.reason in reasons else len(orjson.dumps(entry.reason.record())))
+        if events and size + extra > MAX_MESSAGE_BYTES:
+            parts.append((events, list(reasons), indexes))
+            events, reasons, indexes, size = [], {}, [], 0
+            extra = len(encoded) + 8 + len(orjson.dumps(entry.reason.record()))
+        events.append(encoded)
+        indexes.append(reasons.setdefault(entry.reason, len(reasons)))
+        size += extra
+    if events:
+        parts.append((events, list(reasons), indexes))
     return parts
 
 
-def set_id(parts: Sequence[Sequence[bytes]]) -> str:
-    """The same events in the same parts give the same id, whichever invocation parks them."""
-    digest = hashlib.sha256()
+def set_id(destination: Destination, parts: Sequence[Sequence[bytes]]) -> str:
+    """The same events in the same parts for the same destination give the same id, whoever writes them."""
+    digest = hashlib.sha256(orjson.dumps(destination.record(), option=orjson.OPT_SORT_KEYS))
     for part in parts:
         digest.update(b"[" + b",".join(part) + b"]\n")
     return digest.hexdigest()
@@ -88,69 +108,94 @@ def _sqs_safe(body: bytes) -> str:
     return body.replace(b"\xef\xbf\xbe", b"\xef\xbf\xbd").replace(b"\xef\xbf\xbf", b"\xef\xbf\xbd").decode()
 
 
-def park(
-    requests: Sequence[Request],
-    settings: Settings,
-    deadline: Deadline,
-    batch_id: str | None = None,
-    source_request_id: str | None = None,
-) -> int:
-    """Write the events as one set of messages, each write bounded by `deadline`; returns the messages
-    written. Raises ParkingFailed (the set may then be incomplete: replay never sends it)."""
-    return write_set(settings.parking_queue_url, _parts(requests), settings, deadline, batch_id, source_request_id)
-
-
-def enqueue(
-    events: Sequence[dict[str, Any]],
-    reason: str,
-    queue_url: str,
-    settings: Settings,
-    deadline: Deadline,
-    batch_id: str | None = None,
-    source_request_id: str | None = None,
-) -> int:
-    """Write events to another queue in this same format, each message a set of its own (so a message
-    that queue redrives to the parking queue is a complete set replay can send); returns the messages.
-    Raises ParkingFailed."""
-    parts = _parts([Request(reason, events)])
-    for part in parts:
-        write_set(queue_url, [part], settings, deadline, batch_id, source_request_id, purpose="queue the events")
-    return len(parts)
-
-
-def write_set(
-    queue_url: str,
-    parts: Sequence[tuple[str, list[bytes]]],
-    settings: Settings,
-    deadline: Deadline,
+def _bodies(
+    destination: Destination,
+    parts: list[tuple[list[bytes], list[Reason], list[int]]],
     batch_id: str | None,
     source_request_id: str | None,
-    purpose: str = "park undeliverable events",
-) -> int:
-    """One set of (reason, serialised events) parts as messages of this format; returns the messages.
-    Raises ParkingFailed, whose message says what could not be done (`purpose`) and the AWS error code."""
-    identity = set_id([events for _, events in parts])
-    for index, (reason, events) in enumerate(parts):
+) -> list[str]:
+    """The messages of one set made of `parts`."""
+    identity = set_id(destination, [events for events, _, _ in parts])
+    bodies = []
+    for index, (events, reasons, indexes) in enumerate(parts):
         envelope = {
             "format": FORMAT_VERSION,
             "set_id": identity,
             "part": index,
             "parts": len(parts),
             "parked_at": int(time.time()),
-            "reason": reason,
-            "settings": settings.public_view(),
+            "destination": destination.record(),
             "batch_id": batch_id,
             "source_request_id": source_request_id,
+            "reasons": [reason.record() for reason in reasons],
+            "event_reasons": indexes,
             "events": orjson.Fragment(b"[" + b",".join(events) + b"]"),
         }
-        _send(queue_url, _sqs_safe(orjson.dumps(envelope)), deadline, purpose)
-    return len(parts)
+        bodies.append(_sqs_safe(orjson.dumps(envelope)))
+    return bodies
 
 
-def _send(queue_url: str, body: str, deadline: Deadline, purpose: str) -> None:
+def park(
+    queue_url: str,
+    destination: Destination,
+    entries: Sequence[Parked],
+    deadline: Deadline,
+    batch_id: str | None = None,
+    source_request_id: str | None = None,
+) -> int:
+    """Write `entries` as one set, every call bounded by `deadline`; returns the messages written. Raises
+    ParkingFailed (the set may then be incomplete: replay never sends it)."""
+    bodies = _bodies(destination, _parts(entries), batch_id, source_request_id)
+    _send_all(queue_url, bodies, deadline, "park undeliverable events")
+    return len(bodies)
+
+
+def enqueue(
+    queue_url: str,
+    destination: Destination,
+    events: Sequence[dict[str, Any]],
+    reason: Reason,
+    deadline: Deadline,
+    batch_id: str | None = None,
+    source_request_id: str | None = None,
+) -> int:
+    """Write events to another queue in this same format, each message a set of its own (so a message that
+    queue redrives to the parking queue is a complete set replay can send); returns the messages.
+    Raises ParkingFailed."""
+    parts = _parts([Parked(event, reason) for event in events])
+    bodies = [body for part in parts for body in _bodies(destination, [part], batch_id, source_request_id)]
+    _send_all(queue_url, bodies, deadline, "queue the events")
+    return len(bodies)
+
+
+def _send_all(queue_url: str, bodies: list[str], deadline: Deadline, purpose: str) -> None:
+    """SendMessageBatch calls of up to ten messages and 250,000 bytes; the entries SQS fails are sent again
+    (once), every call bounded by `deadline`. Raises ParkingFailed naming `purpose` and the AWS error code."""
+    calls: list[list[str]] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if not calls or len(calls[-1]) == _MAX_CALL_MESSAGES or size + length > _MAX_CALL_BYTES:
+            calls.append([])
+            size = 0
+        calls[-1].append(body)
+        size += length
+    for call in calls:
+        left = call
+        for _ in range(2):
+            left = _send_batch(queue_url, left, deadline, purpose)
+            if not left:
+                break
+        if left:
+            raise ParkingFailed(f"could not {purpose} in SQS (it failed {len(left)} of the messages)")
+
+
+def _send_batch(queue_url: str, bodies: list[str], deadline: Deadline, purpose: str) -> list[str]:
+    """One SendMessageBatch call; returns the bodies SQS did not store."""
+    entries = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)]
     try:
         with bounded(deadline.left()):
-            sqs_client().send_message(QueueUrl=queue_url, MessageBody=body)
+            answer = sqs_client().send_message_batch(QueueUrl=queue_url, Entries=entries)
     except OutOfTime:
         raise ParkingFailed(f"could not {purpose} in SQS in time") from None
     except ClientError as error:
@@ -158,102 +203,5 @@ def _send(queue_url: str, body: str, deadline: Deadline, purpose: str) -> None:
         raise ParkingFailed(f"could not {purpose} in SQS ({code})") from None
     except BotoCoreError as error:
         raise ParkingFailed(f"could not {purpose} in SQS ({type(error).__name__})") from None
-
-
-class MalformedPart(ValueError):
-    """A message in the parking queue that this code did not write, or that was altered; says what is wrong."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedPart:
-    """One parking message, read back and checked."""
-
-    set_id: str
-    part: int
-    parts: int
-    parked_at: int
-    reason: str
-    destination: dict[str, str]  # api, api_version, event_set_id, upload_tag as they were when parked
-    events: list[dict[str, Any]]
-    batch_id: str | None = None
-    source_request_id: str | None = None
-
-
-_DESTINATION_KEYS = ("api", "api_version", "event_set_id", "upload_tag", "test_event_code")
-_MAX_PARTS = 10_000  # a 6 MB batch makes a few dozen messages
-
-
-def _short_text(value: Any, limit: int = 128) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
-
-
-def read_part(body: str) -> ParkedPart:
-    """A parked message back; raises MalformedPart. Format 1 (one message per request, before sets
-    existed) reads as a set of one part."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise MalformedPart("not JSON") from None
-    if not isinstance(value, dict) or value.get("format") not in (1, FORMAT_VERSION):
-        raise MalformedPart(f"not a parked part of format 1 or {FORMAT_VERSION}")
-    events = value.get("events")
-    if not isinstance(events, list) or not events or not all(isinstance(event, dict) for event in events):
-        raise MalformedPart("'events' is not a non-empty array of objects")
-    try:
-        encoded = [orjson.dumps(event) for event in events]
-    except orjson.JSONEncodeError:
-        raise MalformedPart("an event cannot be sent as JSON (nested too deep)") from None
-    settings = value.get("settings")
-    if not isinstance(settings, dict):
-        raise MalformedPart("'settings' is not an object")
-    destination = {key: settings[key] for key in _DESTINATION_KEYS if settings.get(key) is not None}
-    if not all(isinstance(item, str) for item in destination.values()):
-        raise MalformedPart("a destination setting is not a string")
-    identity: object
-    part: object
-    parts: object
-    if value["format"] == 1:
-        identity, part, parts = set_id([encoded]), 0, 1
-    else:
-        identity, part, parts = value.get("set_id"), value.get("part"), value.get("parts")
-        if not (isinstance(identity, str) and len(identity) == 64 and identity.isalnum() and identity.isascii()):
-            raise MalformedPart("'set_id' is not a digest")
-        if not (type(parts) is int and type(part) is int and 0 <= part < parts <= _MAX_PARTS):
-            raise MalformedPart("'part' and 'parts' are not a part number and a count")
-    parked_at = value.get("parked_at")
-    return ParkedPart(
-        set_id=identity,
-        part=part,
-        parts=parts,
-        parked_at=parked_at if type(parked_at) is int else 0,
-        reason=_short_text(value.get("reason"), 512) or "no reason recorded",
-        destination=destination,
-        events=events,
-        batch_id=_short_text(value.get("batch_id")),
-        source_request_id=_short_text(value.get("source_request_id")),
-    )
-
-
-def recorded_destination(settings: Settings, recorded: dict[str, str]) -> Settings:
-    """`settings` with the API, version, event set, upload tag and test event code recorded in a message,
-    checked by the same rules as the environment (so an altered message cannot steer the token to another
-    path); the Graph URL, secret and queues stay the configured ones. Raises SettingsError."""
-    checked = load_settings(
-        {
-            "SECRET_ID": settings.secret_id,
-            "PARKING_QUEUE_URL": settings.parking_queue_url,
-            "FACEBOOK_API": recorded.get("api", settings.api.value),
-            "FACEBOOK_API_VERSION": recorded.get("api_version", ""),
-            "OFFLINE_EVENT_SET_ID": recorded.get("event_set_id", ""),
-            "UPLOAD_TAG": recorded.get("upload_tag", ""),
-            "TEST_EVENT_CODE": recorded.get("test_event_code", ""),
-        }
-    )
-    return dataclasses.replace(
-        settings,
-        api=checked.api,
-        api_version=checked.api_version,
-        event_set_id=checked.event_set_id,
-        upload_tag=checked.upload_tag,
-        test_event_code=checked.test_event_code,
-    )
+    failed = {entry.get("Id") for entry in answer.get("Failed", [])}
+    return [body for index, body in enumerate(bodies) if str(index) in failed]

@@ -1,19 +1,26 @@
 """Redaction of text that comes from outside before it reaches a response, a log line or a parked message.
 
-Facebook's error messages may quote what they were sent: the unhashed `madid` of the Conversions API,
-a custom attribute, the request's own fields. A `Redactor` knows the secrets in force and the batch's
-raw personal values (every identity, user attribute and advertising id, whatever its type) and removes
-them, case-insensitively, together with anything shaped like an email address or a device id.
+Facebook's error messages may quote what they were sent, in whatever form: a value as the user typed it,
+as Meta normalises it (the phone `16505551212`, with or without `+`, the email lower-cased), as we hashed
+it, or a value sent unhashed (the Conversions API's `madid`, the Offline Conversions API's `extern_id`).
+One `Redactor` serves every path (the webhook, the buffered sender, replay, the backfill) and knows every
+form it can: the secrets in force; the raw personal values when the path has them (the webhook has the
+batch); the values the events carry unhashed; and the SHA-256 digests they carry, against which every
+word and run of up to four words in the text is checked in its normalised forms (a number written
+nationally, after every country calling code), so a value is found even where only its hash travelled.
+Anything shaped like an email address, a device id or a SHA-256 digest goes too. Matching is
+case-insensitive.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from functools import cached_property
+from typing import Any
 
 from forwarder.batch import User, text
-from forwarder.match_keys import is_sha256_hex
 
 REDACTED = "[redacted]"
 # Anything Facebook says is trimmed to this after redaction.
@@ -25,20 +32,59 @@ _SCANNED = 4 * MESSAGE_LIMIT
 _MIN_LENGTH = 3
 _MAX_VALUES = 500  # a batch carries one user: a few identities and attributes (secrets are never capped)
 _MAX_VALUE_LENGTH = 256  # longer personal values are never match keys, so Facebook never receives them
-# Linear patterns: a word (an email-shaped one is redacted whole) and an IDFA/GAID-shaped UUID.
+_MAX_HASHES = 20_000  # 1000 events of up to 20 distinct hashed keys; more are never sent in one request
+_SPAN_WORDS = 4  # a name, a city or a phone number quoted in up to four words ("+44 20 7946 0958")
+_MIN_PHONE_DIGITS = 7
+_MIN_NATIONAL_DIGITS, _MAX_NATIONAL_DIGITS = 6, 14  # a national number: E.164's 15 digits less a country code
+# Linear patterns: a word (an email-shaped one is redacted whole), an IDFA/GAID-shaped UUID, a SHA-256 digest.
 _WORD = re.compile(r"\S+")
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DIGEST = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_QUOTES = "'\"`\u2018\u2019\u201c\u201d\u00ab\u00bb()[]{}<>,;:.!?"  # quotes and brackets around a value
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _forms(value: str) -> set[str]:
+    """The forms Meta may quote of a value it received hashed or not: as written, lower-cased, letters and
+    digits only (names, cities, ZIP codes: Meta's normalisation), and for a phone number (no letters) its
+    digits with and without leading zeros (Meta: "remove symbols, letters, and any leading zeros")."""
+    lowered = value.lower()
+    forms = {value, lowered, "".join(char for char in lowered if char.isalnum())}
+    if not any(char.isalpha() for char in value):
+        digits = "".join(char for char in value if char.isdigit())
+        if len(digits) >= _MIN_PHONE_DIGITS:
+            forms |= {digits, digits.lstrip("0")}
+    return {form for form in forms if len(form) >= _MIN_LENGTH}
+
+
+def _international(value: str) -> set[str]:
+    """A phone number Meta quotes as it was written nationally ("(650) 555-1212", "020 7946 0958"): its digits
+    after each country calling code, the trunk zero dropped, as Meta's `ph` holds them (E.164 without +)."""
+    if any(char.isalpha() for char in value):
+        return set()
+    digits = "".join(char for char in value if char.isdigit())
+    if not _MIN_NATIONAL_DIGITS <= len(digits) <= _MAX_NATIONAL_DIGITS:
+        return set()
+    import phonenumbers  # only for a number-shaped quote in an error message (about 17 ms, once)
+
+    national = {digits, digits.lstrip("0")}
+    return {f"{code}{number}" for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for number in national}
 
 
 class Redactor:
-    """Callable `(text) -> text` with the secrets, the known personal values and every email/device-id
-    shape replaced by [redacted], trimmed to MESSAGE_LIMIT characters.
+    """Callable `(text) -> text` with every known value in every form, and every email, device-id and digest
+    shape, replaced by [redacted], trimmed to MESSAGE_LIMIT characters.
 
-    `personal` values (the batch's) are kept up to _MAX_VALUES, each of 3 to 256 characters; `secrets`
-    (the token, app secret, appsecret_proof) are always kept, whatever their number or length.
+    `personal`: raw values (up to _MAX_VALUES, each of 3 to 256 characters), redacted in each of their
+    forms; `secrets` (the token, app secret, appsecret_proof): always kept, whatever their number or
+    length; `hashes`: SHA-256 hex digests sent, matched against the text's words in their forms.
     """
 
-    def __init__(self, personal: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
+    def __init__(self, personal: Iterable[str] = (), secrets: Iterable[str] = (), hashes: Iterable[str] = ()) -> None:
         kept: set[str] = set()
         for value in personal:
             if len(kept) >= _MAX_VALUES:
@@ -48,28 +94,73 @@ class Redactor:
                 kept.add(value)
         self.personal = frozenset(kept)
         self.secrets = frozenset(secret for secret in secrets if len(secret) >= _MIN_LENGTH)
+        found: set[str] = set()
+        for digest in hashes:
+            if len(found) >= _MAX_HASHES:
+                break
+            found.add(digest)
+        self.hashes = frozenset(found)
+
+    @classmethod
+    def for_events(cls, events: Iterable[dict[str, Any]], personal: Iterable[str] = ()) -> Redactor:
+        """A redactor for requests of these rendered events: their keys' digests and unhashed values, and
+        the raw `personal` values the caller knows (the webhook: the batch's user)."""
+        raw, digests = list(personal), set()
+        for event in events:
+            for value in _key_values(event):
+                if _HEX64.fullmatch(value):
+                    digests.add(value)
+                else:
+                    raw.append(value)
+        return cls(raw, hashes=digests)
 
     def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        return Redactor(self.personal, [*self.secrets, *secrets])
+        copy = Redactor(secrets=[*self.secrets, *secrets])
+        copy.personal, copy.hashes = self.personal, self.hashes
+        return copy
 
     @cached_property
     def _known(self) -> tuple[re.Pattern[str] | None, int]:
-        """The values as one pattern, and the longest one's length; compiled on first use (only an error
-        message needs it)."""
-        values = self.personal | self.secrets
+        """Every form of the values as one pattern, and the longest one's length; compiled on first use (only
+        an error message needs it)."""
+        values = set(self.secrets)
+        for value in self.personal:
+            values |= _forms(value)
         if not values:
             return None, 0
         alternatives = sorted(values, key=len, reverse=True)  # the longest of overlapping values first
-        return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE), len(alternatives[0])
+        # A number is found whatever Meta wrote before it: a "+", or the zeros of an international prefix.
+        patterns = [rf"\+?0{{0,4}}{value}" if value.isdigit() else re.escape(value) for value in alternatives]
+        return re.compile("|".join(patterns), re.IGNORECASE), len(alternatives[0]) + 8
 
-    def __call__(self, text: str) -> str:
+    def _hashed_spans(self, window: str) -> list[tuple[int, int]]:
+        """Runs of up to _SPAN_WORDS words one of whose forms hashes to a digest that was sent."""
+        if not self.hashes:
+            return []
+        words = [(match.start(), match.end()) for match in _WORD.finditer(window)]
+        spans = []
+        for first in range(len(words)):
+            for last in range(first, min(first + _SPAN_WORDS, len(words))):
+                start, end = words[first][0], words[last][1]
+                quoted = window[start:end]
+                inner = quoted.strip(_QUOTES)
+                if not inner:
+                    continue
+                if any(_sha256(form) in self.hashes for form in _forms(inner) | _international(inner)):
+                    offset = quoted.index(inner)
+                    spans.append((start + offset, start + offset + len(inner)))
+        return spans
+
+    def __call__(self, message: str) -> str:
         known, longest = self._known
-        window = text[: _SCANNED + longest]
+        window = message[: _SCANNED + longest]
         # A value that starts before `cut` lies wholly inside the window, so it is matched whole.
-        cut = len(window) if len(text) <= len(window) else len(window) - longest
+        cut = len(window) if len(message) <= len(window) else len(window) - longest
         spans = [match.span() for match in known.finditer(window)] if known is not None else []
         spans += [match.span() for match in _WORD.finditer(window) if "@" in match.group()]
         spans += [match.span() for match in _DEVICE_ID.finditer(window)]
+        spans += [match.span() for match in _DIGEST.finditer(window)]
+        spans += self._hashed_spans(window[:cut])
         parts: list[str] = []
         position = 0
         for start, end in sorted(spans):
@@ -85,15 +176,16 @@ class Redactor:
         return "".join(parts)[:MESSAGE_LIMIT]
 
 
-def raw_values(keys: object) -> list[str]:
-    """The string values of a rendered event's `user_data`/`match_keys` that are not SHA-256 digests:
-    what replay must redact, since the user's raw values are gone by then (the unhashed madid)."""
+def _key_values(event: dict[str, Any]) -> list[str]:
+    """The string values of a rendered event's `user_data` (Conversions API) or `match_keys` (Offline
+    Conversions API), whatever the event holds (a message read back may hold anything)."""
+    keys = event.get("user_data", event.get("match_keys"))
     if not isinstance(keys, dict):
         return []
     values = []
     for value in keys.values():
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and not is_sha256_hex(item):
+            if isinstance(item, str):
                 values.append(item)
     return values
 

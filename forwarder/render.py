@@ -179,13 +179,3 @@ def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, An
             continue
         events.append(event)
     return events, skipped
-
-
-def request_fields(settings: Settings) -> dict[str, Any]:
-    """The request-level fields besides `data` and the token."""
-    fields: dict[str, Any] = {}
-    if settings.profile.upload_tag:
-        fields["upload_tag"] = settings.upload_tag
-    if settings.profile.test_event_code and settings.test_event_code:
-        fields["test_event_code"] = settings.test_event_code
-    return fields

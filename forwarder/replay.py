@@ -1,7 +1,8 @@
 """Replay parked events: `python -m forwarder.replay` (README, "Parking and replay").
 
-Reads the parking queue and sends every complete set of parked events once, through the same `Sender`
-the function uses (retries, token re-read, time limits), to the destination configured now
+Reads the parking queue and sends every complete set of parked events once, through the delivery core
+the function uses (forwarder/delivery.py: retries, token re-read, isolation, parking, time limits), to
+the destination configured now
 (FACEBOOK_API_VERSION, OFFLINE_EVENT_SET_ID, UPLOAD_TAG: the usual fix for a parked batch is a
 corrected variable), or with `--parked-destination` to the one recorded when it was parked. It deletes
 what Facebook accepted, parks again only what it did not take of a set it took in part, keeps the rest,
@@ -23,6 +24,8 @@ from typing import Any
 import orjson
 
 from forwarder.deadline import Deadline
+from forwarder.delivery import Outgoing, Unit, deliver
+from forwarder.destination import DEFAULT_CONNECTION, Destination
 from forwarder.graph_client import GraphClient
 from forwarder.held_messages import (
     AWS_CALL_SECONDS,
@@ -31,21 +34,11 @@ from forwarder.held_messages import (
     ReplayFailed,
     sqs_call,
 )
-from forwarder.isolation import send_isolating
-from forwarder.outcome import RequestOutcome
-from forwarder.parking import (
-    MalformedPart,
-    ParkedPart,
-    ParkingFailed,
-    Request,
-    park,
-    read_part,
-    recorded_destination,
-    sqs_client,
-)
-from forwarder.redaction import Redactor, raw_values
+from forwarder.outcome import DELIVERED, RequestOutcome
+from forwarder.parked_messages import MalformedPart, ParkedPart, read_part
+from forwarder.parking import sqs_client
+from forwarder.posting import Poster, Tokens
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
-from forwarder.sender import Sender, open_sender
 from forwarder.settings import Settings, SettingsError, load_settings
 
 SEND_BUDGET_SECONDS = 60.0  # per request of a parked set: its retries and the isolation of its rejected events
@@ -98,25 +91,24 @@ class _Set:
         return self.parts[min(self.parts)]
 
 
-def destination(settings: Settings, parked: dict[str, str], use_parked: bool) -> Settings:
-    """Where a set goes: the configured event set, version and upload tag, for the API it was rendered for;
-    with `use_parked`, the one recorded with it (forwarder/parking.py, `recorded_destination`). Either way
-    the events keep the `test_event_code` they were sent with (none for production events, whatever
-    TEST_EVENT_CODE says now): a parked production event is never replayed as a test event. Raises
-    SettingsError or ValueError.
+def destination(settings: Settings, recorded: Destination, use_parked: bool) -> Destination:
+    """Where a set goes: the configured dataset, version and upload tag, for the API it was rendered for;
+    with `use_parked`, the one recorded with it (checked when it was read back: forwarder/parked_messages.py).
+    Either way the events keep the `test_event_code` they were sent with (none for production events,
+    whatever TEST_EVENT_CODE says now): a parked production event is never replayed as a test event.
+    Raises ValueError naming what does not fit.
     """
     if use_parked:
-        return recorded_destination(settings, parked)
-    api = parked.get("api", settings.api.value)
-    if api != settings.api.value:
-        raise ValueError(f"rendered for {api}, but FACEBOOK_API is {settings.api.value}")
-    return dataclasses.replace(settings, test_event_code=parked.get("test_event_code") or None)
+        return recorded
+    if recorded.api != settings.api:
+        raise ValueError(f"rendered for {recorded.api.value}, but FACEBOOK_API is {settings.api.value}")
+    return dataclasses.replace(settings.destination(), test_event_code=recorded.test_event_code)
 
 
 @dataclass
 class Replayer:
     settings: Settings
-    sender: Sender  # its settings and deadline are replaced for each request
+    poster: Poster
     holding: HeldMessages
     parked_destination: bool
     report: ReplayReport = field(default_factory=ReplayReport)
@@ -146,45 +138,38 @@ class Replayer:
             self._send(part.set_id, pending)
 
     def _send(self, set_id: str, pending: _Set) -> None:
+        """One complete set through the delivery core, as one unit: deleted once each of its events was
+        delivered or parked again; kept as it is when nothing of it was delivered."""
         first = pending.first()
         try:
             target = destination(self.settings, first.destination, self.parked_destination)
-        except (SettingsError, ValueError) as problem:
+        except ValueError as problem:
             self._keep(pending, f"destination: {problem}")
             return
-        events = [event for index in sorted(pending.parts) for event in pending.parts[index].events]
-        redactor = Redactor(value for event in events for value in raw_values(_keys(event)))
-        size = target.profile.max_events_per_request
-        results = [
-            outcome
-            for i in range(0, len(events), size)
-            for outcome in self._send_request(target, events[i : i + size], redactor)
+        unit = Unit(set_id, first.batch_id, first.source_request_id)
+        items = [
+            Outgoing(target, event, unit) for index in sorted(pending.parts) for event in pending.parts[index].events
         ]
-        delivered = [result for result in results if result.taken]
-        if not delivered:
-            self._keep(pending, results[0].parking_reason or f"{results[0].status}: {results[0].error}")
+        requests = -(-len(items) // target.profile.max_events_per_request)
+        delivery = deliver(
+            items,
+            self.poster,
+            Deadline.after(SEND_BUDGET_SECONDS * requests),
+            Deadline.after(AWS_CALL_SECONDS),
+            self.settings.parking_queue_url,
+            resend_partial=False,
+            keep_undelivered=True,
+        )
+        self.report.isolation_requests += delivery.isolation_requests
+        if set_id in delivery.resend:
+            self._keep(pending, _reason(delivery.requests, delivery.parking_failure))
             return
-        rest = [result for result in results if not result.taken]
-        if rest:  # deleting the set would lose them, keeping it would send the delivered part again
-            try:
-                requests = [Request(_reason(result), result.payload) for result in rest]
-                park(requests, target, Deadline.after(AWS_CALL_SECONDS), first.batch_id, first.source_request_id)
-            except ParkingFailed as problem:
-                self._keep(pending, f"delivered in part, and the rest could not be parked again: {problem}")
-                return
-            self.report.reparked_events += sum(result.events for result in rest)
+        self.report.reparked_events += delivery.parked
         self.finished_sets.add(set_id)
         self.holding.delete(pending.handles)
         self.report.deleted += len(pending.handles)
-        self.report.delivered_events += sum(result.events for result in delivered)
+        self.report.delivered_events += delivery.forwarded
         del self.sets[set_id]
-
-    def _send_request(self, target: Settings, events: list[dict[str, Any]], redactor: Redactor) -> list[RequestOutcome]:
-        """One request's events, their rejected ones isolated (forwarder/isolation.py), within its budget."""
-        sender = dataclasses.replace(self.sender, settings=target, deadline=Deadline.after(SEND_BUDGET_SECONDS))
-        isolated = send_isolating(sender, events, redactor)
-        self.report.isolation_requests += isolated.extra_requests
-        return isolated.outcomes
 
     def _keep(self, pending: _Set, reason: str) -> None:
         pending.kept = reason
@@ -205,12 +190,14 @@ class Replayer:
         self.sets.clear()
 
 
-def _keys(event: dict[str, Any]) -> Any:
-    return event.get("user_data", event.get("match_keys"))
-
-
-def _reason(result: RequestOutcome) -> str:
-    return result.parking_reason or f"not delivered on replay ({result.status}): {result.error}"
+def _reason(requests: list[RequestOutcome], parking_failure: str | None) -> str:
+    """Why a set stays: the first request that did not settle it (its rejection, or its failure)."""
+    if parking_failure:
+        return f"delivered in part, and the rest could not be parked again: {parking_failure}"
+    for request in requests:
+        if request.status != DELIVERED:
+            return request.parking_reason or f"{request.status}: {request.error or 'no time left'}"
+    return "not delivered"
 
 
 def replay(
@@ -228,9 +215,10 @@ def replay(
     sqs = sqs_client()
     queue = settings.parking_queue_url
     credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
-    sender = open_sender(settings, credentials, client or GraphClient(), Deadline.after(SEND_BUDGET_SECONDS))
+    tokens = Tokens.with_credentials(settings.secret_ids, {DEFAULT_CONNECTION: credentials})
+    poster = Poster(client or GraphClient(), settings.graph_url, tokens)
     with HeldMessages(sqs, queue) as holding:
-        replayer = Replayer(settings, sender, holding, parked_destination)
+        replayer = Replayer(settings, poster, holding, parked_destination)
         drained = False
         while replayer.report.messages < max_messages:
             received = sqs_call(

@@ -8,7 +8,6 @@ it allows, never a silent default. The message never quotes the value: it is ans
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import string
@@ -21,9 +20,20 @@ from urllib.parse import SplitResult, urlsplit
 
 from forwarder.batch import IDENTITY_TYPES
 from forwarder.currencies import currency_code
+from forwarder.destination import (
+    DEFAULT_CONNECTION,
+    DEFAULT_UPLOAD_TAG,
+    Destination,
+    DestinationError,
+    api_version,
+    dataset_id,
+    test_event_code,
+    upload_tag,
+)
 from forwarder.facebook_api import PROFILES, FacebookApi, Profile
 from forwarder.match_keys import EXTERNAL_ID_SOURCES, KeySettings
 from forwarder.places import ISO_ALPHA_2
+from forwarder.settled import SettledEvents
 
 
 class SettingsError(ValueError):
@@ -63,8 +73,6 @@ class DevelopmentBatches(StrEnum):
     SKIP = "skip"  # never sent
 
 
-DEFAULT_UPLOAD_TAG = "mparticle-offline-forwarder"
-
 # The product actions of mParticle's Facebook Offline Conversions integration and Meta's standard event
 # names for them (README, "Event names").
 DEFAULT_EVENT_NAMES: Mapping[str, str] = {
@@ -75,8 +83,6 @@ DEFAULT_EVENT_NAMES: Mapping[str, str] = {
     "view_detail": "ViewContent",
 }
 
-_VERSION = re.compile(r"v[0-9]+\.[0-9]+")  # ASCII digits: \d would take any script's digits into the URL
-_EVENT_SET_ID = re.compile(r"[0-9]{1,30}")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_ -]{1,100}")
 # A Facebook event name a custom event is sent under: Meta's custom event names are at most 50 characters
 # (meta-pixel reference, "Custom events"); the characters are those of Meta's app event names (letters,
@@ -131,6 +137,7 @@ class Settings:
     custom_event_currency_attribute: str = DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE
     default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of ActionSource's values
     development_batches: DevelopmentBatches = DevelopmentBatches.TEST
+    settled_events_table: str | None = None  # SETTLED_EVENTS_TABLE (forwarder/settled.py)
 
     # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
     profile: Profile = field(init=False, repr=False, compare=False)
@@ -146,27 +153,27 @@ class Settings:
             return not (self.profile.test_event_code and self.test_event_code)
         return self.development_batches is DevelopmentBatches.SKIP
 
-    def for_batch(self, development: bool) -> Settings:
-        """The settings one batch is sent (and parked) with: only a development batch, under
+    def destination(self, development: bool = False) -> Destination:
+        """Where one batch's events go (and are parked for): only a development batch, under
         DEVELOPMENT_BATCHES=test, carries TEST_EVENT_CODE; a production batch never does."""
         keep = development and self.development_batches is DevelopmentBatches.TEST
-        return self if keep or self.test_event_code is None else dataclasses.replace(self, test_event_code=None)
+        return Destination(
+            api=self.api,
+            api_version=self.api_version,
+            dataset_id=self.event_set_id,
+            upload_tag=self.upload_tag,
+            test_event_code=self.test_event_code if keep else None,
+        )
 
     @property
-    def events_url(self) -> str:
-        return f"{self.graph_url}/{self.api_version}/{self.event_set_id}/events"
+    def secret_ids(self) -> dict[str, str]:
+        """Each connection's secret: the one the variables describe (SECRET_ID)."""
+        return {DEFAULT_CONNECTION: self.secret_id}
 
-    def public_view(self) -> dict[str, str | None]:
-        """What may be logged or stored with a parked batch: everything but the secret's id."""
-        return {
-            "api": self.api.value,
-            "api_version": self.api_version,
-            "event_set_id": self.event_set_id,
-            "ldu_mode": self.ldu_mode.value,
-            "upload_tag": self.upload_tag,
-            "default_currency": self.default_currency,
-            "test_event_code": self.test_event_code,
-        }
+    @property
+    def settled_events(self) -> SettledEvents | None:
+        """The table remembering what isolation settled (SETTLED_EVENTS_TABLE), if there is one."""
+        return SettledEvents(self.settled_events_table) if self.settled_events_table else None
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[E], default: E) -> E:
@@ -330,19 +337,17 @@ def _currency_attribute(raw: str) -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse the environment; raises SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
-    event_set_id = _required(env, "OFFLINE_EVENT_SET_ID")
-    if not _EVENT_SET_ID.fullmatch(event_set_id):
-        raise SettingsError("OFFLINE_EVENT_SET_ID must be the numeric id of the event set or dataset")
     api = _choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.CONVERSIONS_API)
-    version = env.get("FACEBOOK_API_VERSION", "").strip() or PROFILES[api].default_version
-    if not _VERSION.fullmatch(version):
-        raise SettingsError("FACEBOOK_API_VERSION must be a Graph API version vNN.N, such as v16.0 or v26.0")
+    try:
+        event_set_id = dataset_id(_required(env, "OFFLINE_EVENT_SET_ID"))
+        version = api_version(env.get("FACEBOOK_API_VERSION", "").strip() or PROFILES[api].default_version)
+        tag = upload_tag(env.get("UPLOAD_TAG", "").strip())
+        test_code = test_event_code(env.get("TEST_EVENT_CODE", "").strip())
+    except DestinationError as problem:
+        raise SettingsError(str(problem)) from None
     currency = currency_code(env.get("DEFAULT_CURRENCY", "").strip() or "USD")
     if currency is None:
         raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 currency code, such as USD or EUR")
-    upload_tag = env.get("UPLOAD_TAG", "").strip() or DEFAULT_UPLOAD_TAG
-    if len(upload_tag) > 256:
-        raise SettingsError("UPLOAD_TAG must be at most 256 characters")
     return Settings(
         secret_id=_required(env, "SECRET_ID"),
         event_set_id=event_set_id,
@@ -352,10 +357,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_url=_graph_url(
             env.get("FACEBOOK_GRAPH_URL", "") or "https://graph.facebook.com", env.get("AWS_SAM_LOCAL") == "true"
         ),
-        upload_tag=upload_tag,
+        upload_tag=tag,
         default_currency=currency,
         event_names=_event_names(env.get("EVENT_NAME_OVERRIDES", "")),
-        test_event_code=env.get("TEST_EVENT_CODE", "").strip() or None,
+        test_event_code=test_code,
         key_settings=_key_settings(env),
         parking_queue_url=_required(env, "PARKING_QUEUE_URL"),
         **_delivery(env, api),
@@ -367,6 +372,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         custom_event_currency_attribute=_currency_attribute(env.get("CUSTOM_EVENT_CURRENCY_ATTRIBUTE", "")),
         default_action_source=_choice(env, "DEFAULT_ACTION_SOURCE", ActionSource, ActionSource.PHYSICAL_STORE).value,
         development_batches=_choice(env, "DEVELOPMENT_BATCHES", DevelopmentBatches, DevelopmentBatches.TEST),
+        settled_events_table=env.get("SETTLED_EVENTS_TABLE", "").strip() or None,
     )
 
 

@@ -73,7 +73,7 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     logger.info("batch processed", extra={"status": status, "summary": summary})
 
 
-def record_ingest(summary: Mapping[str, Any]) -> None:
+def record_queued(summary: Mapping[str, Any]) -> None:
     """The buffered sender's per-invocation metrics and its one summary log line. EventsReceived is the
     webhook's alone: the sender receives queued events, again after every retry."""
     _record_events(summary, received=False)

@@ -21,14 +21,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.batch import BatchError, BatchTooLarge, parse_batch
 from forwarder.deadline import Deadline
-from forwarder.delivery import deliver, queue
+from forwarder.destination import DEFAULT_CONNECTION
 from forwarder.graph_client import GraphClient
 from forwarder.outcome import Verdict
 from forwarder.parking import ParkingFailed
+from forwarder.posting import Poster, Tokens
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
-from forwarder.sender import open_sender
 from forwarder.settings import DeliveryMode, Settings, SettingsError, load_settings
 from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, trace_handler
+from forwarder.webhook import deliver_batch, queue_batch
 
 ROUTE = ("POST", "/events")
 # Lambda's synchronous payload limit is 6 MB; a body beyond this cannot be an mParticle batch we accept.
@@ -142,10 +143,11 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     _authenticate(event, credentials.webhook_authorizations)
     batch = parse_batch(_raw_body(event))
     if config.delivery_mode is DeliveryMode.BUFFERED:
-        queued = {"api": config.api.value, **queue(batch, config, answer_by)}
+        queued = {"api": config.api.value, **queue_batch(batch, config, answer_by)}
         record_summary(queued, 200)
         return json_response(200, queued)
-    outcome = deliver(batch, config, open_sender(config, credentials, graph_client, send_by), park_by=answer_by)
+    tokens = Tokens.with_credentials(config.secret_ids, {DEFAULT_CONNECTION: credentials})
+    outcome = deliver_batch(batch, config, Poster(graph_client, config.graph_url, tokens), send_by, answer_by)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}
     record_summary(summary, status)

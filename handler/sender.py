@@ -1,7 +1,7 @@
 """The buffered sender function: an SQS event from the ingest queue in, `batchItemFailures` out.
 
 Triggered by the SQS event source with ReportBatchItemFailures (README, "Delivery modes"): the ingest
-messages' events are merged into full Graph requests (forwarder/ingest.py), and the messages not settled
+messages' events are merged into full Graph requests (forwarder/buffered.py), and the messages not settled
 (an event neither delivered nor parked) are reported back so SQS delivers exactly those again; Powertools'
 batch utility writes the answer. Settings, secret, Graph session and deadlines are the webhook's own.
 """
@@ -15,11 +15,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from forwarder.buffered import deliver_queued
 from forwarder.deadline import Deadline
-from forwarder.ingest import deliver_messages
-from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
-from forwarder.sender import open_sender
-from forwarder.telemetry import logger, metrics, record_ingest, trace_handler
+from forwarder.posting import Poster, Tokens
+from forwarder.telemetry import logger, metrics, record_queued, trace_handler
 from handler.app import ANSWER_MARGIN_SECONDS, PARKING_RESERVE_SECONDS, graph_client, settings
 
 
@@ -35,15 +34,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
     records = [(record["messageId"], record["body"]) for record in event.get("Records", [])]
     config = settings()
-    try:
-        credentials = get_credentials(config.secret_id, send_by.left())
-    except (SecretUnavailable, SecretInvalid) as problem:
-        logger.warning("secret unreadable: every message comes again", extra={"error": str(problem)})
-        failed = {message_id for message_id, _ in records}
-    else:
-        outcome = deliver_messages(records, config, open_sender(config, credentials, graph_client, send_by), answer_by)
-        record_ingest(outcome.summary())
-        failed = outcome.failed
+    # Each connection's secret is read when its first event is sent; one that cannot be read has exactly
+    # its messages come again.
+    poster = Poster(graph_client, config.graph_url, Tokens(config.secret_ids))
+    outcome = deliver_queued(records, config, poster, send_by, answer_by)
+    record_queued(outcome.summary())
+    failed = outcome.failed
 
     def settled(record: SQSRecord) -> None:
         if record.message_id in failed:

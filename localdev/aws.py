@@ -23,6 +23,7 @@ WEBHOOK_AUTHORIZATION = "Basic bXBhcnRpY2xlOmxvY2FsLXdlYmhvb2s="
 QUEUE_NAME = "mparticle-facebook-forwarder-parking"
 INGEST_QUEUE_NAME = "mparticle-facebook-forwarder-ingest"
 INGEST_MAX_RECEIVES = 3
+SETTLED_EVENTS_TABLE = "mparticle-facebook-forwarder-settled-events"
 REGION = "us-east-1"
 
 FAKE_CREDENTIALS = {
@@ -56,8 +57,9 @@ def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
 
 
 def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, str]:
-    """Create the secret, the parking queue and the ingest queue (buffered delivery; redriven to the parking
-    queue after INGEST_MAX_RECEIVES receives, as the template's); returns the environment that points at them."""
+    """Create the secret, the parking queue, the ingest queue (buffered delivery; redriven to the parking
+    queue after INGEST_MAX_RECEIVES receives, as the template's) and the settled-events table; returns the
+    environment that points at them."""
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     secrets = session.client("secretsmanager", endpoint_url=endpoint)
@@ -67,7 +69,20 @@ def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, 
     parking_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": parking_arn, "maxReceiveCount": str(INGEST_MAX_RECEIVES)})
     ingest_url = sqs.create_queue(QueueName=INGEST_QUEUE_NAME, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-    return {**env, "SECRET_ID": SECRET_ID, "PARKING_QUEUE_URL": queue_url, "INGEST_QUEUE_URL": ingest_url}
+    # As the template's table: the event key, on demand (forwarder/settled.py).
+    session.client("dynamodb", endpoint_url=endpoint).create_table(
+        TableName=SETTLED_EVENTS_TABLE,
+        KeySchema=[{"AttributeName": "event", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "event", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return {
+        **env,
+        "SECRET_ID": SECRET_ID,
+        "PARKING_QUEUE_URL": queue_url,
+        "INGEST_QUEUE_URL": ingest_url,
+        "SETTLED_EVENTS_TABLE": SETTLED_EVENTS_TABLE,
+    }
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 _PATH = re.compile(r"/v(\d+)\.\d+/(\d+)/events")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -107,9 +107,9 @@ class GraphStub:
     deprecated_before: int = 0  # Graph versions below this major are refused, as Meta refuses retired ones
     # Events whose event_id (Conversions API) or order_id (Offline Conversions) contains this are refused, and
     # with them their whole request, as Meta refuses a request with one invalid event; `blame` says whether
-    # the error names the event (`data[3]`) or not.
+    # the error names the event (`data[3]`) or not, or names the request's last event (a wrong index).
     reject_marked: str | None = None
-    blame: bool = True
+    blame: bool | Literal["last"] = True  # "last": the error names the request's last event, whatever it is
     # Datasets whose requests are answered 500 with code 2 (Meta's "temporary issue"), the others as usual.
     unavailable: set[str] = field(default_factory=set)
     slow: dict[str, float] = field(default_factory=dict)  # dataset -> seconds each of its requests takes
@@ -228,7 +228,8 @@ class GraphStub:
                 if isinstance(event, dict) and self.reject_marked in str(
                     event.get("event_id") or event.get("order_id")
                 ):
-                    where = f"data[{index}]: " if self.blame else ""
+                    named = len(data) - 1 if self.blame == "last" else index
+                    where = f"data[{named}]: " if self.blame else ""
                     error = _error(
                         100, f"Invalid parameter: {where}the product id is not in the catalogue", subcode=2804050
                     )

@@ -63,6 +63,7 @@ class StandIns:
     container_queue_url: str
     container_ingest_queue_url: str
     secret_id: str
+    settled_events_table: str
 
 
 def interface_ipv4(name: str) -> str | None:
@@ -99,8 +100,8 @@ def container_url(url: str, host: str = CONTAINER_HOST) -> str:
 
 @contextmanager
 def stand_ins(bind: str) -> Iterator[StandIns]:
-    """moto (secret, parking and ingest queues) and the Graph stand-in, listening on `bind`, until the block
-    ends."""
+    """moto (secret, parking and ingest queues, settled-events table) and the Graph stand-in, listening on
+    `bind`, until the block ends."""
     with moto_server(bind) as endpoint, GraphStub(host=bind) as graph:
         env = provision(endpoint)
         yield StandIns(
@@ -113,6 +114,7 @@ def stand_ins(bind: str) -> Iterator[StandIns]:
             container_queue_url=container_url(env["PARKING_QUEUE_URL"]),
             container_ingest_queue_url=container_url(env["INGEST_QUEUE_URL"]),
             secret_id=env["SECRET_ID"],
+            settled_events_table=env["SETTLED_EVENTS_TABLE"],
         )
 
 
@@ -124,6 +126,7 @@ def env_vars(local: StandIns, api: str, buffered: bool = False) -> dict[str, dic
         "FACEBOOK_GRAPH_URL": local.container_graph_url,
         "SECRET_ID": local.secret_id,
         "PARKING_QUEUE_URL": local.container_queue_url,
+        "SETTLED_EVENTS_TABLE": local.settled_events_table,
         "OFFLINE_EVENT_SET_ID": LOCAL_EVENT_SET_ID,
         "FACEBOOK_API": api,
         "POWERTOOLS_SERVICE_NAME": LOCAL_STACK_NAME,

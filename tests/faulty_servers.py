@@ -284,3 +284,9 @@ def parked_messages(env: dict[str, str]) -> list[dict[str, Any]]:
     for handle in handles:
         sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=handle, VisibilityTimeout=0)
     return list(found.values())
+
+
+def reasons(message: dict[str, Any]) -> list[str]:
+    """Each parked event's reason, in the order of the message's events (the parking format's reason table)."""
+    table = [entry["reason"] for entry in message["reasons"]]
+    return [table[index] for index in message["event_reasons"]]

@@ -121,7 +121,7 @@ def test_the_env_file_sets_only_declared_variables_and_all_the_function_needs(
     # What sam cannot resolve locally (references to resources), the endpoints, and the parameter without
     # a default that the function reads.
     from_resources = {name for name, value in declared.items() if refs(value) & template["Resources"].keys()}
-    assert from_resources == {"SECRET_ID", "PARKING_QUEUE_URL", "INGEST_QUEUE_URL"}
+    assert from_resources == {"SECRET_ID", "PARKING_QUEUE_URL", "INGEST_QUEUE_URL", "SETTLED_EVENTS_TABLE"}
     # INGEST_QUEUE_URL names a queue in a buffered stack only; sam local runs the default, direct, where the
     # template sets it to "" (the code reads it as unset).
     assert declared["INGEST_QUEUE_URL"]["Fn::If"][2] == ""

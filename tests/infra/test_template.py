@@ -443,10 +443,26 @@ def test_function_log_group_has_retention(resources: dict[str, Any]) -> None:
 
 # --- IAM: least privilege ------------------------------------------------------------------------------------
 
+# forwarder/settled.py reads and writes the settled-events table in batches, nothing else.
+SETTLED_EVENTS_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
+
+
+@pytest.mark.parametrize("function_id", [FUNCTION_ID, "SenderFunction"])
+def test_both_functions_may_use_only_the_settled_events_table(template: dict[str, Any], function_id: str) -> None:
+    function = template["Resources"][function_id]
+    statements = [s for s in function_statements(function) if any(a.startswith("dynamodb:") for a in actions(s))]
+    assert [s["Resource"] for s in statements] == [{"Fn::GetAtt": ["SettledEventsTable", "Arn"]}]
+    table = template["Resources"]["SettledEventsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST" and table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}  # settled.py
+    assert table["KeySchema"] == [{"AttributeName": "event", "KeyType": "HASH"}]
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env["SETTLED_EVENTS_TABLE"] == {"Ref": "SettledEventsTable"}
+
 
 def test_function_may_only_read_its_secret_and_park_in_its_queue(function: dict[str, Any]) -> None:
     granted = sorted(a for s in function_statements(function) for a in actions(s))
-    assert granted == ["secretsmanager:GetSecretValue", "sqs:SendMessage*"]
+    assert granted == [*SETTLED_EVENTS_ACTIONS, "secretsmanager:GetSecretValue", "sqs:SendMessage*"]
     everything = [s for _, statements in function_policies(function) for s in statements]
     assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
     conditional = [(c, a) for c, statements in function_policies(function) if c for s in statements for a in actions(s)]
@@ -1382,7 +1398,7 @@ def test_the_sender_may_only_consume_the_ingest_queue_and_park(
     assert not any(a.startswith("sqs:Send") or "*" in a.removeprefix("sqs:") for a in poller)
     assert sqs_grants(sender, conditions) == {"ParkingQueue": {"sqs:SendMessage*"}, INGEST_QUEUE_ID: poller}
     granted = sorted(a for s in function_statements(sender) for a in actions(s) if not a.startswith("sqs:"))
-    assert granted == ["secretsmanager:GetSecretValue"]
+    assert granted == [*SETTLED_EVENTS_ACTIONS, "secretsmanager:GetSecretValue"]
     conditional = [(c, a) for c, statements in function_policies(sender) if c for s in statements for a in actions(s)]
     assert conditional == [("DecryptWithSecretKey", "kms:Decrypt")]
     everything = [s for _, statements in function_policies(sender) for s in statements]

@@ -7,13 +7,16 @@ layer, sets Powertools' environment and the `api` fixture.)
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from forwarder.telemetry import logger
 from localdev.aws import moto_server, provision
 from localdev.graph_stub import GraphStub
 from localdev.lambda_context import LocalContext
@@ -80,3 +83,22 @@ def invoke() -> Callable[..., Answer]:
         return Answer(response["statusCode"], body, headers | (response.get("headers") or {}))
 
     return call
+
+
+@pytest.fixture
+def captured(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], str]:
+    """All the process printed and logged: the Powertools JSON lines (its handler keeps the stream it
+    found at import, so it is given one here), EMF metrics and anything else on stdout and stderr
+    (capsys), and every std logging record with all its attributes (caplog)."""
+    caplog.set_level(logging.INFO)  # the deployed level (POWERTOOLS_LOG_LEVEL=INFO)
+    powertools = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", powertools)
+
+    def read() -> str:
+        out, err = capsys.readouterr()
+        records = [json.dumps(record.__dict__, default=repr) for record in caplog.records]
+        return "\n".join([powertools.getvalue(), out, err, *records])
+
+    return read

@@ -16,7 +16,7 @@ import pytest
 
 from localdev.event_source import drain, poll_once
 from localdev.graph_stub import Fault, GraphStub
-from tests.faulty_servers import closed_port, fresh_aws_clients, parked_messages
+from tests.faulty_servers import closed_port, fresh_aws_clients, parked_messages, reasons
 from tests.support import api_event, commerce_event, make_batch
 
 # A sender invocation's time when Facebook keeps failing: it retries until then (the stack gives it 60 s).
@@ -85,7 +85,7 @@ def test_a_transient_failure_returns_exactly_its_messages_and_a_retry_delivers_t
     failing = {
         message["MessageId"]
         for message in sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
-        if json.loads(message["Body"])["settings"]["event_set_id"] == "222"
+        if json.loads(message["Body"])["destination"]["dataset_id"] == "222"
     }
     graph.script(Fault(), *[Fault.graph_error(2, status=500)] * 100)  # dataset 1 first (queue order), then 222 fails
 
@@ -108,7 +108,8 @@ def test_a_poison_event_is_parked_alone_and_its_message_settled(aws, buffered, i
     assert [invocation.failures for invocation in invocations] == [[]]
     assert delivered(graph) == Counter(["ok-1", "ok-3"])
     [message] = parked_messages(aws)
-    assert [event["event_id"] for event in message["events"]] == ["BAD-2"] and "Invalid Product Id" in message["reason"]
+    assert [event["event_id"] for event in message["events"]] == ["BAD-2"]
+    assert "Invalid Product Id" in reasons(message)[0]
 
 
 def test_sqs_down_at_ingest_is_a_503_and_nothing_is_lost(aws, buffered, invoke, graph, monkeypatch):
@@ -219,8 +220,8 @@ def test_events_the_sender_parks_keep_what_they_were_rendered_for(
     assert {request.body.get("test_event_code") for request in graph.received} == {code_when_sent}
     assert all("/111/events" in request.path for request in graph.received)
     [message] = parked_messages(aws)
-    assert message["settings"]["event_set_id"] == "111"
-    assert message["settings"].get("test_event_code") == parked_code
+    assert message["destination"]["dataset_id"] == "111"
+    assert message["destination"].get("test_event_code") == parked_code
     assert [event["event_id"] for event in message["events"]] == ["BAD-1"]
 
 
@@ -239,7 +240,7 @@ def test_a_tampered_message_for_the_offline_conversions_api_is_never_sent(aws, b
     [message] = client.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"]
     client.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
     body = json.loads(message["Body"])
-    body["settings"]["api"] = "offline_conversions"
+    body["destination"]["api"] = "offline_conversions"
     client.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
     invocation = poll_once(client, queue, sender)
     assert invocation is not None and len(invocation.failures) == 1 and graph.received == []

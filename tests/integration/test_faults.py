@@ -27,6 +27,7 @@ from tests.faulty_servers import (
     closed_port,
     fresh_aws_clients,
     parked_messages,
+    reasons,
 )
 from tests.support import NOW_MS, Answer, api_event, commerce_event, make_batch
 
@@ -377,7 +378,7 @@ def test_every_event_is_accounted_for_under_each_fault(case: Case, api: str, aws
     messages = parked_messages(aws)
     parked = {key for message in messages for key in ids_of(message["events"])}
     assert sum(len(message["events"]) for message in messages) == len(parked), "an event was parked twice"
-    assert all(message["reason"] and message["settings"]["api"] == api for message in messages)
+    assert all(all(reasons(message)) and message["destination"]["api"] == api for message in messages)
     if (want := expected_ids(case.acknowledged, ids, limit)) is not None:
         assert acknowledged == want
     assert parked == expected_ids(case.parked, ids, limit)

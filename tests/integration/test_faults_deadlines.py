@@ -79,7 +79,7 @@ SLOW = [
 def test_every_invocation_answers_by_its_deadline(case, aws, function_env, invoke, graph):
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
         proxy.script("GetSecretValue", *case.secrets)
-        proxy.script("SendMessage", *case.sqs)
+        proxy.script("SendMessageBatch", *case.sqs)
         function_env(
             FACEBOOK_API="conversions_api",
             AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy.url,

@@ -65,12 +65,12 @@ def test_a_parking_write_answered_late_is_written_twice_and_replayed_once(aws, f
     """SQS stores the message but answers after the read timeout: the SDK sends it again."""
     batch, ids = batch_of(3)
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
-        proxy.script("SendMessage", AwsStep(delay_after=3.5))  # botocore's read timeout is 3 s
+        proxy.script("SendMessageBatch", AwsStep(delay_after=3.5))  # botocore's read timeout is 3 s
         function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
         graph.script(Fault.graph_error(100, error_subcode=33))
         with fresh_aws_clients():
             assert invoke(api_event(batch)).status == 422
-            assert proxy.count("SendMessage") == 2
+            assert proxy.count("SendMessageBatch") == 2
             messages = parked_messages(aws)
             assert len(messages) == 2 and messages[0]["set_id"] == messages[1]["set_id"]
             report = replay(load_settings())
@@ -87,7 +87,7 @@ def test_a_set_cut_short_is_never_replayed_beside_its_resend(
     Facebook then takes the batch or rejects it again, each event reaches Facebook exactly once."""
     batch, ids = batch_of(450, note=900)  # about 450 KB of rejected events: two parking messages
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
-        proxy.script("SendMessage", AwsStep(), THROTTLED, THROTTLED)
+        proxy.script("SendMessageBatch", AwsStep(), THROTTLED, THROTTLED)
         function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
         graph.script(Fault.graph_error(100, error_subcode=33))
         with fresh_aws_clients():
@@ -186,14 +186,16 @@ def altered(parked: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 # (what is altered, value, outcome without and with --parked-destination)
 TAMPERED = [
-    ("settings", "not an object", "malformed", "malformed"),
-    ("settings", None, "malformed", "malformed"),
-    ("settings.api_version", "v1/../../me?fields=x#", "delivered", "kept"),
-    ("settings.api_version", 16.0, "malformed", "malformed"),
-    ("settings.event_set_id", "1/../../evil", "delivered", "kept"),
-    ("settings.event_set_id", "1234567890\n", "delivered", "delivered"),  # trimmed like the variable: the same id
-    ("settings.event_set_id", "12345\n67890", "delivered", "kept"),
-    ("settings.api", "graph_explorer", "kept", "kept"),
+    ("destination", "not an object", "malformed", "malformed"),
+    ("destination", None, "malformed", "malformed"),
+    ("destination.api_version", "v1/../../me?fields=x#", "malformed", "malformed"),
+    ("destination.api_version", 16.0, "malformed", "malformed"),
+    ("destination.dataset_id", "1/../../evil", "malformed", "malformed"),
+    ("destination.dataset_id", "1234567890\n", "malformed", "malformed"),
+    ("destination.dataset_id", "12345\n67890", "malformed", "malformed"),
+    ("destination.api", "graph_explorer", "malformed", "malformed"),
+    ("destination.connection", "../other", "malformed", "malformed"),
+    ("destination.test_event_code", "TEST 1", "malformed", "malformed"),
     ("events", "not a list", "malformed", "malformed"),
     ("events", [], "malformed", "malformed"),
     ("events", [1, 2], "malformed", "malformed"),
@@ -201,8 +203,9 @@ TAMPERED = [
     ("set_id", "../x", "malformed", "malformed"),
     ("part", 3, "malformed", "malformed"),
     ("parts", True, "malformed", "malformed"),
-    ("format", 3, "malformed", "malformed"),
-    ("format", 1, "delivered", "delivered"),  # a message of the earlier release: a set of one part
+    ("reasons", [], "malformed", "malformed"),
+    ("event_reasons", [0, 0, 7], "malformed", "malformed"),
+    ("format", 4, "malformed", "malformed"),
 ]
 
 

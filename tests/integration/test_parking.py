@@ -12,6 +12,7 @@ from forwarder.replay import replay
 from forwarder.settings import load_settings
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
 from localdev.graph_stub import Fault
+from tests.faulty_servers import reasons
 from tests.support import api_event, commerce_event, make_batch
 
 
@@ -35,8 +36,8 @@ def test_rejected_events_are_parked_before_the_422(aws, function_env, invoke, gr
     assert answer.status == 422
     assert answer.body["parked"] == 1
     [message] = parked_messages(aws)
-    assert "code 100" in message["reason"]
-    assert message["settings"]["api"] == api
+    assert "code 100" in reasons(message)[0]
+    assert message["destination"]["api"] == api
     assert message["batch_id"] == "42"
     assert message["events"] == graph.received[0].data  # exactly what Facebook refused
     text = json.dumps(message)
@@ -54,7 +55,7 @@ def test_partially_processed_requests_are_parked_and_answered_200(aws, function_
     assert answer.body["forwarded"] == 1  # what Facebook acknowledged, not what was sent
     assert answer.body["parked"] == 3
     [message] = parked_messages(aws)
-    assert message["reason"] == "Facebook processed 1 of 3 events"
+    assert reasons(message) == ["Facebook processed 1 of 3 events"] * 3
 
 
 def test_nothing_is_parked_when_mparticle_will_retry(aws, function_env, invoke, graph):
@@ -129,7 +130,7 @@ def test_replay_keeps_what_still_fails(aws, function_env, invoke, graph):
 
 @pytest.mark.parametrize(
     ("body", "problem"),
-    [("not json", "not JSON"), (json.dumps({"format": 99, "events": []}), "not a parked part of format 1 or 2")],
+    [("not json", "not JSON"), (json.dumps({"format": 99, "events": []}), "not a parked part of format 1 to 3")],
 )
 def test_replay_sets_aside_messages_it_did_not_write(aws, function_env, graph, body, problem):
     sqs = boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")

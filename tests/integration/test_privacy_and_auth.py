@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import io
 import json
-import logging
 import re
 import shutil
 import ssl
@@ -32,11 +30,13 @@ import requests
 
 import handler.app
 from forwarder import replay
-from forwarder.graph_client import ErrorClass, GraphClient, GraphError
+from forwarder.deadline import Deadline
+from forwarder.graph_client import Accepted, ErrorClass, GraphClient, GraphError
+from forwarder.posting import Poster, Tokens
 from forwarder.redaction import Redactor
+from forwarder.secrets import Credentials
 from forwarder.secrets import provider as handler_secrets
 from forwarder.settings import SettingsError, load_settings
-from forwarder.telemetry import logger
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
 from localdev.graph_stub import Fault, GraphStub
 from localdev.lambda_context import LocalContext
@@ -246,7 +246,7 @@ def unexpected_error(world: World) -> list[int]:
     def fail(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"an error quoting the input: {EMAIL} {IDFA} {TOKEN}")
 
-    world.monkeypatch.setattr(handler.app, "deliver", fail)
+    world.monkeypatch.setattr(handler.app, "deliver_batch", fail)
     return [world.send()]
 
 
@@ -268,25 +268,6 @@ SCENARIOS = {
     "secret unreadable": (secret_unreadable, [502]),
     "unexpected error": (unexpected_error, [500]),
 }
-
-
-@pytest.fixture
-def captured(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[], str]:
-    """All the process printed and logged: the Powertools JSON lines (its handler keeps the stream it
-    found at import, so it is given one here), EMF metrics and anything else on stdout and stderr
-    (capsys), and every std logging record with all its attributes (caplog)."""
-    caplog.set_level(logging.INFO)  # the deployed level (POWERTOOLS_LOG_LEVEL=INFO)
-    powertools = io.StringIO()
-    monkeypatch.setattr(logger.registered_handler, "stream", powertools)
-
-    def read() -> str:
-        out, err = capsys.readouterr()
-        records = [json.dumps(record.__dict__, default=repr) for record in caplog.records]
-        return "\n".join([powertools.getvalue(), out, err, *records])
-
-    return read
 
 
 # What Meta takes unhashed: the Conversions API's madid (the lower-cased IDFA), the Offline Conversions API's
@@ -561,7 +542,17 @@ def test_settings_accept_https_and_loopback_http(url):
 
 def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
     settings = load_settings(SETTINGS_ENV | {"FACEBOOK_GRAPH_URL": "https://proxy.example.com/graph/"})
-    assert settings.events_url == "https://proxy.example.com/graph/v26.0/123/events"
+    urls: list[str] = []
+
+    class Recording:
+        def post(self, url: str, body: Any, time_limit: float, redact: Any, count_field: str) -> Accepted:
+            urls.append(url)
+            return Accepted(1, None, 1.0)
+
+    tokens = Tokens.with_credentials({"default": "s"}, {"default": Credentials("token")})
+    poster = Poster(Recording(), settings.graph_url, tokens)  # type: ignore[arg-type]
+    poster.post(settings.destination(), [{}], Redactor(), Deadline.after(30))
+    assert urls == ["https://proxy.example.com/graph/v26.0/123/events"]
 
 
 def test_the_graph_session_verifies_certificates():

@@ -14,7 +14,7 @@ import pytest
 
 from forwarder.batch import read_batch
 from forwarder.mapping import map_batch
-from forwarder.render import render_events, request_fields
+from forwarder.render import render_events
 from forwarder.settings import Settings, load_settings
 from tests.support import NOW_MS, commerce_event
 
@@ -291,4 +291,5 @@ def test_ldu_fields_for_an_opted_out_user(api: str) -> None:
     ],
 )
 def test_request_fields(env: dict[str, str], fields: dict[str, str]) -> None:
-    assert request_fields(load_settings({**BASE_ENV, **env})) == fields
+    # A development batch's request: the only one that may carry the test event code.
+    assert load_settings({**BASE_ENV, **env}).destination(development=True).request_fields() == fields

@@ -1,6 +1,6 @@
-"""The sender on its own: a fake Graph client and a fake clock, no servers, no sleeping.
+"""The poster on its own: a fake Graph client and a fake clock, no servers, no sleeping.
 
-Each row scripts what the client answers per attempt and checks what the sender does: how many attempts,
+Each row scripts what the client answers per attempt and checks what the poster does: how many attempts,
 how long it waits between them (Meta: back off on rate limits and transient errors), that it never starts
 an attempt it has no time for, and that a token error re-reads the secret once.
 """
@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from forwarder.deadline import Deadline
+from forwarder.destination import Destination
+from forwarder.facebook_api import FacebookApi
 from forwarder.graph_client import Accepted, ErrorClass, GraphError
+from forwarder.posting import BACKOFF_CAP, MIN_ATTEMPT_SECONDS, Poster, Tokens
 from forwarder.redaction import Redactor
 from forwarder.secrets import Credentials, SecretUnavailable
-from forwarder.sender import BACKOFF_CAP, MIN_ATTEMPT_SECONDS, Sender, TokenSource
-from forwarder.settings import load_settings
 
-SETTINGS = load_settings({"SECRET_ID": "s", "OFFLINE_EVENT_SET_ID": "1", "PARKING_QUEUE_URL": "https://sqs.example/q"})
+DESTINATION = Destination(FacebookApi.CONVERSIONS_API, "v26.0", "1")
 EVENTS = [{"event_name": "Purchase"}] * 3
 
 
@@ -46,7 +47,9 @@ class FakeClient:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def post(self, url: str, body: dict[str, Any], time_limit: float, redact: Any, count_field: str) -> Accepted:
-        self.calls.append({"token": body["access_token"], "time_limit": time_limit, "count_field": count_field})
+        self.calls.append(
+            {"url": url, "token": body["access_token"], "time_limit": time_limit, "count_field": count_field}
+        )
         self.clock.now += self.cost
         answer = self.script.pop(0)
         if isinstance(answer, GraphError):
@@ -54,12 +57,33 @@ class FakeClient:
         return Accepted(answer, None, self.cost * 1000)
 
 
-def sender(script: list[Any], seconds: float, reread: Any = None) -> tuple[Sender, FakeClient, Clock]:
+@dataclass
+class Posting:
+    """A poster with its fake client and clock, posting to DESTINATION by a deadline `seconds` away."""
+
+    poster: Poster
+    client: FakeClient
+    clock: Clock
+    deadline: Deadline
+
+    def send(self, events: list[dict[str, Any]], redactor: Redactor) -> Any:
+        return self.poster.post(DESTINATION, events, redactor, self.deadline)
+
+    @property
+    def retries(self) -> int:
+        return self.poster.retries
+
+
+def sender(script: list[Any], seconds: float, reread: Any = None) -> tuple[Posting, FakeClient, Clock]:
     clock = Clock()
     client = FakeClient(clock, script)
-    tokens = TokenSource(Credentials("token-1"), reread or (lambda limit: Credentials("token-2")))
-    deadline = Deadline.after(seconds, clock)
-    return Sender(SETTINGS, tokens, client, deadline, sleep=clock.sleep), client, clock  # type: ignore[arg-type]
+
+    def read(secret_id: str, limit: float, force: bool) -> Credentials:
+        return (reread or (lambda limit: Credentials("token-2")))(limit) if force else Credentials("token-1")
+
+    tokens = Tokens({"default": "secret"}, read=read)
+    poster = Poster(client, "https://graph.example", tokens, sleep=clock.sleep)  # type: ignore[arg-type]
+    return Posting(poster, client, clock, Deadline.after(seconds, clock)), client, clock
 
 
 def error(error_class: ErrorClass, code: int | None = None) -> GraphError:
@@ -121,3 +145,33 @@ def test_a_failed_reread_is_the_requests_outcome_not_an_exception():
     send, _, _ = sender([error(ErrorClass.TOKEN, 190)], 20, reread=unavailable)
     outcome = send.send(EVENTS, Redactor())
     assert outcome.status == "transient" and "Secrets Manager" in (outcome.error or "")
+
+
+def test_it_posts_to_the_destinations_dataset_under_the_graph_url():
+    send, client, _ = sender([3], 20)
+    send.send(EVENTS, Redactor())
+    assert client.calls[0]["url"] == "https://graph.example/v26.0/1/events"
+
+
+def test_an_unreadable_secret_is_read_once_per_invocation():
+    reads: list[str] = []
+
+    def read(secret_id: str, limit: float, force: bool) -> Credentials:
+        reads.append(secret_id)
+        raise SecretUnavailable("could not read the secret from Secrets Manager (ThrottlingException)")
+
+    clock = Clock()
+    client = FakeClient(clock, [])
+    poster = Poster(client, "https://graph.example", Tokens({"default": "secret"}, read=read))  # type: ignore[arg-type]
+    outcomes = [poster.post(DESTINATION, EVENTS, Redactor(), Deadline.after(20, clock)) for _ in range(3)]
+    assert [outcome.status for outcome in outcomes] == ["transient"] * 3
+    assert reads == ["secret"] and client.calls == []
+
+
+def test_a_connection_without_a_secret_is_a_token_error_without_a_request():
+    clock = Clock()
+    client = FakeClient(clock, [])
+    poster = Poster(client, "https://graph.example", Tokens({"default": "secret"}))  # type: ignore[arg-type]
+    other = Destination(FacebookApi.CONVERSIONS_API, "v26.0", "1", connection="stores-de")
+    outcome = poster.post(other, EVENTS, Redactor(), Deadline.after(20, clock))
+    assert outcome.status == "token" and outcome.attempts == 0 and client.calls == []

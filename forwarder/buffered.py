@@ -1,0 +1,86 @@
+"""Buffered delivery's sender side: queued messages merged into full Graph requests by the delivery core.
+
+The webhook (DELIVERY_MODE=buffered, forwarder/webhook.py `queue_batch`) writes each batch's rendered events
+to the ingest queue with their destination, in the parking queue's own message format (forwarder/
+parking.py). The sender function receives many such messages at once (SQS event source) and hands their
+events to the delivery core (forwarder/delivery.py), each message a unit: the core merges them per
+destination into requests of up to the API's limit, de-duplicates, isolates and parks. A message is done
+when each of its events was delivered or parked; the others are reported back to SQS as failures, to be
+received again, and after the queue's maxReceiveCount redriven to the parking queue, which replay reads.
+
+Only the Conversions API may be buffered (forwarder/settings.py): a message received twice is counted once
+by Meta (event_id), so a retry never double-counts what a previous receive delivered.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarder.deadline import Deadline
+from forwarder.delivery import Delivery, Outgoing, Unit, deliver
+from forwarder.parked_messages import MalformedPart, read_part
+from forwarder.posting import Poster
+from forwarder.settings import Settings
+
+
+@dataclass(slots=True)
+class QueuedOutcome:
+    """What became of a receive of queued messages: the ones SQS must deliver again, and the usual counts."""
+
+    messages: int = 0
+    failed: set[str] = field(default_factory=set)  # message ids to receive again
+    malformed: Counter[str] = field(default_factory=Counter)  # what is wrong -> messages (failed too)
+    parked_messages: int = 0  # settled messages some of whose events were parked
+    received: int = 0  # events in the messages read
+    delivery: Delivery = field(default_factory=Delivery)
+
+    def summary(self) -> dict[str, Any]:
+        delivery = self.delivery
+        return {
+            "received": self.received,
+            "forwarded": delivery.forwarded,
+            "parked": delivery.parked + delivery.parked_earlier,
+            "duplicates": delivery.duplicates,
+            "destinations": [
+                {**destination.log_fields(), **counts} for destination, counts in delivery.by_destination.items()
+            ],
+            "requests": [request.as_dict() for request in delivery.requests],
+            "retries": delivery.retries,
+            "isolation_requests": delivery.isolation_requests,
+            "messages": self.messages,
+            "messages_failed": len(self.failed),
+            "messages_malformed": dict(self.malformed),
+            "messages_parked": self.parked_messages,
+        }
+
+
+def deliver_queued(
+    records: list[tuple[str, str]], settings: Settings, poster: Poster, send_by: Deadline, park_by: Deadline
+) -> QueuedOutcome:
+    """Deliver the events of `records` ((message id, body) pairs); returns what must be received again."""
+    result = QueuedOutcome(messages=len(records))
+    items: list[Outgoing] = []
+    for message_id, body in records:
+        try:
+            part = read_part(body)
+        except MalformedPart as problem:
+            # It can never be sent: failed until the queue redrives it to the parking queue, where replay
+            # sets it aside and counts it.
+            result.malformed[str(problem)] += 1
+            result.failed.add(message_id)
+            continue
+        if not part.destination.profile.deduplicates:  # only a tampered message: the webhook never queues these
+            result.malformed["the API does not de-duplicate resent events"] += 1
+            result.failed.add(message_id)
+            continue
+        unit = Unit(message_id, part.batch_id, part.source_request_id)
+        items += [Outgoing(part.destination, event, unit) for event in part.events]
+        result.received += len(part.events)
+    result.delivery = deliver(
+        items, poster, send_by, park_by, settings.parking_queue_url, settled=settings.settled_events
+    )
+    result.failed |= set(result.delivery.resend)
+    result.parked_messages = len(result.delivery.parked_units - result.failed)
+    return result
