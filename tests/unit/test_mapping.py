@@ -10,11 +10,14 @@ import copy
 import hashlib
 from typing import Any
 
+import orjson
 import pytest
 
 from forwarder.batch import read_batch
+from forwarder.contents import Content
 from forwarder.ldu import Ldu
-from forwarder.mapping import Content, Conversion, Mapped, map_batch
+from forwarder.mapping import Conversion, Mapped, map_batch
+from forwarder.render import render_events
 from forwarder.settings import Settings, SettingsError, load_settings
 from localdev.graph_stub import META_STANDARD_EVENTS
 from tests.support import NOW_MS, commerce_event, make_batch
@@ -132,6 +135,8 @@ def test_unsupported_actions_are_skipped(event: dict[str, Any]) -> None:
         {"event_type": "screen_view", "data": {"screen_name": "Home"}},
         {"event_type": "session_start", "data": {}},
         {"data": commerce_event()["data"]},
+        {"event_type": ["commerce_event"], "data": commerce_event()["data"]},  # not a name of a kind at all
+        {"event_type": {"commerce_event": 1}, "data": commerce_event()["data"]},
     ],
 )
 def test_non_commerce_events_are_skipped(event: dict[str, Any]) -> None:
@@ -154,6 +159,18 @@ def test_every_received_event_is_forwarded_or_counted() -> None:
     assert mapped.received == 4
     assert len(mapped.conversions) == 1
     assert dict(mapped.skipped) == {"unsupported_action": 1, "unmapped_custom_event": 1, "malformed_event": 1}
+
+
+def test_reasons_are_counted_under_plain_strings_as_orjson_writes_them() -> None:
+    """The response, the summary log line and parked messages are written by orjson, which refuses a dict key
+    that is not exactly a str (an enum member, say)."""
+    events = [commerce_event("refund"), None, commerce_event(timestamp_unixtime_ms=None)]
+    mapped = run(make_batch(events, user_identities=[], user_attributes={}, device_info={}))
+    _, unmatched = render_events(mapped, settings())
+    counts = {**mapped.skipped, **unmatched, **mapped.adjusted}
+    assert {type(reason) for reason in counts} == {str}
+    expected = {"unsupported_action": 1, "malformed_event": 1, "no_match_key": 1, "event_time_from_batch": 1}
+    assert orjson.loads(orjson.dumps(counts)) == expected
 
 
 # ---- event time --------------------------------------------------------------------------------
