@@ -76,12 +76,7 @@ sha256_hex.cache_info = _cached_sha256_hex.cache_info  # type: ignore[attr-defin
 sha256_hex.cache_clear = _cached_sha256_hex.cache_clear  # type: ignore[attr-defined]
 
 
-# ---- the table -----------------------------------------------------------------------------------------
-# Meta documents arrays for every hashed key of the Conversions API ("string or list<string>") and for email and
-# phone on the Offline Conversions API, and no maximum length for them. Ten distinct values per key keeps every
-# event small (about 0.7 KB per key at most, measured into each event's size: render.py) and is more than any key
-# has sources by default (email 1, phone 4); past ten, the first ten in priority order are sent.
-MAX_VALUES_PER_KEY = 10
+# ---- where the user is ---------------------------------------------------------------------------------
 
 
 class Place(NamedTuple):  # NamedTuple rather than dataclass: a third of the import time (cold start)
@@ -104,6 +99,13 @@ def place_of(user: User, default_country: str | None = None) -> Place:
     country = country_code(user.attribute("$country"))
     return Place(country=country, phone_region=country or default_country)
 
+
+# ---- the table -----------------------------------------------------------------------------------------
+# Meta documents arrays for every hashed key of the Conversions API ("string or list<string>") and for email and
+# phone on the Offline Conversions API, and no maximum length for them. Ten distinct values per key keeps every
+# event small (about 0.7 KB per key at most, measured into each event's size: render.py) and is more than any key
+# has sources by default (email 1, phone 4); past ten, the first ten in priority order are sent.
+MAX_VALUES_PER_KEY = 10
 
 Normalizer = Callable[[str], str | None]
 KeyNormalizer = Callable[[str, Place], str | None]

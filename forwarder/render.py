@@ -3,10 +3,11 @@
 Field names are Meta's: Offline Conversions `match_keys` (marketing-api/offline-conversions) and
 Conversions API `user_data`/`custom_data` (conversions-api/parameters); only the Conversions API has an
 `action_source`, `content_ids`, `content_name`, `content_category`, `num_items` and `delivery_category`.
-Each API has a shape here and a `Profile` (forwarder/facebook_api.py) for its key names and hashing;
+Each API has a shape here and a `Profile` (forwarder/facebook_api.py) naming the field its keys go in
+(`keys_field`: `match_keys` or `user_data`); the keys' own names and hashing are rows of match_keys.KEYS.
 `_commerce_fields` builds what both carry, and the user's keys and LDU fields are rendered once per batch.
 The contents already carry the API's price key (`item_price` on the Conversions API, built so by
-mapping.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
+contents.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
 product or attribute.
 """
 

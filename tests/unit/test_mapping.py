@@ -457,6 +457,23 @@ def test_limited_data_use_per_mode(
     assert run(body, settings(SEND_CCPA_LIMITED_DATA_USE=mode)).ldu == ldu
 
 
+# The user's country, in any spelling the country key takes, is one answer for the whole batch: LDU's "in
+# the US", the region the phone key reads a national number in, and the one custom data screens numbers in
+# (no country and no DEFAULT_COUNTRY: no region, so neither takes a national number for a phone number).
+@pytest.mark.parametrize(("country", "in_us"), [("USA", True), ("\u200bUnited States", True), ("Atlantis", False)])
+def test_ldu_the_phone_key_and_the_custom_data_screen_agree_on_the_country(country: str, in_us: bool) -> None:
+    national = "(650) 555-1212"  # a US number as Americans write it
+    event = commerce_event(custom_attributes={"store": "SF-01", "contact": national})
+    body = make_batch([event], user_attributes={"$country": country, "$mobile": national})
+    mapped = run(body, settings(SEND_CCPA_LIMITED_DATA_USE="always"))
+    assert mapped.ldu == (Ldu(country=1, state=0) if in_us else Ldu(country=0, state=0))
+    assert ("phone" in mapped.keys.values) == in_us  # Meta matches E.164: a national number needs a country
+    if in_us:
+        assert mapped.keys.values["phone"] == (sha("16505551212"),)
+    [conversion] = mapped.conversions
+    assert conversion.custom_data == ({"store": "SF-01"} if in_us else {"store": "SF-01", "contact": national})
+
+
 # ---- both identity shapes ----------------------------------------------------------------------
 
 
