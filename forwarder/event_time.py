@@ -31,8 +31,9 @@ _MAX_PLAIN_TIME_MS = 2**53  # an integer time up to here is exact as a float too
 EVENT_TIME_FROM_BATCH = "event_time_from_batch"  # adjusted: the event had no time of its own
 
 
-def event_time(data: Mapping[str, Any], batch: Batch) -> int | Skip:
-    """Unix seconds, or the reason the event has no usable time.
+def event_time(data: Mapping[str, Any], batch: Batch, now: float, action_source: str | None) -> int | Skip:
+    """Unix seconds, or the reason the event has no usable time or one Meta would refuse for its action
+    source (None: the Offline Conversions API, which has none). `now` is Unix seconds.
 
     Only an absent time falls back to the batch's (when mParticle received it: the caller counts it as
     EVENT_TIME_FROM_BATCH); a time that is there but unusable (zero, negative, not a number, seconds) is
@@ -40,21 +41,18 @@ def event_time(data: Mapping[str, Any], batch: Batch) -> int | Skip:
     """
     given = data.get("timestamp_unixtime_ms")
     if type(given) is int and MIN_EVENT_TIME_MS <= given <= _MAX_PLAIN_TIME_MS:  # the usual case, read directly
-        return given // 1000
-    if given is None:
-        return batch.timestamp_ms // 1000 if batch.timestamp_ms else Skip.NO_EVENT_TIME
-    millis = number(given)
-    if millis is None or millis < MIN_EVENT_TIME_MS:
+        time = given // 1000
+    elif given is None:
+        if not batch.timestamp_ms:
+            return Skip.NO_EVENT_TIME
+        time = batch.timestamp_ms // 1000
+    elif (millis := number(given)) is None or millis < MIN_EVENT_TIME_MS:
         return Skip.INVALID_EVENT_TIME
-    return int(millis) // 1000
-
-
-def outside_window(time: int, now: float, action_source: str | None) -> Skip | None:
-    """TOO_OLD or IN_FUTURE when Meta would refuse an event of this time and action source (None: the
-    Offline Conversions API, which has no action source), else None. `now` is Unix seconds."""
+    else:
+        time = int(millis) // 1000
     max_age = OFFLINE_MAX_AGE_SECONDS if action_source is None else MAX_AGE_SECONDS[action_source]
     if time < now - max_age:
         return Skip.TOO_OLD
     if time > now + MAX_FUTURE_SECONDS:
         return Skip.IN_FUTURE
-    return None
+    return time

@@ -78,11 +78,13 @@ def _ldu_fields(ldu: Ldu | None) -> dict[str, Any]:
     }
 
 
-def _offline_event(conversion: Conversion, user: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+def _offline_event(
+    conversion: Conversion, keys_field: str, keys: dict[str, Any], commerce: dict[str, Any]
+) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
         "event_time": conversion.event_time,
-        **user,
+        keys_field: keys,
         **commerce,
     }
     if conversion.custom_data:
@@ -112,7 +114,9 @@ def _content_details(conversion: Conversion, commerce: dict[str, Any]) -> None:
         commerce["delivery_category"] = IN_STORE
 
 
-def _conversions_api_event(conversion: Conversion, user: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+def _conversions_api_event(
+    conversion: Conversion, keys_field: str, keys: dict[str, Any], commerce: dict[str, Any]
+) -> dict[str, Any]:
     _content_details(conversion, commerce)
     # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
     # a custom "value" on an event without one would be read by Meta (and may reject the request).
@@ -125,16 +129,16 @@ def _conversions_api_event(conversion: Conversion, user: dict[str, Any], commerc
         "event_time": conversion.event_time,
         "action_source": conversion.action_source,
         "event_id": conversion.event_id,
-        **user,
+        keys_field: keys,
     }
     if custom_data:
         event["custom_data"] = custom_data
     return event
 
 
-# How each API shapes an event; `user` is the user's keys under the API's field (Profile.keys_field), rendered
-# once per batch. The names and hashing of the keys themselves are match_keys.KEYS's.
-_SHAPES: Mapping[FacebookApi, Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+# How each API shapes an event: its keys (rendered once per batch) go in the field its Profile names
+# (`keys_field`); the names and hashing of the keys themselves are match_keys.KEYS's.
+_SHAPES: Mapping[FacebookApi, Callable[[Conversion, str, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
     FacebookApi.OFFLINE_CONVERSIONS: _offline_event,
     FacebookApi.CONVERSIONS_API: _conversions_api_event,
 }
@@ -168,13 +172,13 @@ def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, An
     if not keys:
         skipped[Skip.NO_MATCH_KEY.value] = len(mapped.conversions)
         return [], +skipped
-    user = {settings.profile.keys_field: keys}
+    keys_field = settings.profile.keys_field
     keys_bytes = len(orjson.dumps(keys))
     ldu = _ldu_fields(mapped.ldu)
     shape = _SHAPES[settings.api]
     events: list[dict[str, Any]] = []
     for conversion in mapped.conversions:
-        event = shape(conversion, user, _commerce_fields(conversion))
+        event = shape(conversion, keys_field, keys, _commerce_fields(conversion))
         if ldu:
             event.update(ldu)
         # Exact, but serialised to be measured only when the cheap upper bound says it might be too large.
