@@ -15,7 +15,8 @@ from tests.support import api_event, commerce_event, make_batch
 # docstring says why): written out here from the standard's list, not read from the code under test.
 NOT_MONEY = frozenset(
     {"XAU", "XAG", "XPD", "XPT"}  # gold, silver, palladium, platinum
-    | {"XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XAD"}  # bond-market units, SDR, SUCRE, ADB unit, Arab dinar
+    # bond-market and accounting units: EURCO and its kin, the SDR, the Sucre, ADB's unit, the Arab Accounting Dinar
+    | {"XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XAD"}
     | {"XTS", "XXX"}  # for testing; no currency
     | {"BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"}  # fund codes
 )
