@@ -24,10 +24,11 @@ from facebook_business.adobjects.serverside.user_data import UserData
 from bench import workload
 from bench.harness import EVENT_SET_ID, Row, interleaved, median_ms
 from forwarder.batch import read_batch
+from forwarder.event_names import DEFAULT_EVENT_NAMES
 from forwarder.mapping import map_batch
 from forwarder.match_keys import sha256_hex
 from forwarder.render import NUM_ITEMS_EVENTS, render_events
-from forwarder.settings import DEFAULT_EVENT_NAMES, Settings, load_settings
+from forwarder.settings import Settings, load_settings
 
 EVENTS = 2000
 TARGET = 3.0

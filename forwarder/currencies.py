@@ -22,11 +22,6 @@ _CODES = """
     TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
 """
 ISO_4217 = frozenset(_CODES.split())
-# pycountry's other codes, left out on purpose (the module docstring says why).
-NOT_MONEY = frozenset(
-    {"XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XAD", "XTS", "XXX"}
-    | {"BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW"}
-)
 
 
 def currency_code(value: Any) -> str | None:

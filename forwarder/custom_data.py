@@ -19,12 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder.limits import ATTRIBUTE_OVERHEAD_BYTES, JSON_BYTES_PER_CHAR, MAX_ATTRIBUTES_PER_EVENT, MAX_TEXT_LENGTH
-from forwarder.match_keys import normalize_email, remove_invisible
+from forwarder.action_source import ACTION_SOURCE_KEY
+from forwarder.limits import (
+    ATTRIBUTE_OVERHEAD_BYTES,
+    JSON_BYTES_PER_CHAR,
+    MAX_ATTRIBUTES_PER_EVENT,
+    MAX_TEXT_LENGTH,
+    TooLong,
+)
+from forwarder.normalize import normalize_email, remove_invisible
 
-# mParticle's Facebook integration reads an event's action source from this custom flag (README, "Action
-# source"); as a custom attribute it is read the same way and is an instruction, never custom data.
-ACTION_SOURCE_KEY = "Facebook.ActionSource"
 EMAIL_IN_CUSTOM_DATA = "email_in_custom_data"
 PHONE_IN_CUSTOM_DATA = "phone_in_custom_data"
 
@@ -42,10 +46,6 @@ _PHONE_NAMES = ("phone", "mobile", "tel", "cell", "sms", "whatsapp", "fax")
 
 class TooManyAttributes(ValueError):
     """More than MAX_ATTRIBUTES_PER_EVENT custom attributes."""
-
-
-class TooLong(ValueError):
-    """A name or value over MAX_TEXT_LENGTH."""
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forwarder.batch import User
-from forwarder.match_keys import MAX_KEY_LENGTH, country_code, prepare
+from forwarder.match_keys import Place
+from forwarder.normalize import MAX_KEY_LENGTH, prepare
 from forwarder.places import place_key
 from forwarder.settings import LduMode
 
@@ -51,12 +52,13 @@ def _state_code(state: str | None) -> int:
     return _STATE_CODES.get(place_key(prepared), GEOLOCATE) if prepared else GEOLOCATE
 
 
-def limited_data_use(mode: LduMode, user: User) -> Ldu | None:
-    """The LDU fields for this batch's events, or None when the setting says not to send them."""
+def limited_data_use(mode: LduMode, user: User, place: Place) -> Ldu | None:
+    """The LDU fields for this batch's events, or None when the setting says not to send them; `place` is the
+    batch's (match_keys.place_of)."""
     if mode is LduMode.NEVER or (mode is LduMode.OPTED_OUT and not user.ccpa_opted_out):
         return None
-    # The country match key's rule (a code, alpha-3 code or name; bound; invisible characters), so LDU and
-    # the key always agree on who is in the US.
-    if country_code(user.attribute("$country")) == "us":
+    # The country match key's own answer (a code, alpha-3 code or name; bound; invisible characters), so LDU
+    # and the key always agree on who is in the US.
+    if place.country == "us":
         return Ldu(country=USA, state=_state_code(user.attribute("$state")))
     return Ldu(country=GEOLOCATE, state=GEOLOCATE)

@@ -22,3 +22,8 @@ JSON_BYTES_PER_CHAR = 6
 # key and the quotes and comma of its id in content_ids (109 in all)
 CONTENT_OVERHEAD_BYTES = 120
 ATTRIBUTE_OVERHEAD_BYTES = 32  # per custom attribute: quotes, colon, comma, a number or boolean (24)
+
+
+class TooLong(ValueError):
+    """A text an event would forward (an id, brand, category, order id, attribute name or value) is over
+    MAX_TEXT_LENGTH: the event is skipped as `value_too_long`."""

@@ -1,20 +1,19 @@
-"""Match keys: where each comes from, Meta's normalisation per field, then SHA-256, once per batch.
+"""Match keys: where each comes from, which rule normalises it, then SHA-256, once per batch.
 
 `KEYS` is the one table of match keys (README, "Match keys", shows the same rows): per key its sources in
 priority order, its normaliser, its longest value, and per Facebook API its field name, whether it is
-hashed and whether several values go as an array. One small rule per field type, as Meta documents them
-(offline-conversions "match keys", conversions-api "customer information parameters", and the SDK's
-`serverside/normalize.py`); places (country, state, ZIP) are in places.py and phone numbers in phones.py.
-Raw values never leave this module except those an API takes unhashed: the lower-cased mobile advertiser
-id on the Conversions API and the external id on the Offline Conversions API (`MatchKeys.unhashed`).
+hashed and whether several values go as an array. The rules themselves are Meta's, one per field type:
+normalize.py (email, names, city, gender, external id, advertising id), places.py (country, state, ZIP)
+and phones.py. Raw values never leave this module except those an API takes unhashed: the lower-cased
+mobile advertiser id on the Conversions API and the external id on the Offline Conversions API
+(`MatchKeys.unhashed`).
 
-Every value is bounded in length before any normalising, and every check is a string method or a
-pattern that cannot backtrack, so a key costs time linear in a bounded length whatever a batch holds; a
-user's entries are read to the first 1000 (batch.py) and each key to MAX_VALUES_PER_KEY values.
-Invisible characters (format and control characters, Unicode's default-ignorable code points) are then
-removed from every value, so the hash is the one of what the person typed. Countries are ISO 3166-1
-alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for a value that is not
-already a code; libphonenumber is imported only for a value that may be a phone number.
+Every value is bounded in length before any normalising (normalize.py), so a key costs time linear in a
+bounded length whatever a batch holds; a user's entries are read to the first 1000 (batch.py) and each key
+to MAX_VALUES_PER_KEY values. Where the user is (`Place`: their country, the region of national phone
+numbers) is worked out once per batch by `place_of`, and LDU and custom data's phone screen read the same.
+Countries are ISO 3166-1 alpha-2 codes; a name or alpha-3 code is looked up in pycountry, imported only for
+a value that is not already a code; libphonenumber is imported only for a value that may be a phone number.
 """
 
 from __future__ import annotations
@@ -30,35 +29,22 @@ from typing import NamedTuple
 
 from forwarder.batch import User
 from forwarder.facebook_api import FacebookApi
+from forwarder.normalize import (
+    MAX_EMAIL_LENGTH,
+    MAX_KEY_LENGTH,
+    normalize_city,
+    normalize_email,
+    normalize_external_id,
+    normalize_gender,
+    normalize_madid,
+    normalize_name,
+    prepare,
+)
 from forwarder.phones import MAX_PHONE_LENGTH, normalize_phone
-from forwarder.places import normalize_country, normalize_state, normalize_zip, strip_symbols
+from forwarder.places import normalize_country, normalize_state, normalize_zip
 
 # One fixed-length character class: at most 64 characters are looked at, nothing can backtrack.
 _HASHED = re.compile(r"[0-9a-f]{64}")
-_GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
-
-# RFC 5321 section 4.5.3.1.3: a path is at most 256 octets including its angle brackets, so an address is
-# at most 254 characters; a longer one cannot receive mail, so it cannot match anyone.
-MAX_EMAIL_LENGTH = 254
-# Every other key (names, city, country, gender, advertising id, customer id): Meta documents no maximum,
-# and no real value comes near 256 characters (an IDFA or GAID is 36, a country code 2, a gender 1; among
-# the longest place names, Bangkok's ceremonial one has 168 letters). Normalising costs a Unicode lookup
-# per character and the hash cache keeps what it hashes, so a longer value is omitted, never hashed or cut.
-MAX_KEY_LENGTH = 256
-
-Normalizer = Callable[[str], str | None]
-
-# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 15.0): code points
-# a renderer shows as nothing. Most are Cf (caught below by category too); the rest are the variation
-# selectors and Mongolian free variation selectors (Mn), the combining grapheme joiner (Mn), Khmer's two
-# inherent vowels (Mn, discouraged by Unicode), the Hangul fillers (Lo) and reserved code points. One
-# character class: linear, nothing to backtrack.
-_DEFAULT_IGNORABLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
-)
-_INVISIBLE_CATEGORIES = ("Cc", "Cf")
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -90,88 +76,7 @@ sha256_hex.cache_info = _cached_sha256_hex.cache_info  # type: ignore[attr-defin
 sha256_hex.cache_clear = _cached_sha256_hex.cache_clear  # type: ignore[attr-defined]
 
 
-def remove_invisible(value: str) -> str:
-    """The value without format (Cf) and control (Cc) characters and default-ignorable code points.
-
-    Zero-width spaces, zero-width joiners and non-joiners, byte-order marks, bidi marks, embeddings and
-    isolates, soft hyphens, tag characters, variation selectors, NUL and other C0/C1 controls go; the
-    controls that are whitespace (tab, newline, carriage return...) stay whitespace, which every key already
-    trims, removes or refuses. Letters and their marks stay: é as e + U+0301, Devanagari vowel signs and
-    virama. Two linear passes; the first only for a value with a character str.isprintable refuses.
-    """
-    if not value.isprintable():
-        value = "".join(
-            [
-                char
-                for char in value
-                if char.isprintable() or char.isspace() or unicodedata.category(char) not in _INVISIBLE_CATEGORIES
-            ]
-        )
-    return _DEFAULT_IGNORABLE.sub("", value)
-
-
-def prepare(value: str | None, max_length: int) -> str | None:
-    """A raw value ready for a normaliser: None when absent or over `max_length` (counted before anything is
-    removed, so no value costs more than a bounded amount of work), else without invisible characters."""
-    if not value or len(value) > max_length:
-        return None
-    return remove_invisible(value)
-
-
-def _is_email(email: str) -> bool:
-    """`local@domain.tld`: one @, a non-empty local part, a domain of two or more non-empty dot-separated
-    labels (RFC 5321's `Domain`), no whitespace anywhere.
-
-    String methods only, linear in the length: a backtracking pattern under fullmatch took quadratic time
-    on an @ followed by many dots (30 s for 121 KB, on every retry).
-    """
-    local, _, domain = email.partition("@")
-    labels = domain.split(".")
-    return bool(local) and "@" not in domain and len(labels) > 1 and all(labels) and not any(map(str.isspace, email))
-
-
-def normalize_email(value: str) -> str | None:
-    """Meta: trimmed and lower-cased; anything that is not an address is omitted."""
-    email = value.strip().lower()
-    return email if _is_email(email) else None
-
-
-def normalize_name(value: str) -> str | None:
-    return strip_symbols(value.lower(), drop_digits=False) or None
-
-
-def normalize_city(value: str) -> str | None:
-    return strip_symbols(value.lower(), drop_digits=True) or None
-
-
-def normalize_gender(value: str) -> str | None:
-    return _GENDERS.get(value.strip().lower())
-
-
-def country_code(value: str | None) -> str | None:
-    """The alpha-2 code a raw `$country` names, by the country match key's rules; LDU asks this too."""
-    prepared = prepare(value, MAX_KEY_LENGTH)
-    return normalize_country(unicodedata.normalize("NFC", prepared)) if prepared else None
-
-
-def normalize_external_id(value: str) -> str | None:
-    return value.strip() or None
-
-
-def normalize_madid(value: str) -> str | None:
-    """IDFA/GAID lower-cased; all zeros means the user limited ad tracking (no identifier)."""
-    madid = value.strip().lower()
-    if not madid or set(madid) <= {"0", "-"}:
-        return None
-    return madid
-
-
-# ---- the table -----------------------------------------------------------------------------------------
-# Meta documents arrays for every hashed key of the Conversions API ("string or list<string>") and for email and
-# phone on the Offline Conversions API, and no maximum length for them. Ten distinct values per key keeps every
-# event small (about 0.7 KB per key at most, measured into each event's size: render.py) and is more than any key
-# has sources by default (email 1, phone 4); past ten, the first ten in priority order are sent.
-MAX_VALUES_PER_KEY = 10
+# ---- where the user is ---------------------------------------------------------------------------------
 
 
 class Place(NamedTuple):  # NamedTuple rather than dataclass: a third of the import time (cold start)
@@ -182,6 +87,27 @@ class Place(NamedTuple):  # NamedTuple rather than dataclass: a third of the imp
     phone_region: str | None = None
 
 
+def country_code(value: str | None) -> str | None:
+    """The alpha-2 code (lower case) a raw `$country` names, by the country match key's rules."""
+    prepared = prepare(value, MAX_KEY_LENGTH)
+    return normalize_country(unicodedata.normalize("NFC", prepared)) if prepared else None
+
+
+def place_of(user: User, default_country: str | None = None) -> Place:
+    """Where the batch's user is, worked out once per batch: the match keys, LDU (who is in the US) and the
+    custom data's phone screen all read this one answer, so they always agree."""
+    country = country_code(user.attribute("$country"))
+    return Place(country=country, phone_region=country or default_country)
+
+
+# ---- the table -----------------------------------------------------------------------------------------
+# Meta documents arrays for every hashed key of the Conversions API ("string or list<string>") and for email and
+# phone on the Offline Conversions API, and no maximum length for them. Ten distinct values per key keeps every
+# event small (about 0.7 KB per key at most, measured into each event's size: render.py) and is more than any key
+# has sources by default (email 1, phone 4); past ten, the first ten in priority order are sent.
+MAX_VALUES_PER_KEY = 10
+
+Normalizer = Callable[[str], str | None]
 KeyNormalizer = Callable[[str, Place], str | None]
 
 
@@ -206,7 +132,6 @@ class Key(NamedTuple):
     normalize: KeyNormalizer
     max_length: int  # a longer value is omitted before any normalising
     sent: Mapping[FacebookApi, Sent]  # an API absent here does not take the key
-    setting: str | None = None  # the variable whose identity types replace `sources`
 
     @property
     def clear(self) -> bool:
@@ -226,7 +151,7 @@ EXTERNAL_ID_SOURCES = ("customer_id", "mpid", "other", *(f"other_id_{n}" for n i
 # (every hashed key "string or list<string>"; madid unhashed; external_id "hashing recommended").
 KEYS: tuple[Key, ...] = (
     Key("email", ("email",), _anywhere(normalize_email), MAX_EMAIL_LENGTH,
-        {OFFLINE: Sent("email", many=True), CONVERSIONS: Sent("em", many=True)}, setting="EMAIL_IDENTITY_TYPES"),
+        {OFFLINE: Sent("email", many=True), CONVERSIONS: Sent("em", many=True)}),
     Key("phone", PHONE_SOURCES, lambda value, place: normalize_phone(value, place.phone_region), MAX_PHONE_LENGTH,
         {OFFLINE: Sent("phone", many=True), CONVERSIONS: Sent("ph", many=True)}),
     Key("fn", ("$firstname",), _anywhere(normalize_name), MAX_KEY_LENGTH,
@@ -244,21 +169,22 @@ KEYS: tuple[Key, ...] = (
     Key("country", ("$country",), _anywhere(normalize_country), MAX_KEY_LENGTH,
         {OFFLINE: Sent("country"), CONVERSIONS: Sent("country", many=True)}),
     Key("external_id", ("customer_id",), _anywhere(normalize_external_id), MAX_KEY_LENGTH,
-        {OFFLINE: Sent("extern_id", hashed=False), CONVERSIONS: Sent("external_id", many=True)},
-        setting="EXTERNAL_ID_IDENTITY_TYPE"),
+        {OFFLINE: Sent("extern_id", hashed=False), CONVERSIONS: Sent("external_id", many=True)}),
     # Meta: the advertising id is hashed on the Offline Conversions API (as mParticle's integration and Meta's
     # uploader do) and sent as it is, lower-cased, on the Conversions API. The IDFA first, else the GAID.
     Key("madid", MADID_SOURCES, _anywhere(normalize_madid), MAX_KEY_LENGTH,
         {OFFLINE: Sent("madid"), CONVERSIONS: Sent("madid", hashed=False)}),
 )  # fmt: skip
-KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
+
+
+_NO_SOURCES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 class KeySettings(NamedTuple):
     """The operator's choices (README, "Configuration"): identity types replacing a key's sources (EMAIL_IDENTITY_TYPES
     for email, EXTERNAL_ID_IDENTITY_TYPE for external_id), and DEFAULT_COUNTRY (lower case)."""
 
-    sources: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    sources: Mapping[str, tuple[str, ...]] = _NO_SOURCES
     default_country: str | None = None
 
 
@@ -310,15 +236,13 @@ def _read(user: User, source: str) -> str | None:
     return user.identities.get(source)
 
 
-def match_keys(user: User, options: KeySettings | None = None) -> MatchKeys:
-    """The user's keys: every source of every key in priority order, each value normalised and hashed once."""
-    options = options or KeySettings()
-    country = country_code(user.attribute("$country"))
-    place = Place(country=country, phone_region=country or options.default_country)
+def match_keys(user: User, place: Place, sources: Mapping[str, tuple[str, ...]] = _NO_SOURCES) -> MatchKeys:
+    """The user's keys: every source of every key in priority order (`sources`: KeySettings.sources, the
+    operator's replacements per key), each value normalised for `place_of(user)` and hashed once."""
     values: dict[str, tuple[str, ...]] = {}
     for key in KEYS:
         found: dict[str, None] = {}  # distinct, in priority order
-        for source in options.sources.get(key.name, key.sources):
+        for source in sources.get(key.name, key.sources):
             raw = _read(user, source)
             if raw and (stored := key_value(raw, key, place)):
                 found[stored] = None

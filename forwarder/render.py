@@ -3,10 +3,11 @@
 Field names are Meta's: Offline Conversions `match_keys` (marketing-api/offline-conversions) and
 Conversions API `user_data`/`custom_data` (conversions-api/parameters); only the Conversions API has an
 `action_source`, `content_ids`, `content_name`, `content_category`, `num_items` and `delivery_category`.
-Each API has a shape here and a `Profile` (forwarder/facebook_api.py) for its key names and hashing;
+Each API has a shape here and a `Profile` (forwarder/facebook_api.py) naming the field its keys go in
+(`keys_field`: `match_keys` or `user_data`); the keys' own names and hashing are rows of match_keys.KEYS.
 `_commerce_fields` builds what both carry, and the user's keys and LDU fields are rendered once per batch.
 The contents already carry the API's price key (`item_price` on the Conversions API, built so by
-mapping.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
+contents.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
 product or attribute.
 """
 
@@ -18,12 +19,14 @@ from typing import Any
 
 import orjson
 
+from forwarder.action_source import ActionSource
 from forwarder.facebook_api import FacebookApi, Profile
 from forwarder.ldu import Ldu
 from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
-from forwarder.mapping import Conversion, Mapped, Skip
+from forwarder.mapping import Conversion, Mapped
 from forwarder.match_keys import KEYS, MatchKeys, is_sha256_hex, sha256_hex
-from forwarder.settings import ActionSource, Settings
+from forwarder.settings import Settings
+from forwarder.skip_reasons import Skip
 
 CONTENT_TYPE = "product"
 # The custom_data fields this forwarder fills; Meta reads them even when we leave them out.
@@ -75,11 +78,13 @@ def _ldu_fields(ldu: Ldu | None) -> dict[str, Any]:
     }
 
 
-def _offline_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+def _offline_event(
+    conversion: Conversion, keys_field: str, keys: dict[str, Any], commerce: dict[str, Any]
+) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_name": conversion.event_name,
         "event_time": conversion.event_time,
-        "match_keys": keys,
+        keys_field: keys,
         **commerce,
     }
     if conversion.custom_data:
@@ -109,7 +114,9 @@ def _content_details(conversion: Conversion, commerce: dict[str, Any]) -> None:
         commerce["delivery_category"] = IN_STORE
 
 
-def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerce: dict[str, Any]) -> dict[str, Any]:
+def _conversions_api_event(
+    conversion: Conversion, keys_field: str, keys: dict[str, Any], commerce: dict[str, Any]
+) -> dict[str, Any]:
     _content_details(conversion, commerce)
     # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
     # a custom "value" on an event without one would be read by Meta (and may reject the request).
@@ -122,15 +129,16 @@ def _conversions_api_event(conversion: Conversion, keys: dict[str, Any], commerc
         "event_time": conversion.event_time,
         "action_source": conversion.action_source,
         "event_id": conversion.event_id,
-        "user_data": keys,
+        keys_field: keys,
     }
     if custom_data:
         event["custom_data"] = custom_data
     return event
 
 
-# How each API shapes an event (the names and hashing of its keys are in its Profile).
-_SHAPES: Mapping[FacebookApi, Callable[[Conversion, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+# How each API shapes an event: its keys (rendered once per batch) go in the field its Profile names
+# (`keys_field`); the names and hashing of the keys themselves are match_keys.KEYS's.
+_SHAPES: Mapping[FacebookApi, Callable[[Conversion, str, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
     FacebookApi.OFFLINE_CONVERSIONS: _offline_event,
     FacebookApi.CONVERSIONS_API: _conversions_api_event,
 }
@@ -162,20 +170,21 @@ def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, An
     skipped: Counter[str] = Counter()
     keys = render_keys(mapped.keys, settings.profile)  # the batch's one user: rendered and measured once
     if not keys:
-        skipped[Skip.NO_MATCH_KEY] = len(mapped.conversions)
+        skipped[Skip.NO_MATCH_KEY.value] = len(mapped.conversions)
         return [], +skipped
+    keys_field = settings.profile.keys_field
     keys_bytes = len(orjson.dumps(keys))
     ldu = _ldu_fields(mapped.ldu)
     shape = _SHAPES[settings.api]
     events: list[dict[str, Any]] = []
     for conversion in mapped.conversions:
-        event = shape(conversion, keys, _commerce_fields(conversion))
+        event = shape(conversion, keys_field, keys, _commerce_fields(conversion))
         if ldu:
             event.update(ldu)
         # Exact, but serialised to be measured only when the cheap upper bound says it might be too large.
         bound = conversion.size + keys_bytes + _OTHER_BYTES
         if bound > MAX_EVENT_BYTES and len(orjson.dumps(event)) > MAX_EVENT_BYTES:
-            skipped[Skip.EVENT_TOO_LARGE] += 1
+            skipped[Skip.EVENT_TOO_LARGE.value] += 1
             continue
         events.append(event)
     return events, skipped

@@ -37,7 +37,7 @@ from localdev.samples import EVENTS_DIR, load_api_event
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_ID = "ForwarderFunction"
 SENDER_ID = "SenderFunction"
-CONTAINER_HOST = "host.docker.internal"  # the name forwarder/settings.py allows http:// to under sam local
+CONTAINER_HOST = "host.docker.internal"  # the name forwarder/graph_url.py allows http:// to under sam local
 LOCAL_EVENT_SET_ID = "1234567890"
 LOCAL_STACK_NAME = "local"  # what SAM resolves AWS::StackName to
 DEFAULT_WORKDIR = ROOT / ".aws-sam" / "local"

@@ -13,6 +13,7 @@ import pytest
 
 from forwarder.batch import read_batch
 from forwarder.ldu import Ldu, limited_data_use
+from forwarder.match_keys import place_of
 from forwarder.settings import LduMode
 
 USA, GEOLOCATE = 1, 0
@@ -63,7 +64,8 @@ STATE_CASES = [
 
 def ldu_for(country: Any, state: Any, mode: LduMode = LduMode.ALWAYS) -> Ldu | None:
     attributes = {key: value for key, value in (("$country", country), ("$State", state)) if value is not None}
-    return limited_data_use(mode, read_batch({"events": [], "user_attributes": attributes}).user)
+    user = read_batch({"events": [], "user_attributes": attributes}).user
+    return limited_data_use(mode, user, place_of(user))
 
 
 @pytest.mark.parametrize(("state", "meta_code"), STATE_CASES)

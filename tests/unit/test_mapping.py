@@ -10,11 +10,14 @@ import copy
 import hashlib
 from typing import Any
 
+import orjson
 import pytest
 
 from forwarder.batch import read_batch
+from forwarder.contents import Content
 from forwarder.ldu import Ldu
-from forwarder.mapping import Content, Conversion, Mapped, map_batch
+from forwarder.mapping import Conversion, Mapped, map_batch
+from forwarder.render import render_events
 from forwarder.settings import Settings, SettingsError, load_settings
 from localdev.graph_stub import META_STANDARD_EVENTS
 from tests.support import NOW_MS, commerce_event, make_batch
@@ -132,6 +135,8 @@ def test_unsupported_actions_are_skipped(event: dict[str, Any]) -> None:
         {"event_type": "screen_view", "data": {"screen_name": "Home"}},
         {"event_type": "session_start", "data": {}},
         {"data": commerce_event()["data"]},
+        {"event_type": ["commerce_event"], "data": commerce_event()["data"]},  # not a name of a kind at all
+        {"event_type": {"commerce_event": 1}, "data": commerce_event()["data"]},
     ],
 )
 def test_non_commerce_events_are_skipped(event: dict[str, Any]) -> None:
@@ -154,6 +159,18 @@ def test_every_received_event_is_forwarded_or_counted() -> None:
     assert mapped.received == 4
     assert len(mapped.conversions) == 1
     assert dict(mapped.skipped) == {"unsupported_action": 1, "unmapped_custom_event": 1, "malformed_event": 1}
+
+
+def test_reasons_are_counted_under_plain_strings_as_orjson_writes_them() -> None:
+    """The response, the summary log line and parked messages are written by orjson, which refuses a dict key
+    that is not exactly a str (an enum member, say)."""
+    events = [commerce_event("refund"), None, commerce_event(timestamp_unixtime_ms=None)]
+    mapped = run(make_batch(events, user_identities=[], user_attributes={}, device_info={}))
+    _, unmatched = render_events(mapped, settings())
+    counts = {**mapped.skipped, **unmatched, **mapped.adjusted}
+    assert {type(reason) for reason in counts} == {str}
+    expected = {"unsupported_action": 1, "malformed_event": 1, "no_match_key": 1, "event_time_from_batch": 1}
+    assert orjson.loads(orjson.dumps(counts)) == expected
 
 
 # ---- event time --------------------------------------------------------------------------------
@@ -438,6 +455,23 @@ def test_limited_data_use_per_mode(
     if consent_state is not None:
         body["consent_state"] = consent_state
     assert run(body, settings(SEND_CCPA_LIMITED_DATA_USE=mode)).ldu == ldu
+
+
+# The user's country, in any spelling the country key takes, is one answer for the whole batch: LDU's "in
+# the US", the region the phone key reads a national number in, and the one custom data screens numbers in
+# (no country and no DEFAULT_COUNTRY: no region, so neither takes a national number for a phone number).
+@pytest.mark.parametrize(("country", "in_us"), [("USA", True), ("\u200bUnited States", True), ("Atlantis", False)])
+def test_ldu_the_phone_key_and_the_custom_data_screen_agree_on_the_country(country: str, in_us: bool) -> None:
+    national = "(650) 555-1212"  # a US number as Americans write it
+    event = commerce_event(custom_attributes={"store": "SF-01", "contact": national})
+    body = make_batch([event], user_attributes={"$country": country, "$mobile": national})
+    mapped = run(body, settings(SEND_CCPA_LIMITED_DATA_USE="always"))
+    assert mapped.ldu == (Ldu(country=1, state=0) if in_us else Ldu(country=0, state=0))
+    assert ("phone" in mapped.keys.values) == in_us  # Meta matches E.164: a national number needs a country
+    if in_us:
+        assert mapped.keys.values["phone"] == (sha("16505551212"),)
+    [conversion] = mapped.conversions
+    assert conversion.custom_data == ({"store": "SF-01"} if in_us else {"store": "SF-01", "contact": national})
 
 
 # ---- both identity shapes ----------------------------------------------------------------------

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, event, find, given, settings
 from hypothesis import strategies as st
 
 from forwarder.batch import BatchError, read_batch
+from forwarder.event_names import CUSTOM_EVENT_NAME
 from forwarder.mapping import map_batch
 from forwarder.render import render_events
-from forwarder.settings import CUSTOM_EVENT_NAME, Settings, load_settings
+from forwarder.settings import Settings, load_settings
 from localdev.graph_stub import ACTION_SOURCE_MAX_AGE_DAYS, META_STANDARD_EVENTS
 
 NOW = 1_790_000_000.0

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import KEYS_BY_NAME, KeySettings, match_keys, sha256_hex
+from forwarder.match_keys import KeySettings, match_keys, place_of, sha256_hex
 from forwarder.places import ISO_ALPHA_2, normalize_country, place_key
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -31,7 +31,8 @@ def sha(normalised: str) -> str:
 
 def keys_of(options: KeySettings | None = None, **batch: Any) -> dict[str, Any]:
     """The user's keys: per neutral key its one value, or the tuple of its values when it has several."""
-    keys = match_keys(read_batch({"events": [], **batch}).user, options)
+    user, options = read_batch({"events": [], **batch}).user, options or KeySettings()
+    keys = match_keys(user, place_of(user, options.default_country), options.sources)
     return {name: values[0] if len(values) == 1 else values for name, values in keys.values.items()}
 
 
@@ -39,10 +40,15 @@ def keys_for_attribute(name: str, value: Any) -> dict[str, Any]:
     return keys_of(user_attributes={name: value})
 
 
+# Meta: the Conversions API takes madid as it is, the Offline Conversions API extern_id; every other key is
+# hashed on both (conversions-api/parameters/customer-information-parameters, offline-conversions match_keys).
+SENT_UNHASHED_SOMEWHERE = {"madid", "external_id"}
+
+
 def stored(key: str, normalised: str) -> str:
     """What the user's keys hold for a normalised value: its SHA-256, or the value itself for a key some API
     takes unhashed (the renderer hashes it for the others)."""
-    return normalised if KEYS_BY_NAME[key].clear else sha(normalised)
+    return normalised if key in SENT_UNHASHED_SOMEWHERE else sha(normalised)
 
 
 EMAILS = [
@@ -441,7 +447,8 @@ DEVICES = [
 
 @pytest.mark.parametrize(("device_info", "madid"), DEVICES)
 def test_madid_is_the_lower_cased_idfa_else_the_gaid(device_info: dict[str, str], madid: str | None) -> None:
-    keys = match_keys(read_batch({"device_info": device_info}).user).values
+    user = read_batch({"device_info": device_info}).user
+    keys = match_keys(user, place_of(user)).values
     # Kept as it is (the renderer hashes it for the Offline Conversions API only); the first is sent.
     assert keys.get("madid", (None,))[0] == madid
     assert keys.keys() <= {"madid"}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import KeySettings, match_keys
+from forwarder.match_keys import match_keys, place_of
 from forwarder.phones import normalize_phone
 from forwarder.places import US_STATES, normalize_state, normalize_zip, us_state_code
 
@@ -29,7 +29,7 @@ def sha(normalised: str) -> str:
 
 def keys_of(default_country: str | None = None, **batch: Any) -> dict[str, tuple[str, ...]]:
     user = read_batch({"events": [], **batch}).user
-    return dict(match_keys(user, KeySettings(default_country=default_country)).values)
+    return dict(match_keys(user, place_of(user, default_country)).values)
 
 
 def metas_sdk() -> Any:
@@ -136,13 +136,13 @@ def test_international_numbers_hash_as_metas_sdk_hashes_them(written: str) -> No
 LAZY_PROBE = """
 import sys
 from forwarder.batch import read_batch
-from forwarder.match_keys import match_keys
+from forwarder.match_keys import match_keys, place_of
 user = read_batch({"user_identities": {"email": "jane@example.com", "phone_number_2": "n/a"},
                    "user_attributes": {"$country": "US", "$mobile": " ", "$zip": "94103", "$state": "CA"}}).user
-assert set(match_keys(user).values) == {"email", "country", "zip", "st"}
+assert set(match_keys(user, place_of(user)).values) == {"email", "country", "zip", "st"}
 assert "phonenumbers" not in sys.modules, "loaded for a batch without a phone number"
 user = read_batch({"user_attributes": {"$country": "US", "$mobile": "(650) 555-1212"}}).user
-assert "phone" in match_keys(user).values
+assert "phone" in match_keys(user, place_of(user)).values
 assert "phonenumbers" in sys.modules
 """
 

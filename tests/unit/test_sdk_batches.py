@@ -16,8 +16,9 @@ import mparticle as mp
 import pytest
 
 from forwarder.batch import read_batch
+from forwarder.contents import Content
 from forwarder.ldu import Ldu
-from forwarder.mapping import Content, Mapped, map_batch
+from forwarder.mapping import Mapped, map_batch
 from forwarder.render import render_events
 from forwarder.settings import Settings, load_settings
 from tests.support import NOW_MS

@@ -16,10 +16,14 @@ from typing import Any
 import mparticle as mp
 import pytest
 
+from forwarder.action_source import INVALID_ACTION_SOURCE
 from forwarder.batch import read_batch
-from forwarder.mapping import INVALID_ACTION_SOURCE, MAX_AGE_SECONDS, STANDARD_EVENTS, Mapped, Skip, map_batch
+from forwarder.event_names import STANDARD_EVENTS
+from forwarder.event_time import MAX_AGE_SECONDS
+from forwarder.mapping import Mapped, map_batch
 from forwarder.render import render_events
 from forwarder.settings import Settings, SettingsError, load_settings
+from forwarder.skip_reasons import Skip
 from localdev.graph_stub import ACTION_SOURCE_MAX_AGE_DAYS, META_STANDARD_EVENTS, event_problem
 from tests.support import BOTH_APIS, NOW_MS
 
@@ -601,7 +605,7 @@ def section(page: str, title: str) -> str:
 
 def test_the_mapping_page_lists_every_skip_and_adjustment_reason() -> None:
     skipped = section("mapping.md", "## Skipped events")
-    reasons = [value for name, value in vars(Skip).items() if name.isupper()]
+    reasons = [reason.value for reason in Skip]
     assert [reason for reason in reasons if f"`{reason}`" not in skipped] == []
     adjusted = section("mapping.md", "## Adjusted events")
     assert all(f"`{reason}`" in adjusted for reason in ("event_time_from_batch", INVALID_ACTION_SOURCE))
