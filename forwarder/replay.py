@@ -1,4 +1,4 @@
-"""Replay parked events: `python -m forwarder.replay` (README, "Parking and replay").
+"""Replay parked events: `python -m forwarder.replay` (docs/delivery.md, "Parking and replay"); `--list` shows them.
 
 Reads the parking queue and sends every complete set of parked events once, through the delivery core
 the function uses (forwarder/delivery.py: retries, token re-read, isolation, parking, time limits), to
@@ -35,6 +35,7 @@ from forwarder.held_messages import (
     sqs_call,
 )
 from forwarder.outcome import DELIVERED, RequestOutcome
+from forwarder.parked_list import list_parked, render
 from forwarder.parked_messages import MalformedPart, ParkedPart, read_part
 from forwarder.parking import sqs_client
 from forwarder.posting import Poster, Tokens
@@ -257,11 +258,19 @@ def main(argv: list[str] | None = None) -> int:
         "(run alone, without --max-messages)",
     )
     parser.add_argument(
+        "--list",
+        action="store_true",
+        help="show what is parked (counts by reason, connection, dataset and age; one line per set) without "
+        "sending, deleting or hiding anything",
+    )
+    parser.add_argument(
         "--parked-destination",
         action="store_true",
         help="send to the API version, event set and upload tag recorded when the events were parked",
     )
     args = parser.parse_args(argv)
+    if args.list:
+        return _list()
     try:
         report = replay(
             load_settings(),
@@ -280,6 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0 if report.finished else 1
+
+
+def _list() -> int:
+    try:
+        listing = list_parked(sqs_client(), load_settings().parking_queue_url)
+    except (ReplayFailed, SettingsError) as error:
+        print(f"list stopped: {error}", file=sys.stderr)
+        return 2
+    print(render(listing))
+    return 0
 
 
 if __name__ == "__main__":
