@@ -842,7 +842,7 @@ def test_replay_environment_output_is_the_functions_destination_quoted_for_a_she
     exported = dict(entry.split("=", 1) for entry in shell.stdout.splitlines() if "=" in entry)
     assert exported["UPLOAD_TAG"] == values["UploadTag"]
     settings_now = load_settings(exported)
-    assert (settings_now.event_set_id, settings_now.test_event_code) == ("1234567890", "TEST12345")
+    assert (settings_now.datasets, settings_now.test_event_code) == (("1234567890",), "TEST12345")
     assert settings_now.parking_queue_url == values["ParkingQueue"] and settings_now.secret_id == values["Secret"]
 
 
