@@ -176,7 +176,9 @@ PARAMETER_MAX_AGE = 300  # seconds: a changed parameter takes effect within 5 mi
 # Per attempt; the whole read is also bounded by the invocation's time (`load_connections`).
 _SSM_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"})
 _OPERATOR_MUST_ACT = {"ParameterNotFound", "AccessDeniedException", "ParameterVersionNotFound", "ValidationException"}
-_parsed: dict[str, Connections] = {}  # the document in force -> its connections (the variables never change)
+# The document in force and the variables' settings it was parsed over (the same object for the life of a
+# container; a test that changes the variables makes new ones), and its connections.
+_parsed: list[tuple[Settings, str, Connections]] = []
 
 
 @cache
@@ -213,10 +215,9 @@ def load_connections(default: Settings, env: Mapping[str, str] | None = None, ti
     text = _parameter(parameter, time_limit) if parameter else inline
     if not text:
         return Connections(default, {})
-    if text not in _parsed:
-        _parsed.clear()  # one document in force per container
-        _parsed[text] = parse_connections(text, env, default)
-    return _parsed[text]
+    if not _parsed or _parsed[0][0] is not default or _parsed[0][1] != text:
+        _parsed[:] = [(default, text, parse_connections(text, env, default))]
+    return _parsed[0][2]
 
 
 def main(argv: list[str] | None = None) -> int:
