@@ -22,7 +22,7 @@ from forwarder.connections import main as check_main
 from forwarder.replay import replay
 from forwarder.settings import load_settings
 from localdev.event_source import drain
-from localdev.graph_stub import Fault, GraphStub
+from localdev.graph_stub import GraphStub
 from tests.faulty_servers import parked_messages
 from tests.support import api_event, commerce_event, make_batch
 
