@@ -24,7 +24,7 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 ENV ?= staging
 
 .PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api local-invoke-buffered \
-	bench parked replay event clean build-ForwarderFunction build-SenderFunction
+	bench parked replay check-connections event clean build-ForwarderFunction build-SenderFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
 $(BIN)/.installed: requirements-dev.txt
@@ -126,6 +126,10 @@ event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s e
 
 parked: $(BIN)/.installed  ## list parked events: counts and sets, nothing sent (docs/deploy.md, section 10)
 	$(BIN)/python -m forwarder.replay --list $(ARGS)
+
+check-connections: $(BIN)/.installed  ## check a connections document before deploying it: make check-connections FILE=connections.json
+	test -n "$(FILE)" || (echo "usage: make check-connections FILE=connections.json" >&2; exit 2)
+	$(BIN)/python -m forwarder.connections --check "$(FILE)"
 
 replay: $(BIN)/.installed  ## re-send parked events (docs/deploy.md, section 10)
 	$(BIN)/python -m forwarder.replay $(ARGS)

@@ -33,7 +33,7 @@ def sent_payload(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     settings = load_settings()
     mapped = map_batch(read_batch(json.loads(event["body"])), settings, time.time())
     events, _ = render_events(mapped, settings)
-    destination = settings.destination()
+    [destination] = settings.destinations("Purchase")
     url = settings.graph_url + destination.events_path
     return url, {"access_token": ACCESS_TOKEN, **destination.request_fields(), "data": events}
 

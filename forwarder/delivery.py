@@ -97,11 +97,15 @@ class _Group:
 @dataclass
 class _Run:
     poster: Poster
-    redactor: Redactor
+    personal: tuple[str, ...]  # raw values the source knows, for every request's redactor
     settled: SettledEvents | None
     result: Delivery
     park_by: Deadline
     stopped_connections: dict[str, RequestOutcome] = field(default_factory=dict)  # by a token error
+
+    def post(self, destination: Destination, events: list[dict[str, Any]], deadline: Deadline) -> RequestOutcome:
+        """One request, its redactor knowing its own events' values (bounded by the request's size)."""
+        return self.poster.post(destination, events, Redactor.for_events(events, self.personal), deadline)
 
 
 def deliver(
@@ -123,7 +127,7 @@ def deliver(
     returned Delivery."""
     result = Delivery()
     groups = _groups(items, result)
-    run = _Run(poster, Redactor.for_events((item.event for item in items), personal), settled, result, park_by)
+    run = _Run(poster, tuple(personal), settled, result, park_by)
     waiting = sum(len(group.events) for group in groups)
     for group in groups:
         # Each destination gets a share of the time left by its events, so one that keeps failing cannot
@@ -168,7 +172,7 @@ def _send_group(run: _Run, group: _Group, share: Deadline) -> None:
         if permission or destination.connection in run.stopped_connections:  # the token is refused
             group.requests.append(RequestOutcome(events=len(chunk), payload=chunk))  # NOT_ATTEMPTED: resent
             continue
-        outcome = run.poster.post(destination, chunk, run.redactor, share)
+        outcome = run.post(destination, chunk, share)
         outcomes = _isolate(run, group, chunk, outcome, share) if splittable(outcome) else [outcome]
         group.requests += outcomes
         for outcome in outcomes:
@@ -185,7 +189,7 @@ def _isolate(
     destination = group.destination
 
     def send(part: list[dict[str, Any]]) -> RequestOutcome:
-        outcome = run.poster.post(destination, part, run.redactor, share)
+        outcome = run.post(destination, part, share)
         outcome.from_isolation = True
         return outcome
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -32,7 +32,6 @@ _SCANNED = 4 * MESSAGE_LIMIT
 _MIN_LENGTH = 3
 _MAX_VALUES = 500  # a batch carries one user: a few identities and attributes (secrets are never capped)
 _MAX_VALUE_LENGTH = 256  # longer personal values are never match keys, so Facebook never receives them
-_MAX_HASHES = 20_000  # 1000 events of up to 20 distinct hashed keys; more are never sent in one request
 _SPAN_WORDS = 4  # a name, a city or a phone number quoted in up to four words ("+44 20 7946 0958")
 _MIN_PHONE_DIGITS = 7
 _MIN_NATIONAL_DIGITS, _MAX_NATIONAL_DIGITS = 6, 14  # a national number: E.164's 15 digits less a country code
@@ -81,43 +80,59 @@ class Redactor:
 
     `personal`: raw values (up to _MAX_VALUES, each of 3 to 256 characters), redacted in each of their
     forms; `secrets` (the token, app secret, appsecret_proof): always kept, whatever their number or
-    length; `hashes`: SHA-256 hex digests sent, matched against the text's words in their forms.
+    length; `hashes`: SHA-256 hex digests sent, matched against the text's words in their forms; `events`:
+    one request's rendered events, whose digests and unhashed values join those, read only when a text
+    must be cleaned (a request's events: at most 1000, so what is known stays bounded).
     """
 
-    def __init__(self, personal: Iterable[str] = (), secrets: Iterable[str] = (), hashes: Iterable[str] = ()) -> None:
-        kept: set[str] = set()
-        for value in personal:
-            if len(kept) >= _MAX_VALUES:
-                break
-            value = value.strip()
-            if _MIN_LENGTH <= len(value) <= _MAX_VALUE_LENGTH:
-                kept.add(value)
-        self.personal = frozenset(kept)
+    def __init__(
+        self,
+        personal: Iterable[str] = (),
+        secrets: Iterable[str] = (),
+        hashes: Iterable[str] = (),
+        events: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        self._raw, self._digests, self._events = tuple(personal), tuple(hashes), events
         self.secrets = frozenset(secret for secret in secrets if len(secret) >= _MIN_LENGTH)
-        found: set[str] = set()
-        for digest in hashes:
-            if len(found) >= _MAX_HASHES:
-                break
-            found.add(digest)
-        self.hashes = frozenset(found)
 
     @classmethod
-    def for_events(cls, events: Iterable[dict[str, Any]], personal: Iterable[str] = ()) -> Redactor:
-        """A redactor for requests of these rendered events: their keys' digests and unhashed values, and
-        the raw `personal` values the caller knows (the webhook: the batch's user)."""
-        raw, digests = list(personal), set()
-        for event in events:
+    def for_events(cls, events: Sequence[dict[str, Any]], personal: Iterable[str] = ()) -> Redactor:
+        """A redactor for a request of these rendered events: their keys' digests and unhashed values (read
+        only if an error message must be cleaned), and the raw `personal` values the caller knows (the
+        webhook: the batch's user)."""
+        return cls(personal, events=events)
+
+    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
+        return Redactor(self._raw, [*self.secrets, *secrets], self._digests, self._events)
+
+    @cached_property
+    def _from_events(self) -> tuple[list[str], set[str]]:
+        """The events' unhashed key values and SHA-256 digests."""
+        raw: list[str] = []
+        digests: set[str] = set()
+        for event in self._events:
             for value in _key_values(event):
                 if _HEX64.fullmatch(value):
                     digests.add(value)
                 else:
                     raw.append(value)
-        return cls(raw, hashes=digests)
+        return raw, digests
 
-    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        copy = Redactor(secrets=[*self.secrets, *secrets])
-        copy.personal, copy.hashes = self.personal, self.hashes
-        return copy
+    @cached_property
+    def personal(self) -> frozenset[str]:
+        """The raw values known, up to _MAX_VALUES, each of 3 to 256 characters."""
+        kept: set[str] = set()
+        for value in (*self._raw, *self._from_events[0]):
+            if len(kept) >= _MAX_VALUES:
+                break
+            value = value.strip()
+            if _MIN_LENGTH <= len(value) <= _MAX_VALUE_LENGTH:
+                kept.add(value)
+        return frozenset(kept)
+
+    @cached_property
+    def hashes(self) -> frozenset[str]:
+        return frozenset(self._digests).union(self._from_events[1])
 
     @cached_property
     def _known(self) -> tuple[re.Pattern[str] | None, int]:

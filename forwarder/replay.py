@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from forwarder.connections import Connections, ConnectionsUnavailable, UnknownConnection, load_connections
 from forwarder.deadline import Deadline
 from forwarder.delivery import Outgoing, Unit, deliver
 from forwarder.destination import DEFAULT_CONNECTION, Destination
@@ -92,23 +93,41 @@ class _Set:
         return self.parts[min(self.parts)]
 
 
-def destination(settings: Settings, recorded: Destination, use_parked: bool) -> Destination:
-    """Where a set goes: the configured dataset, version and upload tag, for the API it was rendered for;
-    with `use_parked`, the one recorded with it (checked when it was read back: forwarder/parked_messages.py).
-    Either way the events keep the `test_event_code` they were sent with (none for production events,
-    whatever TEST_EVENT_CODE says now): a parked production event is never replayed as a test event.
-    Raises ValueError naming what does not fit.
+def destination(connections: Connections, recorded: Destination, use_parked: bool) -> Destination:
+    """Where a set goes: its connection's dataset as configured now (the recorded one if the connection still
+    sends there, else the connection's one dataset: a corrected id is the usual cure), with the connection's
+    version and upload tag, for the API it was rendered for; with `use_parked`, the destination recorded with
+    it (checked when it was read back: forwarder/parked_messages.py). Either way its connection's token sends
+    it, and the events keep the `test_event_code` they were sent with (none for production events, whatever
+    TEST_EVENT_CODE says now): a parked production event is never replayed as a test event. Raises
+    ValueError naming what does not fit.
     """
+    try:
+        settings = connections.get(recorded.connection)
+    except UnknownConnection:
+        raise ValueError(f"connection '{recorded.connection}' is not configured now") from None
+    except SettingsError as problem:
+        raise ValueError(str(problem)) from None
     if use_parked:
         return recorded
     if recorded.api != settings.api:
-        raise ValueError(f"rendered for {recorded.api.value}, but FACEBOOK_API is {settings.api.value}")
-    return dataclasses.replace(settings.destination(), test_event_code=recorded.test_event_code)
+        raise ValueError(f"rendered for {recorded.api.value}, but the connection's API is {settings.api.value}")
+    datasets = settings.all_datasets
+    if recorded.dataset_id in datasets:
+        dataset = recorded.dataset_id
+    elif len(datasets) == 1:
+        [dataset] = datasets
+    else:
+        raise ValueError(
+            f"dataset {recorded.dataset_id} is not one of connection '{settings.connection}''s datasets now: "
+            "fix them, or replay with --parked-destination"
+        )
+    return dataclasses.replace(settings.destination(dataset), test_event_code=recorded.test_event_code)
 
 
 @dataclass
 class Replayer:
-    settings: Settings
+    connections: Connections
     poster: Poster
     holding: HeldMessages
     parked_destination: bool
@@ -143,7 +162,7 @@ class Replayer:
         delivered or parked again; kept as it is when nothing of it was delivered."""
         first = pending.first()
         try:
-            target = destination(self.settings, first.destination, self.parked_destination)
+            target = destination(self.connections, first.destination, self.parked_destination)
         except ValueError as problem:
             self._keep(pending, f"destination: {problem}")
             return
@@ -157,7 +176,7 @@ class Replayer:
             self.poster,
             Deadline.after(SEND_BUDGET_SECONDS * requests),
             Deadline.after(AWS_CALL_SECONDS),
-            self.settings.parking_queue_url,
+            self.connections.default.parking_queue_url,
             resend_partial=False,
             keep_undelivered=True,
         )
@@ -208,7 +227,9 @@ def replay(
     parked_destination: bool = False,
     discard_incomplete: bool = False,
 ) -> ReplayReport:
-    """Replay up to `max_messages` parked messages; raises ReplayFailed when SQS or the secret cannot be used.
+    """Replay up to `max_messages` parked messages with the connections configured now (each set with its
+    connection's token); raises ReplayFailed when SQS or the default secret cannot be used, or
+    ConnectionsUnavailable.
 
     `discard_incomplete` deletes sets that stay incomplete (their batch was answered 503 when a later part
     could not be written, and mParticle resent it) once older than INCOMPLETE_AFTER_SECONDS, but only when
@@ -216,10 +237,11 @@ def replay(
     sqs = sqs_client()
     queue = settings.parking_queue_url
     credentials = get_credentials(settings.secret_id, AWS_CALL_SECONDS)
-    tokens = Tokens.with_credentials(settings.secret_ids, {DEFAULT_CONNECTION: credentials})
+    connections = load_connections(settings, time_limit=AWS_CALL_SECONDS)
+    tokens = Tokens.with_credentials(connections.secret_ids, {DEFAULT_CONNECTION: credentials})
     poster = Poster(client or GraphClient(), settings.graph_url, tokens)
     with HeldMessages(sqs, queue) as holding:
-        replayer = Replayer(settings, poster, holding, parked_destination)
+        replayer = Replayer(connections, poster, holding, parked_destination)
         drained = False
         while replayer.report.messages < max_messages:
             received = sqs_call(
@@ -278,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             parked_destination=args.parked_destination,
             discard_incomplete=args.discard_incomplete,
         )
-    except (ReplayFailed, SettingsError, SecretInvalid, SecretUnavailable) as error:
+    except (ReplayFailed, SettingsError, SecretInvalid, SecretUnavailable, ConnectionsUnavailable) as error:
         print(f"replay stopped: {error}", file=sys.stderr)
         return 2
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())

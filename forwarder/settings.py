@@ -9,6 +9,7 @@ by forwarder/variables.py (FACEBOOK_GRAPH_URL's by forwarder/graph_url.py); this
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class DevelopmentBatches(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_id: str
-    event_set_id: str
+    datasets: tuple[str, ...]  # OFFLINE_EVENT_SET_ID: every event goes to each (a connection may list several)
     parking_queue_url: str
     ldu_mode: LduMode = LduMode.NEVER
     api: FacebookApi = FacebookApi.CONVERSIONS_API  # Meta shut the Offline Conversions API down
@@ -94,6 +95,9 @@ class Settings:
     default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of ActionSource's values
     development_batches: DevelopmentBatches = DevelopmentBatches.TEST
     settled_events_table: str | None = None  # SETTLED_EVENTS_TABLE (forwarder/settled.py)
+    connection: str = DEFAULT_CONNECTION  # whose settings these are (forwarder/connections.py)
+    # A connection's `event_datasets`: a Facebook event name -> the datasets its events go to instead.
+    event_datasets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
     profile: Profile = field(init=False, repr=False, compare=False)
@@ -109,22 +113,33 @@ class Settings:
             return not (self.profile.test_event_code and self.test_event_code)
         return self.development_batches is DevelopmentBatches.SKIP
 
-    def destination(self, development: bool = False) -> Destination:
-        """Where one batch's events go (and are parked for): only a development batch, under
+    def destination(self, dataset: str, development: bool = False) -> Destination:
+        """Where events of one batch go (and are parked for) in `dataset`: only a development batch, under
         DEVELOPMENT_BATCHES=test, carries TEST_EVENT_CODE; a production batch never does."""
         keep = development and self.development_batches is DevelopmentBatches.TEST
         return Destination(
             api=self.api,
             api_version=self.api_version,
-            dataset_id=self.event_set_id,
+            dataset_id=dataset,
             upload_tag=self.upload_tag,
             test_event_code=self.test_event_code if keep else None,
+            connection=self.connection,
         )
 
+    def destinations(self, event_name: str, development: bool = False) -> tuple[Destination, ...]:
+        """Every dataset an event of this name goes to: its `event_datasets` entry, else the datasets."""
+        return tuple(
+            self.destination(dataset, development) for dataset in self.event_datasets.get(event_name, self.datasets)
+        )
+
+    def with_connection(self, name: str, event_datasets: Mapping[str, tuple[str, ...]]) -> Settings:
+        """These settings as connection `name`'s, with its own `event_datasets`."""
+        return dataclasses.replace(self, connection=name, event_datasets=event_datasets)
+
     @property
-    def secret_ids(self) -> dict[str, str]:
-        """Each connection's secret: the one the variables describe (SECRET_ID)."""
-        return {DEFAULT_CONNECTION: self.secret_id}
+    def all_datasets(self) -> frozenset[str]:
+        """Every dataset this connection sends to, its event_datasets' included."""
+        return frozenset(self.datasets).union(*self.event_datasets.values())
 
     @property
     def settled_events(self) -> SettledEvents | None:
@@ -133,11 +148,14 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Parse the environment; raises SettingsError naming the first bad variable."""
+    """Parse the environment (the default connection's settings; a named connection's are the same variables
+    overridden, forwarder/connections.py); raises SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
     api = choice(env, "FACEBOOK_API", FacebookApi, FacebookApi.CONVERSIONS_API)
     try:
-        event_set_id = dataset_id(required(env, "OFFLINE_EVENT_SET_ID"))
+        datasets = tuple(
+            dict.fromkeys(dataset_id(item.strip()) for item in required(env, "OFFLINE_EVENT_SET_ID").split(","))
+        )
         version = api_version(env.get("FACEBOOK_API_VERSION", "").strip() or PROFILES[api].default_version)
         tag = upload_tag(env.get("UPLOAD_TAG", "").strip())
         test_code = test_event_code(env.get("TEST_EVENT_CODE", "").strip())
@@ -148,7 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("DEFAULT_CURRENCY must be an ISO 4217 currency code, such as USD or EUR")
     return Settings(
         secret_id=required(env, "SECRET_ID"),
-        event_set_id=event_set_id,
+        datasets=datasets,
         ldu_mode=choice(env, "SEND_CCPA_LIMITED_DATA_USE", LduMode, LduMode.NEVER),
         api=api,
         api_version=version,

@@ -7,6 +7,7 @@ function here receives personal data or secrets, so none can leak them.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -64,13 +65,26 @@ def _by_dimension(name: str, dimension: str, counts: Mapping[str, int]) -> None:
 
 
 def record_summary(summary: Mapping[str, Any], status: int) -> None:
-    """The webhook's per-invocation metrics and its one summary log line (README, "Observability")."""
+    """The webhook's per-invocation metrics and its one summary log line (docs/observability.md)."""
     _record_events(summary)
+    failed = status >= 500 or status == 422
     if "queued" in summary:  # buffered: the events are in the ingest queue
         metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=summary["queued"])
-    if status >= 500 or status == 422:
+    if failed:
         metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=1)
+    if connection := summary.get("connection"):
+        # Buffered, the webhook only queues: what is forwarded is counted by the sender, per destination.
+        skipped = sum(summary.get("skipped", {}).values())
+        _by_connection(connection, summary.get("forwarded", 0), skipped, summary.get("parked", 0))
+        _by_dimension("DeliveryFailuresByConnection", "connection", {connection: int(failed)})
     logger.info("batch processed", extra={"status": status, "summary": summary})
+
+
+def _by_connection(connection: str, forwarded: int, skipped: int, parked: int) -> None:
+    """One connection's events, with the connection as a dimension: four metrics per connection (a custom
+    metric each, docs/deploy.md "Cost"), enough for its dashboard row and alarms."""
+    for name, count in (("EventsForwarded", forwarded), ("EventsSkipped", skipped), ("EventsParked", parked)):
+        _by_dimension(f"{name}ByConnection", "connection", {connection: count})
 
 
 def record_queued(summary: Mapping[str, Any]) -> None:
@@ -80,6 +94,11 @@ def record_queued(summary: Mapping[str, Any]) -> None:
     metrics.add_metric(name="IngestMessagesReceived", unit=MetricUnit.Count, value=summary.get("messages", 0))
     metrics.add_metric(name="IngestMessagesRetried", unit=MetricUnit.Count, value=summary.get("messages_failed", 0))
     metrics.add_metric(name="IngestMessagesParked", unit=MetricUnit.Count, value=summary.get("messages_parked", 0))
+    by_connection: dict[str, Counter[str]] = {}
+    for destination in summary.get("destinations", []):
+        by_connection.setdefault(destination["connection"], Counter()).update(destination)
+    for connection, counts in by_connection.items():
+        _by_connection(connection, counts["forwarded"], 0, counts["parked"])
     logger.info("messages processed", extra={"summary": summary})
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from forwarder.batch import Batch
 from forwarder.deadline import Deadline
 from forwarder.delivery import Delivery, Outgoing, Unit, deliver
+from forwarder.destination import DEFAULT_CONNECTION, Destination
 from forwarder.graph_client import ErrorClass
 from forwarder.mapping import map_batch
 from forwarder.outcome import PARKING_FAILED, VERDICT_RULES, RequestOutcome, Rule, Verdict, rule_for
@@ -35,6 +36,7 @@ BATCH = "batch"  # the one unit of a webhook batch
 class BatchOutcome:
     """What became of one batch: its mapping's counts and, when it was delivered directly, the delivery."""
 
+    connection: str = DEFAULT_CONNECTION
     received: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)  # reason -> events forwarded with a change
@@ -76,6 +78,7 @@ class BatchOutcome:
         delivery = self.delivery
         forwarded = delivery.forwarded
         return {
+            "connection": self.connection,
             "received": self.received,
             "forwarded": forwarded,
             "parked": delivery.parked + delivery.parked_earlier,
@@ -95,10 +98,13 @@ class BatchOutcome:
 def prepare(batch: Batch, settings: Settings, now: float | None = None) -> tuple[list[dict[str, Any]], BatchOutcome]:
     """The batch's events rendered for the chosen API, and its outcome so far (received, skipped, adjusted)."""
     # From here on every log line (parking, warnings, the summary) carries the mParticle batch's ids.
-    logger.append_keys(batch_id=batch.batch_id, source_request_id=batch.source_request_id)
+    logger.append_keys(
+        connection=settings.connection, batch_id=batch.batch_id, source_request_id=batch.source_request_id
+    )
     mapped = map_batch(batch, settings, time.time() if now is None else now)
     events, unmatched = render_events(mapped, settings)
     outcome = BatchOutcome(
+        connection=settings.connection,
         received=mapped.received,
         skipped=mapped.skipped + unmatched,
         adjusted=mapped.adjusted,
@@ -113,10 +119,13 @@ def deliver_batch(
     """Direct delivery: map, send and park what needs it (requests by `send_by`, parking writes by `park_by`).
     Raises ParkingFailed when events that must be parked could not be (the batch is answered 503)."""
     events, outcome = prepare(batch, settings, now)
-    destination = settings.destination(batch.development)
     unit = Unit(BATCH, batch.batch_id, batch.source_request_id)
     outcome.delivery = deliver(
-        [Outgoing(destination, event, unit) for event in events],
+        [
+            Outgoing(destination, event, unit)
+            for event in events
+            for destination in settings.destinations(event["event_name"], batch.development)
+        ],
         poster,
         send_by,
         park_by,
@@ -136,19 +145,25 @@ def queue_batch(batch: Batch, settings: Settings, deadline: Deadline, now: float
     if settings.ingest_queue_url is None:
         raise SettingsError("INGEST_QUEUE_URL is required when DELIVERY_MODE=buffered")
     events, outcome = prepare(batch, settings, now)
-    destination = settings.destination(batch.development)
+    by_destination: dict[Destination, list[dict[str, Any]]] = {}
+    for event in events:
+        for destination in settings.destinations(event["event_name"], batch.development):
+            by_destination.setdefault(destination, []).append(event)
     messages = 0
-    if events:
-        messages = enqueue(
-            settings.ingest_queue_url, destination, events, QUEUED, deadline, batch.batch_id, batch.source_request_id
+    for destination, queued in by_destination.items():
+        messages += enqueue(
+            settings.ingest_queue_url, destination, queued, QUEUED, deadline, batch.batch_id, batch.source_request_id
         )
     return {
+        "connection": settings.connection,
         "received": outcome.received,
-        "queued": len(events),
+        "queued": sum(len(queued) for queued in by_destination.values()),
         "messages": messages,
         "skipped": dict(outcome.skipped),
         "adjusted": dict(outcome.adjusted),
-        "destinations": [destination.log_fields()],
+        "destinations": [
+            {"dataset": destination.dataset_id, "queued": len(queued)} for destination, queued in by_destination.items()
+        ],
         # Counted where the user's keys are known: the sender sees only hashed, rendered events.
         "match_keys": dict.fromkeys(outcome.match_keys, len(events)) if events else {},
     }

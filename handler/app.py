@@ -20,8 +20,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.batch import BatchError, BatchTooLarge, parse_batch
+from forwarder.connections import ConnectionsUnavailable, UnknownConnection, load_connections
 from forwarder.deadline import Deadline
-from forwarder.destination import DEFAULT_CONNECTION
+from forwarder.destination import CONNECTION_NAME
 from forwarder.graph_client import GraphClient
 from forwarder.outcome import Verdict
 from forwarder.parking import ParkingFailed
@@ -31,7 +32,8 @@ from forwarder.settings import DeliveryMode, Settings, SettingsError, load_setti
 from forwarder.telemetry import logger, metrics, record_parking_failure, record_summary, trace_handler
 from forwarder.webhook import deliver_batch, queue_batch
 
-ROUTE = ("POST", "/events")
+ROUTE = "/events"  # the default connection; a named one is POST /events/{connection}
+CONNECTION_ROUTE = "/events/{connection}"
 # Lambda's synchronous payload limit is 6 MB; a body beyond this cannot be an mParticle batch we accept.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 # Time kept back from the Lambda timeout: for answering, logging and metrics after the last wait, and
@@ -65,6 +67,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ParkingFailed: 503,  # AWS failed transiently: the contract's 503 + Retry-After
     SecretInvalid: 502,
     SecretUnavailable: 503,
+    ConnectionsUnavailable: 503,
 }
 
 
@@ -134,11 +137,35 @@ def _raw_body(event: dict[str, Any]) -> bytes:
     return raw
 
 
+def _connection(event: dict[str, Any]) -> str | None:
+    """The connection a request is for: None for POST /events, the path parameter for POST
+    /events/{connection}. Raises HttpProblem 404 for any other method, path or name."""
+    if event.get("httpMethod") != "POST":
+        raise HttpProblem(404, "not found: the routes are POST /events and POST /events/{connection}")
+    resource, path = event.get("resource"), event.get("path")
+    if (resource or path) == ROUTE:
+        return None
+    parameters = event.get("pathParameters")
+    if resource == CONNECTION_ROUTE and isinstance(parameters, dict):
+        name = parameters.get("connection")
+    elif not resource and isinstance(path, str) and path.startswith(ROUTE + "/"):
+        name = path.removeprefix(ROUTE + "/")
+    else:
+        raise HttpProblem(404, "not found: the routes are POST /events and POST /events/{connection}")
+    if not isinstance(name, str) or not CONNECTION_NAME.fullmatch(name):
+        raise HttpProblem(404, "unknown connection")
+    return name
+
+
 def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """POST /events: the whole job for one mParticle batch."""
+    """POST /events and POST /events/{connection}: the whole job for one mParticle batch."""
     answer_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS)
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
-    config = settings()
+    name = _connection(event)
+    try:  # before the body or any secret is read
+        config = load_connections(settings(), time_limit=send_by.left()).get(name)
+    except UnknownConnection:
+        raise HttpProblem(404, "unknown connection") from None
     credentials = get_credentials(config.secret_id, send_by.left())
     _authenticate(event, credentials.webhook_authorizations)
     batch = parse_batch(_raw_body(event))
@@ -146,7 +173,7 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
         queued = {"api": config.api.value, **queue_batch(batch, config, answer_by)}
         record_summary(queued, 200)
         return json_response(200, queued)
-    tokens = Tokens.with_credentials(config.secret_ids, {DEFAULT_CONNECTION: credentials})
+    tokens = Tokens.with_credentials({config.connection: config.secret_id}, {config.connection: credentials})
     outcome = deliver_batch(batch, config, Poster(graph_client, config.graph_url, tokens), send_by, answer_by)
     status = VERDICT_STATUS[outcome.verdict]
     summary = {"api": config.api.value, **outcome.summary()}
@@ -176,8 +203,6 @@ def _unexpected(error: Exception) -> dict[str, Any]:
 @trace_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        if (event.get("httpMethod"), event.get("resource") or event.get("path")) != ROUTE:
-            raise HttpProblem(404, "not found: the only route is POST /events")
         return receive_batch(event, context)
     except HttpProblem as problem:
         return _refuse(problem.status, str(problem))

@@ -16,8 +16,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.buffered import deliver_queued
+from forwarder.connections import ConnectionsUnavailable, load_connections
 from forwarder.deadline import Deadline
 from forwarder.posting import Poster, Tokens
+from forwarder.settings import SettingsError
 from forwarder.telemetry import logger, metrics, record_queued, trace_handler
 from handler.app import ANSWER_MARGIN_SECONDS, PARKING_RESERVE_SECONDS, graph_client, settings
 
@@ -34,12 +36,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
     records = [(record["messageId"], record["body"]) for record in event.get("Records", [])]
     config = settings()
-    # Each connection's secret is read when its first event is sent; one that cannot be read has exactly
-    # its messages come again.
-    poster = Poster(graph_client, config.graph_url, Tokens(config.secret_ids))
-    outcome = deliver_queued(records, config, poster, send_by, answer_by)
-    record_queued(outcome.summary())
-    failed = outcome.failed
+    try:
+        connections = load_connections(config, time_limit=send_by.left())
+    except (SettingsError, ConnectionsUnavailable) as problem:
+        logger.warning("connections unreadable: every message comes again", extra={"error": str(problem)})
+        failed = {message_id for message_id, _ in records}
+    else:
+        # Each connection's secret is read when its first event is sent, with the token configured now; one
+        # that cannot be read (or a connection no longer configured) has exactly its messages come again.
+        poster = Poster(graph_client, config.graph_url, Tokens(connections.secret_ids))
+        outcome = deliver_queued(records, config, poster, send_by, answer_by)
+        record_queued(outcome.summary())
+        failed = outcome.failed
 
     def settled(record: SQSRecord) -> None:
         if record.message_id in failed:

@@ -102,6 +102,7 @@ class GraphStub:
     """`with GraphStub(access_token=...) as stub:` serves on `stub.url` until the block ends."""
 
     access_token: str = "local-access-token"
+    tokens: dict[str, str] = field(default_factory=dict)  # dataset -> its connection's token (else access_token)
     validate: bool = True
     datasets: set[str] | None = None  # the event set / dataset ids that exist (None: any)
     deprecated_before: int = 0  # Graph versions below this major are refused, as Meta refuses retired ones
@@ -216,7 +217,7 @@ class GraphStub:
             return 400, _error(100, message, subcode=33)
         if not isinstance(body, dict):
             return 400, _error(100, "the body is not a JSON object")
-        if body.get("access_token") != self.access_token:
+        if body.get("access_token") != self.tokens.get(match.group(2), self.access_token):
             return 400, _error(190, "Invalid OAuth access token - Cannot parse access token")
         data = body.get("data")
         if not isinstance(data, list) or not data:

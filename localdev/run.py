@@ -46,6 +46,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="DELIVERY_MODE=buffered: the webhook queues each batch; then the sender function (a local loop stands "
         "in for the SQS event source) sends them to the stand-in as one request",
     )
+    parser.add_argument(
+        "--connections",
+        action="store_true",
+        help="two mParticle connections beside the default one, each with its own secret and datasets: the "
+        "samples go in turn to POST /events/callcentre and POST /events/stores (fanned out to two datasets, "
+        "purchases to a third)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print the JSON logs and EMF metrics")
     return parser.parse_args(argv)
 
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_LOG_LEVEL": "INFO" if args.verbose else "WARNING",
                 "DELIVERY_MODE": "buffered" if args.buffered else "direct",
             }
+            if args.connections:
+                local_env["CONNECTIONS"] = json.dumps(_connections(aws_env, stub))
             stack.enter_context(environment(local_env))
         from handler.app import lambda_handler  # after the environment is in place
 
@@ -87,14 +96,18 @@ def main(argv: list[str] | None = None) -> int:
             stub.script(Fault.graph_error(100, error_subcode=33, message="Invalid parameter (scripted by --park-demo)"))
 
         worst = 200
-        for name in names:
+        routes = [None] * len(names) if not args.connections else [LOCAL_CONNECTIONS[i % 2] for i in range(len(names))]
+        for name, connection in zip(names, routes, strict=True):
             seen = len(stub.received) if stub else 0
+            event = load_api_event(name)
+            if connection is not None:
+                _to_connection(event, connection)
             with contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext():
                 # Powertools prints the ColdStart EMF blob even with metrics disabled.
-                response = lambda_handler(load_api_event(name), LocalContext())
+                response = lambda_handler(event, LocalContext())
             worst = max(worst, response["statusCode"])
             body = json.loads(response["body"]) if response.get("body") else None
-            _print(f"{name}: HTTP {response['statusCode']} (what mParticle gets back)", body)
+            _print(f"{name}: POST {event['path']}: HTTP {response['statusCode']} (what mParticle gets back)", body)
             if stub and not args.quiet:
                 for request in stub.received[seen:]:
                     shown = {k: v for k, v in request.body.items() if k not in ("access_token", "appsecret_proof")}
@@ -107,6 +120,52 @@ def main(argv: list[str] | None = None) -> int:
 
             _print("replay of the parking queue (python -m forwarder.replay)", replay(load_settings()).as_dict())
     return 0 if worst < 500 else 1
+
+
+# Two connections beside the default one (docs/configuration.md, "Connections"): their names, secrets, datasets.
+LOCAL_CONNECTIONS = ["callcentre", "stores"]
+LOCAL_TOKENS = {"stores": "local-token-stores", "callcentre": "local-token-callcentre"}
+LOCAL_AUTHORIZATIONS = {"stores": "Basic c3RvcmVzOmxvY2Fs", "callcentre": "Basic Y2FsbGNlbnRyZTpsb2NhbA=="}
+
+
+def _connections(aws_env: dict[str, str], stub: GraphStub) -> dict[str, Any]:
+    """The two connections' secrets put into the local Secrets Manager, the stand-in told each dataset's token,
+    and the CONNECTIONS document naming them."""
+    import boto3
+
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name=aws_env["AWS_REGION"],
+        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
+    )
+    for name in LOCAL_CONNECTIONS:
+        secret = {"access_token": LOCAL_TOKENS[name], "webhook_authorization": LOCAL_AUTHORIZATIONS[name]}
+        client.create_secret(Name=f"forwarder/connections/{name}", SecretString=json.dumps(secret))
+    stub.tokens = {dataset: LOCAL_TOKENS["stores"] for dataset in ("111", "222", "333")}
+    stub.tokens["444"] = LOCAL_TOKENS["callcentre"]
+    return {
+        "stores": {
+            "secret_id": "forwarder/connections/stores",
+            "offline_event_set_id": ["111", "222"],
+            "event_datasets": {"Purchase": ["333"]},
+        },
+        "callcentre": {
+            "secret_id": "forwarder/connections/callcentre",
+            "offline_event_set_id": "444",
+            "send_ccpa_limited_data_use": "always",
+            "default_action_source": "phone_call",
+        },
+    }
+
+
+def _to_connection(event: dict[str, Any], connection: str) -> None:
+    """The sample as mParticle posts it to a connection's own URL, with that connection's Authorization."""
+    event["resource"], event["path"] = "/events/{connection}", f"/events/{connection}"
+    event["pathParameters"] = {"connection": connection}
+    event["headers"]["Authorization"] = LOCAL_AUTHORIZATIONS[connection]
+    event["multiValueHeaders"]["Authorization"] = [LOCAL_AUTHORIZATIONS[connection]]
 
 
 def _send_buffered(stub: GraphStub, quiet: bool, verbose: bool) -> None:

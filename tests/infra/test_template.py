@@ -462,11 +462,15 @@ def test_both_functions_may_use_only_the_settled_events_table(template: dict[str
 
 def test_function_may_only_read_its_secret_and_park_in_its_queue(function: dict[str, Any]) -> None:
     granted = sorted(a for s in function_statements(function) for a in actions(s))
-    assert granted == [*SETTLED_EVENTS_ACTIONS, "secretsmanager:GetSecretValue", "sqs:SendMessage*"]
+    assert granted == [*SETTLED_EVENTS_ACTIONS, *["secretsmanager:GetSecretValue"] * 2, "sqs:SendMessage*"]
     everything = [s for _, statements in function_policies(function) for s in statements]
     assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
     conditional = [(c, a) for c, statements in function_policies(function) if c for s in statements for a in actions(s)]
-    assert conditional == [(BUFFERED, "sqs:SendMessage*"), ("DecryptWithSecretKey", "kms:Decrypt")]
+    assert conditional == [
+        ("HasConnectionsParameter", "ssm:GetParameter"),
+        (BUFFERED, "sqs:SendMessage*"),
+        ("DecryptWithSecretKey", "kms:Decrypt"),
+    ]
 
 
 @pytest.mark.parametrize("function_id", [FUNCTION_ID, SENDER_ID])
@@ -496,7 +500,7 @@ def test_kms_decrypt_is_for_an_existing_secrets_own_key_through_secrets_manager_
 def test_get_secret_value_is_scoped_to_the_stack_secret(
     function: dict[str, Any], resources: dict[str, Any], template: dict[str, Any], env: dict[str, Any]
 ) -> None:
-    (statement,) = [s for s in function_statements(function) if "secretsmanager:GetSecretValue" in s["Action"]]
+    statement, _ = [s for s in function_statements(function) if "secretsmanager:GetSecretValue" in s["Action"]]
     pattern, variables = resolve_sub(statement["Resource"])
     assert pattern == "${secretArn}"
     secret_arn = variables["secretArn"]
@@ -579,8 +583,8 @@ def test_api_has_exactly_post_events(resources: dict[str, Any], function: dict[s
             assert event["Type"] == "Api", event
             routes.append((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
             assert ref(event["Properties"]["RestApiId"]) == api_id, "no implicit ServerlessRestApi"
-    assert routes == [("POST", "/events")]
-    assert [e["Type"] for e in function["Properties"]["Events"].values()] == ["Api"]
+    assert routes == [("POST", "/events"), ("POST", "/events/{connection}")]  # the default connection, a named one
+    assert [e["Type"] for e in function["Properties"]["Events"].values()] == ["Api", "Api"]
 
 
 def test_api_stage_is_throttled_logged_and_traced(resources: dict[str, Any]) -> None:
@@ -793,6 +797,8 @@ def test_outputs_tell_the_operator_what_to_configure(template: dict[str, Any], r
 # The variables `make replay` needs to send where the function sends (README, "Parking and replay").
 REPLAY_VARIABLES = {
     "AWS_DEFAULT_REGION",
+    "CONNECTIONS",
+    "CONNECTIONS_PARAMETER",
     "SECRET_ID",
     "PARKING_QUEUE_URL",
     "OFFLINE_EVENT_SET_ID",
@@ -819,7 +825,7 @@ def test_replay_environment_output_is_the_functions_destination_quoted_for_a_she
         else:
             assert {"Ref": placeholder} in alternatives(env[name]), name
     # Free text cannot break out of the single quotes.
-    for name in ("UploadTag", "TestEventCode"):
+    for name in ("UploadTag", "TestEventCode", "Connections", "ConnectionsParameterName"):
         assert not re.fullmatch(template["Parameters"][name]["AllowedPattern"], "a'b"), name
     values = {
         "AWS::Region": "eu-west-1",
@@ -830,6 +836,8 @@ def test_replay_environment_output_is_the_functions_destination_quoted_for_a_she
         "FacebookApiVersion": "",
         "UploadTag": 'store uploads $HOME `id` "q" ; echo',
         "TestEventCode": "TEST12345",
+        "Connections": '{"stores": {"offline_event_set_id": ["1", "2"], "upload_tag": "$HOME `id`"}}',
+        "ConnectionsParameterName": "",
     }
     line = re.sub(r"\$\{([^}]+)\}", lambda match: values[match.group(1)], text)
     shell = subprocess.run(  # noqa: S603 - sh, evaluating the output as docs/deploy.md does
@@ -840,9 +848,9 @@ def test_replay_environment_output_is_the_functions_destination_quoted_for_a_she
         check=True,
     )
     exported = dict(entry.split("=", 1) for entry in shell.stdout.splitlines() if "=" in entry)
-    assert exported["UPLOAD_TAG"] == values["UploadTag"]
+    assert exported["UPLOAD_TAG"] == values["UploadTag"] and exported["CONNECTIONS"] == values["Connections"]
     settings_now = load_settings(exported)
-    assert (settings_now.event_set_id, settings_now.test_event_code) == ("1234567890", "TEST12345")
+    assert (settings_now.datasets, settings_now.test_event_code) == (("1234567890",), "TEST12345")
     assert settings_now.parking_queue_url == values["ParkingQueue"] and settings_now.secret_id == values["Secret"]
 
 
@@ -1398,9 +1406,9 @@ def test_the_sender_may_only_consume_the_ingest_queue_and_park(
     assert not any(a.startswith("sqs:Send") or "*" in a.removeprefix("sqs:") for a in poller)
     assert sqs_grants(sender, conditions) == {"ParkingQueue": {"sqs:SendMessage*"}, INGEST_QUEUE_ID: poller}
     granted = sorted(a for s in function_statements(sender) for a in actions(s) if not a.startswith("sqs:"))
-    assert granted == [*SETTLED_EVENTS_ACTIONS, "secretsmanager:GetSecretValue"]
+    assert granted == [*SETTLED_EVENTS_ACTIONS, *["secretsmanager:GetSecretValue"] * 2]
     conditional = [(c, a) for c, statements in function_policies(sender) if c for s in statements for a in actions(s)]
-    assert conditional == [("DecryptWithSecretKey", "kms:Decrypt")]
+    assert conditional == [("HasConnectionsParameter", "ssm:GetParameter"), ("DecryptWithSecretKey", "kms:Decrypt")]
     everything = [s for _, statements in function_policies(sender) for s in statements]
     assert all(s["Effect"] == "Allow" and not {"NotResource", "NotAction"} & s.keys() for s in everything)
 
@@ -1836,3 +1844,24 @@ def test_sam_reads_make_deploys_parameter_overrides_as_meant(sam_config: dict[st
         "TestEventCode": "T1",
         "ConfigurationDigest": tokens[-1].partition("=")[2],
     }
+
+
+@pytest.mark.parametrize("function_id", [FUNCTION_ID, SENDER_ID])
+def test_connections_secrets_are_read_by_their_prefix_and_the_parameter_by_its_name(
+    resources: dict[str, Any], template: dict[str, Any], function_id: str
+) -> None:
+    function = resources[function_id]
+    _, by_prefix = [s for s in function_statements(function) if "secretsmanager:GetSecretValue" in s["Action"]]
+    arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${ConnectionSecretsPrefix}*"
+    assert by_prefix["Resource"] == {"Fn::Sub": arn}
+    ((condition, (parameter,)),) = [(c, s) for c, s in function_policies(function) if c == "HasConnectionsParameter"]
+    assert parameter["Action"] == "ssm:GetParameter"
+    arn = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ConnectionsParameterName}"
+    assert parameter["Resource"] == {"Fn::Sub": arn}
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectionsParameterName"}, ""]}]}
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env["CONNECTIONS"] == {"Ref": "Connections"}
+    assert env["CONNECTIONS_PARAMETER"] == {"Ref": "ConnectionsParameterName"}
+    names = re.compile(template["Parameters"]["ConnectionsParameterName"]["AllowedPattern"])
+    assert names.fullmatch("/forwarder/connections") and names.fullmatch("")
+    assert not names.fullmatch("forwarder") and not names.fullmatch("/a b")  # the ARN needs the leading /

@@ -551,7 +551,7 @@ def test_a_graph_url_path_prefix_is_kept_before_the_events_path():
 
     tokens = Tokens.with_credentials({"default": "s"}, {"default": Credentials("token")})
     poster = Poster(Recording(), settings.graph_url, tokens)  # type: ignore[arg-type]
-    poster.post(settings.destination(), [{}], Redactor(), Deadline.after(30))
+    poster.post(settings.destination("123"), [{}], Redactor(), Deadline.after(30))
     assert urls == ["https://proxy.example.com/graph/v26.0/123/events"]
 
 

@@ -292,4 +292,5 @@ def test_ldu_fields_for_an_opted_out_user(api: str) -> None:
 )
 def test_request_fields(env: dict[str, str], fields: dict[str, str]) -> None:
     # A development batch's request: the only one that may carry the test event code.
-    assert load_settings({**BASE_ENV, **env}).destination(development=True).request_fields() == fields
+    [destination] = load_settings({**BASE_ENV, **env}).destinations("Purchase", development=True)
+    assert destination.request_fields() == fields

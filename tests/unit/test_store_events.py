@@ -467,7 +467,7 @@ def test_development_batches(mode: str | None, code: str | None, api: str, envir
     body = sdk_batch(commerce("purchase", [product(**SHIRT)]), custom("Store Visit"), environment=environment)
     batch = read_batch(body)
     config = settings(api, **env)
-    destination = config.destination(batch.development)  # as the webhook sends and parks it
+    [destination] = config.destinations("Purchase", batch.development)  # as the webhook sends and parks it
     events, skipped, _ = rendered(body, config)
     if expected == "skipped":
         assert (events, skipped) == ([], {"development_batch": 2})
