@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forwarder.deadline import Deadline
-from forwarder.delivery import Delivery, Outgoing, Unit, deliver
+from forwarder.delivery import deliver
+from forwarder.outcome import Delivery, Outgoing, Unit
 from forwarder.parked_messages import MalformedPart, read_part
 from forwarder.posting import Poster
 from forwarder.settings import Settings

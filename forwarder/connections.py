@@ -21,6 +21,7 @@ and fails only its own route; a document that is not a JSON object fails every r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from typing import Any
 from botocore.config import Config
 
 from forwarder.deadline import OutOfTime, bounded
-from forwarder.destination import CONNECTION_NAME, DEFAULT_CONNECTION, DestinationError, dataset_id
+from forwarder.destination import CONNECTION_NAME, DEFAULT_CONNECTION, Destination, DestinationError, dataset_id
 from forwarder.event_names import CUSTOM_EVENT_NAME
 from forwarder.settings import Settings, SettingsError, load_settings
 
@@ -78,6 +79,38 @@ class Connections:
 
     def valid(self) -> list[Settings]:
         return [self.default, *(found for found in self.named.values() if isinstance(found, Settings))]
+
+    def current(self, recorded: Destination, as_recorded: bool = False) -> Destination:
+        """Where events recorded for `recorded` go now (replay): their connection's dataset as configured now
+        (the recorded one if the connection still sends there, else the connection's one dataset: a corrected
+        id is the usual cure), with the connection's version and upload tag, for the API they were rendered
+        for; with `as_recorded`, the recorded destination itself (checked when it was read back:
+        forwarder/parked_messages.py). Either way their connection's token sends them, and they keep the
+        `test_event_code` they were sent with (none for production events, whatever TEST_EVENT_CODE says
+        now): a parked production event is never replayed as a test event. Raises ValueError naming what
+        does not fit.
+        """
+        try:
+            settings = self.get(recorded.connection)
+        except UnknownConnection:
+            raise ValueError(f"connection '{recorded.connection}' is not configured now") from None
+        except SettingsError as problem:
+            raise ValueError(str(problem)) from None
+        if as_recorded:
+            return recorded
+        if recorded.api != settings.api:
+            raise ValueError(f"rendered for {recorded.api.value}, but the connection's API is {settings.api.value}")
+        datasets = settings.all_datasets
+        if recorded.dataset_id in datasets:
+            dataset = recorded.dataset_id
+        elif len(datasets) == 1:
+            [dataset] = datasets
+        else:
+            raise ValueError(
+                f"dataset {recorded.dataset_id} is not one of connection '{settings.connection}''s datasets now: "
+                "fix them, or replay with --parked-destination"
+            )
+        return dataclasses.replace(settings.destination(dataset), test_event_code=recorded.test_event_code)
 
     @property
     def secret_ids(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ from forwarder.deadline import Deadline
 from forwarder.destination import Destination
 from forwarder.graph_client import ErrorClass
 from forwarder.isolation import isolate, splittable
-from forwarder.outcome import DELIVERED, PARKING_FAILED, RequestOutcome
+from forwarder.outcome import DELIVERED, PARKING_FAILED, Delivery, Outgoing, RequestOutcome
 from forwarder.parking import Parked, ParkingFailed, Reason, park
 from forwarder.posting import MIN_ATTEMPT_SECONDS, Poster
 from forwarder.redaction import Redactor
@@ -40,47 +40,6 @@ from forwarder.telemetry import logger
 
 # A destination's least share of the invocation, when there is that much: one attempt and its answer.
 MIN_SHARE_SECONDS = MIN_ATTEMPT_SECONDS + 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """What a source retries as a whole, and the mParticle ids its parked events keep."""
-
-    id: str
-    batch_id: str | None = None
-    source_request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One rendered event on its way: where it goes and which unit it belongs to."""
-
-    destination: Destination
-    event: dict[str, Any]
-    unit: Unit
-
-
-@dataclass(slots=True)
-class Delivery:
-    """What became of the events handed to `deliver`."""
-
-    requests: list[RequestOutcome] = field(default_factory=list)  # the final outcome of every request sent
-    retries: int = 0
-    isolation_requests: int = 0
-    duplicates: int = 0  # events left out as the same event_name + event_id as another
-    delivered_earlier: int = 0  # events a previous attempt delivered while isolating (settled events)
-    parked_earlier: int = 0
-    parked: int = 0  # events parked now
-    resend: dict[str, str] = field(default_factory=dict)  # unit id -> the status that has it come again
-    parking_failure: str | None = None
-    parked_units: set[str] = field(default_factory=set)  # units some of whose events were parked now
-    by_destination: dict[Destination, Counter[str]] = field(default_factory=dict)  # forwarded, parked, failed
-
-    @property
-    def forwarded(self) -> int:
-        """Events Facebook acknowledged (its own count when it gives one), now or on an earlier attempt."""
-        now = sum(request.forwarded for request in self.requests)
-        return now + self.delivered_earlier
 
 
 @dataclass(slots=True)

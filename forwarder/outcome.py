@@ -1,4 +1,6 @@
-"""What happened to one Graph request, and the verdicts a source can reach over them.
+"""What the delivery core is handed and what becomes of it: the events on their way (`Outgoing`, each in a
+`Unit` its source retries whole), one outcome per Graph request, a `Delivery` over them, and the verdicts a
+source can reach.
 
 The verdict is what a webhook batch's sender (mParticle) must do next; the handler turns it into an HTTP
 status (docs: "HTTP contract"). It comes from one table, `VERDICT_RULES`, which also names the problem.
@@ -6,10 +8,12 @@ status (docs: "HTTP contract"). It comes from one table, `VERDICT_RULES`, which 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from forwarder.destination import Destination
 from forwarder.graph_client import ErrorClass
 
 NOT_ATTEMPTED = "not_attempted"
@@ -113,3 +117,44 @@ class RequestOutcome:
             "isolated": self.isolated or None,
         }
         return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What a source retries as a whole, and the mParticle ids its parked events keep."""
+
+    id: str
+    batch_id: str | None = None
+    source_request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One rendered event on its way: where it goes and which unit it belongs to."""
+
+    destination: Destination
+    event: dict[str, Any]
+    unit: Unit
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What became of the events handed to `deliver`."""
+
+    requests: list[RequestOutcome] = field(default_factory=list)  # the final outcome of every request sent
+    retries: int = 0
+    isolation_requests: int = 0
+    duplicates: int = 0  # events left out as the same event_name + event_id as another
+    delivered_earlier: int = 0  # events a previous attempt delivered while isolating (settled events)
+    parked_earlier: int = 0
+    parked: int = 0  # events parked now
+    resend: dict[str, str] = field(default_factory=dict)  # unit id -> the status that has it come again
+    parking_failure: str | None = None
+    parked_units: set[str] = field(default_factory=set)  # units some of whose events were parked now
+    by_destination: dict[Destination, Counter[str]] = field(default_factory=dict)  # forwarded, parked, failed
+
+    @property
+    def forwarded(self) -> int:
+        """Events Facebook acknowledged (its own count when it gives one), now or on an earlier attempt."""
+        now = sum(request.forwarded for request in self.requests)
+        return now + self.delivered_earlier

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from forwarder.connections import Connections, ConnectionsUnavailable, UnknownConnection, load_connections
+from forwarder.connections import Connections, ConnectionsUnavailable, load_connections
 from forwarder.deadline import Deadline
-from forwarder.delivery import Outgoing, Unit, deliver
-from forwarder.destination import DEFAULT_CONNECTION, Destination
+from forwarder.delivery import deliver
+from forwarder.destination import DEFAULT_CONNECTION
 from forwarder.graph_client import GraphClient
 from forwarder.held_messages import (
     AWS_CALL_SECONDS,
@@ -35,7 +35,7 @@ from forwarder.held_messages import (
     ReplayFailed,
     sqs_call,
 )
-from forwarder.outcome import DELIVERED, RequestOutcome
+from forwarder.outcome import DELIVERED, Outgoing, RequestOutcome, Unit
 from forwarder.parked_list import list_parked, render
 from forwarder.parked_messages import MalformedPart, ParkedPart, read_part
 from forwarder.parking import sqs_client
@@ -93,38 +93,6 @@ class _Set:
         return self.parts[min(self.parts)]
 
 
-def destination(connections: Connections, recorded: Destination, use_parked: bool) -> Destination:
-    """Where a set goes: its connection's dataset as configured now (the recorded one if the connection still
-    sends there, else the connection's one dataset: a corrected id is the usual cure), with the connection's
-    version and upload tag, for the API it was rendered for; with `use_parked`, the destination recorded with
-    it (checked when it was read back: forwarder/parked_messages.py). Either way its connection's token sends
-    it, and the events keep the `test_event_code` they were sent with (none for production events, whatever
-    TEST_EVENT_CODE says now): a parked production event is never replayed as a test event. Raises
-    ValueError naming what does not fit.
-    """
-    try:
-        settings = connections.get(recorded.connection)
-    except UnknownConnection:
-        raise ValueError(f"connection '{recorded.connection}' is not configured now") from None
-    except SettingsError as problem:
-        raise ValueError(str(problem)) from None
-    if use_parked:
-        return recorded
-    if recorded.api != settings.api:
-        raise ValueError(f"rendered for {recorded.api.value}, but the connection's API is {settings.api.value}")
-    datasets = settings.all_datasets
-    if recorded.dataset_id in datasets:
-        dataset = recorded.dataset_id
-    elif len(datasets) == 1:
-        [dataset] = datasets
-    else:
-        raise ValueError(
-            f"dataset {recorded.dataset_id} is not one of connection '{settings.connection}''s datasets now: "
-            "fix them, or replay with --parked-destination"
-        )
-    return dataclasses.replace(settings.destination(dataset), test_event_code=recorded.test_event_code)
-
-
 @dataclass
 class Replayer:
     connections: Connections
@@ -162,7 +130,7 @@ class Replayer:
         delivered or parked again; kept as it is when nothing of it was delivered."""
         first = pending.first()
         try:
-            target = destination(self.connections, first.destination, self.parked_destination)
+            target = self.connections.current(first.destination, as_recorded=self.parked_destination)
         except ValueError as problem:
             self._keep(pending, f"destination: {problem}")
             return

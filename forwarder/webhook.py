@@ -15,11 +15,21 @@ from typing import Any
 
 from forwarder.batch import Batch
 from forwarder.deadline import Deadline
-from forwarder.delivery import Delivery, Outgoing, Unit, deliver
+from forwarder.delivery import deliver
 from forwarder.destination import DEFAULT_CONNECTION, Destination
 from forwarder.graph_client import ErrorClass
 from forwarder.mapping import map_batch
-from forwarder.outcome import PARKING_FAILED, VERDICT_RULES, RequestOutcome, Rule, Verdict, rule_for
+from forwarder.outcome import (
+    PARKING_FAILED,
+    VERDICT_RULES,
+    Delivery,
+    Outgoing,
+    RequestOutcome,
+    Rule,
+    Unit,
+    Verdict,
+    rule_for,
+)
 from forwarder.parking import ParkingFailed, Reason, enqueue
 from forwarder.posting import Poster
 from forwarder.redaction import user_values

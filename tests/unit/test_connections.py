@@ -12,7 +12,6 @@ import pytest
 from forwarder.connections import Connections, UnknownConnection, parse_connections
 from forwarder.destination import Destination
 from forwarder.facebook_api import FacebookApi
-from forwarder.replay import destination
 from forwarder.settings import LduMode, SettingsError, load_settings
 
 ENV = {"SECRET_ID": "default-secret", "OFFLINE_EVENT_SET_ID": "999", "PARKING_QUEUE_URL": "https://sqs/q"}
@@ -117,8 +116,8 @@ def test_replay_sends_a_set_to_its_connections_dataset_as_configured_now(
     connections = parsed(CONNECTIONS)
     if isinstance(expected, str):
         with pytest.raises(ValueError, match=expected):
-            destination(connections, recorded, use_parked)
+            connections.current(recorded, as_recorded=use_parked)
         return
-    target = destination(connections, recorded, use_parked)
+    target = connections.current(recorded, as_recorded=use_parked)
     assert (target.connection, target.dataset_id, target.api_version) == expected
     assert target.test_event_code == "TEST1"  # a test event stays one, a production one never becomes one

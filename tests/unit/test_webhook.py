@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from forwarder.delivery import Delivery
-from forwarder.outcome import PARKING_FAILED, RequestOutcome, Verdict
+from forwarder.outcome import PARKING_FAILED, Delivery, RequestOutcome, Verdict
 from forwarder.webhook import BATCH, BatchOutcome
 
 
