@@ -38,18 +38,9 @@ class QueuedOutcome:
     delivery: Delivery = field(default_factory=Delivery)
 
     def summary(self) -> dict[str, Any]:
-        delivery = self.delivery
         return {
             "received": self.received,
-            "forwarded": delivery.forwarded,
-            "parked": delivery.parked + delivery.parked_earlier,
-            "duplicates": delivery.duplicates,
-            "destinations": [
-                {**destination.log_fields(), **counts} for destination, counts in delivery.by_destination.items()
-            ],
-            "requests": [request.as_dict() for request in delivery.requests],
-            "retries": delivery.retries,
-            "isolation_requests": delivery.isolation_requests,
+            **self.delivery.summary(),
             "messages": self.messages,
             "messages_failed": len(self.failed),
             "messages_malformed": dict(self.malformed),

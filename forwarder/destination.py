@@ -35,16 +35,19 @@ class DestinationError(ValueError):
     """A destination field is invalid; the message names the field and what it allows, never the value."""
 
 
-def api_version(value: str, field: str = "FACEBOOK_API_VERSION") -> str:
-    if not _VERSION.fullmatch(value):
-        raise DestinationError(f"{field} must be a Graph API version vNN.N, such as v16.0 or v26.0")
+def _matching(pattern: re.Pattern[str], value: str, field: str, rule: str) -> str:
+    """`value` when the whole of it matches `pattern`; else DestinationError saying what `field` must be."""
+    if not pattern.fullmatch(value):
+        raise DestinationError(f"{field} must be {rule}")
     return value
+
+
+def api_version(value: str, field: str = "FACEBOOK_API_VERSION") -> str:
+    return _matching(_VERSION, value, field, "a Graph API version vNN.N, such as v16.0 or v26.0")
 
 
 def dataset_id(value: str, field: str = "OFFLINE_EVENT_SET_ID") -> str:
-    if not _DATASET_ID.fullmatch(value):
-        raise DestinationError(f"{field} must be the numeric id of the event set or dataset")
-    return value
+    return _matching(_DATASET_ID, value, field, "the numeric id of the event set or dataset")
 
 
 def upload_tag(value: str, field: str = "UPLOAD_TAG") -> str:
@@ -56,17 +59,12 @@ def upload_tag(value: str, field: str = "UPLOAD_TAG") -> str:
 def test_event_code(value: str | None, field: str = "TEST_EVENT_CODE") -> str | None:
     if not value:
         return None
-    if not _TEST_EVENT_CODE.fullmatch(value):
-        raise DestinationError(
-            f"{field} must be 1 to {MAX_TEST_EVENT_CODE_LENGTH} printable ASCII characters without spaces"
-        )
-    return value
+    rule = f"1 to {MAX_TEST_EVENT_CODE_LENGTH} printable ASCII characters without spaces"
+    return _matching(_TEST_EVENT_CODE, value, field, rule)
 
 
 def connection_name(value: str, field: str = "connection") -> str:
-    if not CONNECTION_NAME.fullmatch(value):
-        raise DestinationError(f"{field} must be 1 to 64 letters, digits, '_' or '-'")
-    return value
+    return _matching(CONNECTION_NAME, value, field, "1 to 64 letters, digits, '_' or '-'")
 
 
 def facebook_api(value: str, field: str = "FACEBOOK_API") -> FacebookApi:

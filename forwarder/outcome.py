@@ -158,3 +158,17 @@ class Delivery:
         """Events Facebook acknowledged (its own count when it gives one), now or on an earlier attempt."""
         now = sum(request.forwarded for request in self.requests)
         return now + self.delivered_earlier
+
+    def summary(self) -> dict[str, Any]:
+        """What every source's summary says of its delivery (docs/observability.md)."""
+        return {
+            "forwarded": self.forwarded,
+            "parked": self.parked + self.parked_earlier,
+            "duplicates": self.duplicates,
+            "destinations": [
+                {**destination.log_fields(), **counts} for destination, counts in self.by_destination.items()
+            ],
+            "requests": [request.as_dict() for request in self.requests],
+            "retries": self.retries,
+            "isolation_requests": self.isolation_requests,
+        }

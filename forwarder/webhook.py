@@ -85,23 +85,15 @@ class BatchOutcome:
         return f"{rule.problem}{code}: {request.error or 'not sent: no time left in this invocation'}"
 
     def summary(self) -> dict[str, Any]:
-        delivery = self.delivery
-        forwarded = delivery.forwarded
+        delivery = self.delivery.summary()
+        forwarded = delivery["forwarded"]
         return {
             "connection": self.connection,
             "received": self.received,
-            "forwarded": forwarded,
-            "parked": delivery.parked + delivery.parked_earlier,
             "skipped": dict(self.skipped),
             "adjusted": dict(self.adjusted),
             "match_keys": dict.fromkeys(self.match_keys, forwarded) if forwarded else {},
-            "duplicates": delivery.duplicates,
-            "destinations": [
-                {**destination.log_fields(), **counts} for destination, counts in delivery.by_destination.items()
-            ],
-            "requests": [request.as_dict() for request in delivery.requests],
-            "retries": delivery.retries,
-            "isolation_requests": delivery.isolation_requests,
+            **delivery,
         }
 
 
