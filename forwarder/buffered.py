@@ -18,12 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from forwarder.connections import Connections
 from forwarder.deadline import Deadline
 from forwarder.delivery import deliver
 from forwarder.outcome import Delivery, Outgoing, Unit
 from forwarder.parked_messages import MalformedPart, read_part
 from forwarder.posting import Poster
-from forwarder.settings import Settings
 
 
 @dataclass(slots=True)
@@ -49,9 +49,10 @@ class QueuedOutcome:
 
 
 def deliver_queued(
-    records: list[tuple[str, str]], settings: Settings, poster: Poster, send_by: Deadline, park_by: Deadline
+    records: list[tuple[str, str]], connections: Connections, poster: Poster, send_by: Deadline, park_by: Deadline
 ) -> QueuedOutcome:
-    """Deliver the events of `records` ((message id, body) pairs); returns what must be received again."""
+    """Deliver the events of `records` ((message id, body) pairs), each to its connection's dataset with its
+    connection's token; returns what must be received again."""
     result = QueuedOutcome(messages=len(records))
     items: list[Outgoing] = []
     for message_id, body in records:
@@ -67,9 +68,18 @@ def deliver_queued(
             result.malformed["the API does not de-duplicate resent events"] += 1
             result.failed.add(message_id)
             continue
+        try:
+            # A connection's token goes to its own datasets only: a message its connection no longer sends
+            # there (or altered) fails, and is replayed from the parking queue once redriven.
+            connections.current(part.destination, as_recorded=True)
+        except ValueError:
+            result.malformed["its dataset is not one of its connection's now"] += 1
+            result.failed.add(message_id)
+            continue
         unit = Unit(message_id, part.batch_id, part.source_request_id)
         items += [Outgoing(part.destination, event, unit) for event in part.events]
         result.received += len(part.events)
+    settings = connections.default
     result.delivery = deliver(
         items, poster, send_by, park_by, settings.parking_queue_url, settled=settings.settled_events
     )

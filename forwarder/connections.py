@@ -85,10 +85,10 @@ class Connections:
         (the recorded one if the connection still sends there, else the connection's one dataset: a corrected
         id is the usual cure), with the connection's version and upload tag, for the API they were rendered
         for; with `as_recorded`, the recorded destination itself (checked when it was read back:
-        forwarder/parked_messages.py). Either way their connection's token sends them, and they keep the
-        `test_event_code` they were sent with (none for production events, whatever TEST_EVENT_CODE says
-        now): a parked production event is never replayed as a test event. Raises ValueError naming what
-        does not fit.
+        forwarder/parked_messages.py), when its dataset is still one of the connection's. Either way their
+        connection's token sends them, and they keep the `test_event_code` they were sent with (none for
+        production events, whatever TEST_EVENT_CODE says now): a parked production event is never replayed
+        as a test event. Raises ValueError naming what does not fit.
         """
         try:
             settings = self.get(recorded.connection)
@@ -97,6 +97,8 @@ class Connections:
         except SettingsError as problem:
             raise ValueError(str(problem)) from None
         if as_recorded:
+            if recorded.dataset_id not in settings.all_datasets:  # a token is sent to its own datasets only
+                raise ValueError(f"dataset {recorded.dataset_id} is not one of connection '{settings.connection}''s")
             return recorded
         if recorded.api != settings.api:
             raise ValueError(f"rendered for {recorded.api.value}, but the connection's API is {settings.api.value}")
@@ -177,27 +179,43 @@ def _named(error: SettingsError, name: str, fields: Any) -> SettingsError:
     return SettingsError(f"connection '{name}': {message}")
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members, a name given twice marked so (json.loads would keep the last silently)."""
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        found[name] = _TWICE if name in found else value
+    return found
+
+
+_TWICE = object()  # a connection named twice in a document: invalid, whichever one was meant
+
+
 def parse_connections(text: str, env: Mapping[str, str], default: Settings) -> Connections:
     """The connections a document describes; raises SettingsError when it is not a JSON object of them (every
-    route fails). An invalid connection is kept with its error (only its route fails)."""
+    route fails). An invalid connection, an invalid name included, is kept with its error (only its route
+    fails, and no route can name an invalid name)."""
     try:
-        document = json.loads(text)
-    except ValueError:
-        raise SettingsError("the connections document is not JSON") from None
+        document = json.loads(text, object_pairs_hook=_unique)
+    except (ValueError, RecursionError):
+        raise SettingsError("the connections document is not JSON (or nested too deep)") from None
     if not isinstance(document, dict):
         raise SettingsError("the connections document must be a JSON object of connection names to settings")
     if len(document) > MAX_CONNECTIONS:
         raise SettingsError(f"the connections document may name at most {MAX_CONNECTIONS} connections")
     named: dict[str, Settings | SettingsError] = {}
     for name, fields in document.items():
-        if not CONNECTION_NAME.fullmatch(name) or name == DEFAULT_CONNECTION:
-            raise SettingsError(
-                "connection names must be 1 to 64 letters, digits, '_' or '-', other than 'default' (one is not)"
+        shown = name if CONNECTION_NAME.fullmatch(name) else f"#{len(named) + 1}"
+        if shown != name or name == DEFAULT_CONNECTION:
+            named[shown] = SettingsError(
+                f"connection {shown}: a name must be 1 to 64 letters, digits, '_' or '-', other than 'default'"
             )
-        try:
-            named[name] = _connection(name, fields, env)
-        except SettingsError as problem:
-            named[name] = _named(problem, name, fields)
+        elif fields is _TWICE:
+            named[name] = SettingsError(f"connection '{name}': named twice in the document")
+        else:
+            try:
+                named[name] = _connection(name, fields, env)
+            except SettingsError as problem:
+                named[name] = _named(problem, name, fields)
     return Connections(default, named)
 
 
@@ -263,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(args.check, encoding="utf-8") as document:
             connections = parse_connections(document.read(), env, load_settings(env))
-    except (OSError, SettingsError) as problem:
+    except (OSError, UnicodeDecodeError, SettingsError) as problem:
         print(f"invalid: {problem}", file=sys.stderr)
         return 1
     problems = [str(found) for found in connections.named.values() if isinstance(found, SettingsError)]

@@ -43,6 +43,9 @@ class Deadline:
     def earlier(self, seconds: float) -> Deadline:
         return Deadline(self.at - seconds, self.clock)
 
+    def later(self, seconds: float) -> Deadline:
+        return Deadline(self.at + seconds, self.clock)
+
 
 _armed = 0  # 1 while a bounded block runs; a stale timer signal outside one is ignored
 

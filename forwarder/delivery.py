@@ -61,6 +61,12 @@ class _Run:
     result: Delivery
     park_by: Deadline
     stopped_connections: dict[str, RequestOutcome] = field(default_factory=dict)  # by a token error
+    table_readable: bool = True  # the settled-events table answered this invocation's lookups
+
+    @property
+    def remembers(self) -> bool:
+        """Events parked now can be left out of a retry: the settled-events table is there and answers."""
+        return self.settled is not None and self.table_readable
 
     def post(self, destination: Destination, events: list[dict[str, Any]], deadline: Deadline) -> RequestOutcome:
         """One request, its redactor knowing its own events' values (bounded by the request's size)."""
@@ -154,7 +160,9 @@ def _isolate(
 
     rest = chunk
     known = run.settled.lookup((event_key(destination, e) for e in chunk), share) if run.settled else {}
-    if known:
+    if known is None:
+        run.table_readable = False  # no early parking on its strength: a retry would find nothing
+    elif known:
         for event in chunk:
             if (settlement := known.get(event_key(destination, event))) is not None:
                 group.earlier[id(event)] = settlement
@@ -241,7 +249,7 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
                         continue
                     text = f"not delivered ({request.status}): {request.error or 'no time left'}"
                     parked = Parked(event, Reason(f"{text}; parked because Facebook took another part of it"))
-                elif resent and not (request.isolated and run.settled is not None):
+                elif resent and not (request.isolated and run.remembers):
                     continue  # it comes again with its unit, and is parked (if it must be) then
                 else:
                     parked = Parked(event, Reason(reason, request.code, request.subcode))
@@ -249,7 +257,7 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
                 sets[(first.batch_id, first.source_request_id)].append((parked, request))
         for (batch_id, source_request_id), entries in sets.items():
             try:
-                park(
+                parked_set = park(
                     parking_queue, group.destination, [p for p, _ in entries], run.park_by, batch_id, source_request_id
                 )
             except ParkingFailed as problem:
@@ -260,6 +268,7 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
                         result.resend.setdefault(item.unit.id, PARKING_FAILED)
                 continue
             result.parked += len(entries)
+            result.parked_sets.add(parked_set)
             result.by_destination.setdefault(group.destination, Counter())["parked"] += len(entries)
             for parked, request in entries:
                 request.parked = True
@@ -267,4 +276,7 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
                 if request.isolated:
                     remembered[event_key(group.destination, parked.event)] = Settlement.PARKED
     if run.settled is not None and remembered:
-        run.settled.record(remembered, run.park_by)
+        # What was parked first: a retry must leave it out; what was delivered only saves it requests.
+        by_kind = {kind: {key: v for key, v in remembered.items() if v is kind} for kind in Settlement}
+        if run.settled.record(by_kind[Settlement.PARKED], run.park_by) and by_kind[Settlement.DELIVERED]:
+            run.settled.record(by_kind[Settlement.DELIVERED], run.park_by)

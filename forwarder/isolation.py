@@ -30,10 +30,12 @@ from forwarder.outcome import RequestOutcome
 
 # Meta's errors about the request, not an event in it (graph-api/guides/error-handling; offline-conversions):
 # code 100 subcode 33 "object does not exist, cannot be loaded due to missing permissions, or does not support
-# this operation"; 2635 "deprecated version"; and the Offline Conversions API's own `upload_tag`.
+# this operation"; 2635 "deprecated version"; the Offline Conversions API's own `upload_tag`; and the request's
+# credentials, which Meta refuses with code 100 too ("Invalid appsecret_proof provided in the API argument",
+# graph-api/securing-requests).
 _WHOLE_REQUEST_CODES = frozenset({2635})
 _WHOLE_REQUEST_SUBCODES = frozenset({33})
-_WHOLE_REQUEST_WORDS = ("upload_tag",)
+_WHOLE_REQUEST_WORDS = ("upload_tag", "appsecret_proof", "access_token")
 # After one of these, every later request of the same token or dataset fails the same way.
 STOPPING = frozenset({ErrorClass.TOKEN.value, ErrorClass.PERMISSION.value})
 

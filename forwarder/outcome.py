@@ -151,6 +151,7 @@ class Delivery:
     resend: dict[str, str] = field(default_factory=dict)  # unit id -> the status that has it come again
     parking_failure: str | None = None
     parked_units: set[str] = field(default_factory=set)  # units some of whose events were parked now
+    parked_sets: set[str] = field(default_factory=set)  # the ids of the sets parked now
     by_destination: dict[Destination, Counter[str]] = field(default_factory=dict)  # forwarded, parked, failed
 
     @property
@@ -171,4 +172,7 @@ class Delivery:
             "requests": [request.as_dict() for request in self.requests],
             "retries": self.retries,
             "isolation_requests": self.isolation_requests,
+            # Settled by an earlier attempt of the same events (forwarder/settled.py): in the counts above, and
+            # left out of the metrics, which counted them when it happened.
+            "settled_earlier": {"forwarded": self.delivered_earlier, "parked": self.parked_earlier},
         }

@@ -9,6 +9,7 @@ destination under `settings`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 
 from forwarder.destination import Destination, DestinationError, read_destination
 from forwarder.parking import FORMAT_VERSION, Reason, set_id
+from forwarder.redaction import Redactor
 
 _MAX_PARTS = 10_000  # a 6 MB batch makes a few dozen messages
 _MAX_REASON = 2048
@@ -59,6 +61,17 @@ def _reason(value: Any) -> Reason:
         _code(value.get("code")),
         _code(value.get("subcode")),
     )
+
+
+def _cleaned(reasons: list[Reason], events: list[dict[str, Any]]) -> list[Reason]:
+    """The reasons cleaned again with what the message's events hold: a message written by an earlier
+    release, or altered, may quote a personal value (forwarder/redaction.py)."""
+    redact = Redactor.for_events(events)
+    cleaned: dict[Reason, Reason] = {}
+    for reason in reasons:
+        if reason not in cleaned:
+            cleaned[reason] = dataclasses.replace(reason, text=redact(reason.text, limit=_MAX_REASON))
+    return [cleaned[reason] for reason in reasons]
 
 
 def _reasons(value: dict[str, Any], events: int) -> list[Reason]:
@@ -122,7 +135,7 @@ def read_part(body: str) -> ParkedPart:
         parked_at=parked_at if type(parked_at) is int else 0,
         destination=destination,
         events=events,
-        reasons=_reasons(value, len(events)),
+        reasons=_cleaned(_reasons(value, len(events)), events),
         batch_id=_short_text(value.get("batch_id")),
         source_request_id=_short_text(value.get("source_request_id")),
     )

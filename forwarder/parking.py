@@ -142,12 +142,13 @@ def park(
     deadline: Deadline,
     batch_id: str | None = None,
     source_request_id: str | None = None,
-) -> int:
-    """Write `entries` as one set, every call bounded by `deadline`; returns the messages written. Raises
+) -> str:
+    """Write `entries` as one set, every call bounded by `deadline`; returns the set's id. Raises
     ParkingFailed (the set may then be incomplete: replay never sends it)."""
-    bodies = _bodies(destination, _parts(entries), batch_id, source_request_id)
+    parts = _parts(entries)
+    bodies = _bodies(destination, parts, batch_id, source_request_id)
     _send_all(queue_url, bodies, deadline, "park undeliverable events")
-    return len(bodies)
+    return set_id(destination, [events for events, _, _ in parts])
 
 
 def enqueue(

@@ -6,8 +6,9 @@ it, or a value sent unhashed (the Conversions API's `madid`, the Offline Convers
 One `Redactor` serves every path (the webhook, the buffered sender, replay, the backfill) and knows every
 form it can: the secrets in force; the raw personal values when the path has them (the webhook has the
 batch); the values the events carry unhashed; and the SHA-256 digests they carry, against which every
-word and run of up to four words in the text is checked in its normalised forms (a number written
-nationally, after every country calling code), so a value is found even where only its hash travelled.
+word and run of up to four words (six for a number) in the text is checked in its normalised forms (any
+case; a number written nationally, after every country calling code), so a value is found even where only
+its hash travelled.
 Anything shaped like an email address, a device id or a SHA-256 digest goes too. Matching is
 case-insensitive.
 """
@@ -25,14 +26,15 @@ from forwarder.batch import User, text
 REDACTED = "[redacted]"
 # Anything Facebook says is trimmed to this after redaction.
 MESSAGE_LIMIT = 300
-# Redaction looks at a bounded prefix of the text (it may be megabytes): this much, plus the longest
-# known value, so that every value starting in it is seen whole and none can survive cut in part.
-_SCANNED = 4 * MESSAGE_LIMIT
+# Redaction looks at a bounded prefix of the text (it may be megabytes): four times what it keeps, plus the
+# longest known value, so that every value starting in it is seen whole and none can survive cut in part.
 # Shorter values (a country or gender code) identify nobody and would mangle ordinary words.
 _MIN_LENGTH = 3
 _MAX_VALUES = 500  # a batch carries one user: a few identities and attributes (secrets are never capped)
 _MAX_VALUE_LENGTH = 256  # longer personal values are never match keys, so Facebook never receives them
-_SPAN_WORDS = 4  # a name, a city or a phone number quoted in up to four words ("+44 20 7946 0958")
+_SPAN_WORDS = 4  # a name or a city quoted in up to four words ("Santa Cruz de Tenerife")
+_NUMBER_WORDS = 6  # a phone number in up to six ("+33 6 12 34 56 78")
+_NUMBER_CHECKS = 40  # numbers whose national forms are tried (each costs a hash per country calling code)
 _MIN_PHONE_DIGITS = 7
 _MIN_NATIONAL_DIGITS, _MAX_NATIONAL_DIGITS = 6, 14  # a national number: E.164's 15 digits less a country code
 # Linear patterns: a word (an email-shaped one is redacted whole), an IDFA/GAID-shaped UUID, a SHA-256 digest.
@@ -52,12 +54,22 @@ def _forms(value: str) -> set[str]:
     digits only (names, cities, ZIP codes: Meta's normalisation), and for a phone number (no letters) its
     digits with and without leading zeros (Meta: "remove symbols, letters, and any leading zeros")."""
     lowered = value.lower()
-    forms = {value, lowered, "".join(char for char in lowered if char.isalnum())}
+    forms = {value, lowered, value.upper(), "".join(char for char in lowered if char.isalnum())}
     if not any(char.isalpha() for char in value):
         digits = "".join(char for char in value if char.isdigit())
         if len(digits) >= _MIN_PHONE_DIGITS:
             forms |= {digits, digits.lstrip("0")}
     return {form for form in forms if len(form) >= _MIN_LENGTH}
+
+
+def _pattern(value: str) -> str:
+    """A known value as a pattern matching it whole, never inside a longer word or number ("Doe" is not in
+    "does"). A number is found whatever Meta wrote before it: a "+", or the zeros of an international prefix."""
+    if value.isdigit():
+        return rf"(?<!\d)\+?0{{0,4}}{value}(?!\d)"
+    before = r"(?<![^\W_])" if value[0].isalnum() else ""  # a letter or digit before it: part of a longer word
+    after = r"(?![^\W_])" if value[-1].isalnum() else ""
+    return f"{before}{re.escape(value)}{after}"
 
 
 def _international(value: str) -> set[str]:
@@ -137,38 +149,48 @@ class Redactor:
     @cached_property
     def _known(self) -> tuple[re.Pattern[str] | None, int]:
         """Every form of the values as one pattern, and the longest one's length; compiled on first use (only
-        an error message needs it)."""
-        values = set(self.secrets)
-        for value in self.personal:
-            values |= _forms(value)
+        an error message needs it). A secret is found anywhere; a personal value only whole (`_pattern`)."""
+        forms = {form for value in self.personal for form in _forms(value)}
+        values = sorted(forms | self.secrets, key=len, reverse=True)  # the longest of overlapping values first
         if not values:
             return None, 0
-        alternatives = sorted(values, key=len, reverse=True)  # the longest of overlapping values first
-        # A number is found whatever Meta wrote before it: a "+", or the zeros of an international prefix.
-        patterns = [rf"\+?0{{0,4}}{value}" if value.isdigit() else re.escape(value) for value in alternatives]
-        return re.compile("|".join(patterns), re.IGNORECASE), len(alternatives[0]) + 8
+        patterns = [re.escape(value) if value in self.secrets else _pattern(value) for value in values]
+        return re.compile("|".join(patterns), re.IGNORECASE), len(values[0]) + 8
 
     def _hashed_spans(self, window: str) -> list[tuple[int, int]]:
-        """Runs of up to _SPAN_WORDS words one of whose forms hashes to a digest that was sent."""
+        """Runs of words one of whose forms hashes to a digest that was sent: up to _SPAN_WORDS words, or
+        _NUMBER_WORDS for a number ("+33 6 12 34 56 78"). A number's national forms are tried for the first
+        _NUMBER_CHECKS numbers; past them, a run of 7 or more digits is redacted unchecked (linear work, and
+        it errs on the side of privacy)."""
         if not self.hashes:
             return []
         words = [(match.start(), match.end()) for match in _WORD.finditer(window)]
         spans = []
+        numbers: set[str] = set()
         for first in range(len(words)):
-            for last in range(first, min(first + _SPAN_WORDS, len(words))):
+            for last in range(first, min(first + _NUMBER_WORDS, len(words))):
                 start, end = words[first][0], words[last][1]
                 quoted = window[start:end]
                 inner = quoted.strip(_QUOTES)
-                if not inner:
+                number = bool(inner) and not any(char.isalpha() for char in inner)
+                if not inner or (last - first >= _SPAN_WORDS and not number):
                     continue
-                if any(_sha256(form) in self.hashes for form in _forms(inner) | _international(inner)):
+                forms = _forms(inner)
+                if number and (digits := "".join(char for char in inner if char.isdigit())) not in numbers:
+                    if len(numbers) >= _NUMBER_CHECKS:
+                        forms = {REDACTED} if len(digits) >= _MIN_PHONE_DIGITS else forms
+                    else:
+                        numbers.add(digits)
+                        forms |= _international(inner)
+                if REDACTED in forms or any(_sha256(form) in self.hashes for form in forms):
                     offset = quoted.index(inner)
                     spans.append((start + offset, start + offset + len(inner)))
         return spans
 
-    def __call__(self, message: str) -> str:
+    def __call__(self, message: str, limit: int = MESSAGE_LIMIT) -> str:
+        """The message cleaned, trimmed to `limit` characters (of a prefix of 4 x `limit` scanned)."""
         known, longest = self._known
-        window = message[: _SCANNED + longest]
+        window = message[: 4 * limit + longest]
         # A value that starts before `cut` lies wholly inside the window, so it is matched whole.
         cut = len(window) if len(message) <= len(window) else len(window) - longest
         spans = [match.span() for match in known.finditer(window)] if known is not None else []
@@ -188,7 +210,7 @@ class Redactor:
                 parts.append(REDACTED)
             position = max(position, end)
         parts.append(window[position:cut])
-        return "".join(parts)[:MESSAGE_LIMIT]
+        return "".join(parts)[:limit]
 
 
 def _key_values(event: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from botocore.exceptions import NoRegionError
 
 from forwarder.connections import Connections, ConnectionsUnavailable, load_connections
 from forwarder.deadline import Deadline
@@ -50,6 +51,8 @@ INCOMPLETE_AFTER_SECONDS = 15 * 60
 
 
 INCOMPLETE = "set incomplete: its other parts were not received in this run"
+NO_REGION = "no AWS region: set AWS_REGION (the ReplayEnvironment output of a stack sets AWS_DEFAULT_REGION)"
+REPARKED = "parked again by this run (its rejected events alone): the next run sends it"
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Replayer:
     report: ReplayReport = field(default_factory=ReplayReport)
     sets: dict[str, _Set] = field(default_factory=dict)
     finished_sets: set[str] = field(default_factory=set)  # sent or discarded in this run
+    reparked_sets: set[str] = field(default_factory=set)  # parked again by this run: for the next one
 
     def take(self, message: dict[str, Any]) -> None:
         handle = message["ReceiptHandle"]
@@ -111,6 +115,9 @@ class Replayer:
             part = read_part(message["Body"])
         except MalformedPart as problem:
             self.report.malformed[str(problem)] += 1
+            return
+        if part.set_id in self.reparked_sets:  # left as it is, visible again when this run ends
+            self.report.kept[REPARKED] += 1
             return
         if part.set_id in self.finished_sets:
             self.report.duplicates += 1
@@ -139,11 +146,12 @@ class Replayer:
             Outgoing(target, event, unit) for index in sorted(pending.parts) for event in pending.parts[index].events
         ]
         requests = -(-len(items) // target.profile.max_events_per_request)
+        send_by = Deadline.after(SEND_BUDGET_SECONDS * requests)
         delivery = deliver(
             items,
             self.poster,
-            Deadline.after(SEND_BUDGET_SECONDS * requests),
-            Deadline.after(AWS_CALL_SECONDS),
+            send_by,
+            send_by.later(AWS_CALL_SECONDS),  # parking starts once sending is done, however long it took
             self.connections.default.parking_queue_url,
             resend_partial=False,
             keep_undelivered=True,
@@ -154,6 +162,7 @@ class Replayer:
             return
         self.report.reparked_events += delivery.parked
         self.finished_sets.add(set_id)
+        self.reparked_sets |= delivery.parked_sets
         self.holding.delete(pending.handles)
         self.report.deleted += len(pending.handles)
         self.report.delivered_events += delivery.forwarded
@@ -271,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ReplayFailed, SettingsError, SecretInvalid, SecretUnavailable, ConnectionsUnavailable) as error:
         print(f"replay stopped: {error}", file=sys.stderr)
         return 2
+    except NoRegionError:
+        print(f"replay stopped: {NO_REGION}", file=sys.stderr)
+        return 2
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     if report.in_flight:
         print(
@@ -286,6 +298,9 @@ def _list() -> int:
         listing = list_parked(sqs_client(), load_settings().parking_queue_url)
     except (ReplayFailed, SettingsError) as error:
         print(f"list stopped: {error}", file=sys.stderr)
+        return 2
+    except NoRegionError:
+        print(f"list stopped: {NO_REGION}", file=sys.stderr)
         return 2
     print(render(listing))
     return 0

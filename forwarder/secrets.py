@@ -117,9 +117,10 @@ def provider() -> parameters.SecretsProvider:
     return parameters.SecretsProvider(boto_config=_SECRETS_CONFIG)
 
 
-def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> Credentials:
+def get_credentials(secret_id: str, time_limit: float, force: bool = False, setting: str = "SECRET_ID") -> Credentials:
     """The cached credentials, read from Secrets Manager in at most `time_limit` seconds when not cached;
-    `force` bypasses the cache after a token error. Raises SecretUnavailable (retry later) or SecretInvalid."""
+    `force` bypasses the cache after a token error; `setting` names where the id comes from in messages.
+    Raises SecretUnavailable (retry later) or SecretInvalid."""
     try:
         with traced("Secrets Manager GetSecretValue"), bounded(time_limit):
             value = provider().get(secret_id, max_age=CACHE_SECONDS, force_fetch=force)
@@ -131,7 +132,7 @@ def get_credentials(secret_id: str, time_limit: float, force: bool = False) -> C
         logger.warning("could not read the secret", extra={"aws_error": str(error)})
         code = match.group(1) if (match := _AWS_ERROR_CODE.search(str(error))) else "connection failed"
         if code in _OPERATOR_MUST_ACT:
-            message = f"Secrets Manager refused the secret ({code}): check SECRET_ID and its policy"
+            message = f"Secrets Manager refused the secret ({code}): check {setting} and its policy"
             raise SecretInvalid(message) from None
         raise SecretUnavailable(f"could not read the secret from Secrets Manager ({code})") from None
     try:

@@ -132,6 +132,11 @@ class Settings:
             self.destination(dataset, development) for dataset in self.event_datasets.get(event_name, self.datasets)
         )
 
+    @property
+    def secret_setting(self) -> str:
+        """Where the secret's id comes from, for an error an operator reads."""
+        return "SECRET_ID" if self.connection == DEFAULT_CONNECTION else f"connection '{self.connection}''s secret_id"
+
     def with_connection(self, name: str, event_datasets: Mapping[str, tuple[str, ...]]) -> Settings:
         """These settings as connection `name`'s, with its own `event_datasets`."""
         return dataclasses.replace(self, connection=name, event_datasets=event_datasets)

@@ -68,8 +68,9 @@ class SettledEvents:
 
     table: str
 
-    def lookup(self, keys: Iterable[str], deadline: Deadline) -> dict[str, Settlement]:
-        """The settled ones among `keys`; what cannot be read in time counts as not settled."""
+    def lookup(self, keys: Iterable[str], deadline: Deadline) -> dict[str, Settlement] | None:
+        """The settled ones among `keys`; None when the table cannot be read in time (then nothing counts as
+        settled, and nothing should be parked on the strength of the table this invocation)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Settlement] = {}
         try:
@@ -93,6 +94,7 @@ class SettledEvents:
                         time.sleep(_UNPROCESSED_PAUSE)
         except (OutOfTime, Exception) as error:  # botocore's errors: the memory is lost, not the events
             logger.warning("settled events not read", extra={"error_type": type(error).__name__})
+            return None
         return found
 
     def record(self, settled: Mapping[str, Settlement], deadline: Deadline) -> bool:

@@ -75,7 +75,7 @@ def record_summary(summary: Mapping[str, Any], status: int) -> None:
     if connection := summary.get("connection"):
         # Buffered, the webhook only queues: what is forwarded is counted by the sender, per destination.
         skipped = sum(summary.get("skipped", {}).values())
-        _by_connection(connection, summary.get("forwarded", 0), skipped, summary.get("parked", 0))
+        _by_connection(connection, _now(summary, "forwarded"), skipped, _now(summary, "parked"))
         _by_dimension("DeliveryFailuresByConnection", "connection", {connection: int(failed)})
     logger.info("batch processed", extra={"status": status, "summary": summary})
 
@@ -102,10 +102,15 @@ def record_queued(summary: Mapping[str, Any]) -> None:
     logger.info("messages processed", extra={"summary": summary})
 
 
+def _now(summary: Mapping[str, Any], name: str) -> int:
+    """`forwarded` or `parked` of this invocation alone: an earlier attempt's were counted when they happened."""
+    return int(summary.get(name, 0)) - int(summary.get("settled_earlier", {}).get(name, 0))
+
+
 def _record_events(summary: Mapping[str, Any], received: bool = True) -> None:
     if received:
         metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=summary.get("received", 0))
-    metrics.add_metric(name="EventsForwarded", unit=MetricUnit.Count, value=summary.get("forwarded", 0))
+    metrics.add_metric(name="EventsForwarded", unit=MetricUnit.Count, value=_now(summary, "forwarded"))
     skipped: Mapping[str, int] = summary.get("skipped", {})
     metrics.add_metric(name="EventsSkipped", unit=MetricUnit.Count, value=sum(skipped.values()))
     _by_dimension("EventsSkippedByReason", "reason", skipped)
@@ -130,7 +135,7 @@ def _record_events(summary: Mapping[str, Any], received: bool = True) -> None:
         name="FacebookIsolationRequests", unit=MetricUnit.Count, value=summary.get("isolation_requests", 0)
     )
     _by_dimension("EventsRejectedBySubcode", "subcode", rejected)
-    metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=summary.get("parked", 0))
+    metrics.add_metric(name="EventsParked", unit=MetricUnit.Count, value=_now(summary, "parked"))
 
 
 def record_parking_failure() -> None:

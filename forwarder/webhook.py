@@ -86,7 +86,7 @@ class BatchOutcome:
 
     def summary(self) -> dict[str, Any]:
         delivery = self.delivery.summary()
-        forwarded = delivery["forwarded"]
+        forwarded = delivery["forwarded"] - delivery["settled_earlier"]["forwarded"]  # by this invocation
         return {
             "connection": self.connection,
             "received": self.received,

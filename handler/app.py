@@ -162,11 +162,11 @@ def receive_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     answer_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS)
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
     name = _connection(event)
-    try:  # before the body or any secret is read
+    try:  # before the body or any secret is read; a document that is not one fails every route (contract)
         config = load_connections(settings(), time_limit=send_by.left()).get(name)
     except UnknownConnection:
         raise HttpProblem(404, "unknown connection") from None
-    credentials = get_credentials(config.secret_id, send_by.left())
+    credentials = get_credentials(config.secret_id, send_by.left(), setting=config.secret_setting)
     _authenticate(event, credentials.webhook_authorizations)
     batch = parse_batch(_raw_body(event))
     if config.delivery_mode is DeliveryMode.BUFFERED:

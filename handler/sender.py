@@ -45,7 +45,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         # Each connection's secret is read when its first event is sent, with the token configured now; one
         # that cannot be read (or a connection no longer configured) has exactly its messages come again.
         poster = Poster(graph_client, config.graph_url, Tokens(connections.secret_ids))
-        outcome = deliver_queued(records, config, poster, send_by, answer_by)
+        outcome = deliver_queued(records, connections, poster, send_by, answer_by)
         record_queued(outcome.summary())
         failed = outcome.failed
 

@@ -74,10 +74,31 @@ def test_an_invalid_connection_names_itself_and_the_field(fields: Any, named: st
     assert connections.get("b").connection == "b"  # the others keep working
 
 
-@pytest.mark.parametrize("document", [["a"], "text", {"default": {}}, {"a b": {}}, {"": {}}])
+@pytest.mark.parametrize("document", [["a"], "text", 3])
 def test_a_document_that_is_not_one_of_connections_is_refused_whole(document: Any) -> None:
     with pytest.raises(SettingsError):
         parsed(document)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"default": {}, "b": {}}', "connection default: a name must be"),
+        ('{"a b": {}, "b": {}}', "connection #1: a name must be"),
+        ('{"": {}, "b": {}}', "connection #1: a name must be"),
+        ('{"a": {"offline_event_set_id": "1"}, "a": {"offline_event_set_id": "2"}, "b": {}}', "named twice"),
+    ],
+)
+def test_a_bad_name_or_a_name_given_twice_fails_only_that_connection(text: str, problem: str) -> None:
+    connections = parse_connections(text, ENV, load_settings(ENV))
+    errors = [str(found) for found in connections.named.values() if isinstance(found, SettingsError)]
+    assert len(errors) == 1 and problem in errors[0]
+    assert connections.get("b").connection == "b" and connections.get(None) is connections.default
+
+
+def test_a_document_nested_too_deep_is_refused_naming_the_problem() -> None:
+    with pytest.raises(SettingsError, match="not JSON"):
+        parse_connections("[" * 100_000 + "]" * 100_000, ENV, load_settings(ENV))
 
 
 def test_the_default_and_unknown_names() -> None:
@@ -105,7 +126,8 @@ CONNECTIONS = {"a": {"offline_event_set_id": "1"}, "fan": {"offline_event_set_id
         (parked("7"), False, ("a", "1", "v26.0")),  # a wrong id fixed since: the connection's one dataset
         (parked("2", "fan"), False, ("fan", "2", "v26.0")),
         (parked("7", "fan"), False, "not one of connection 'fan''s datasets"),
-        (parked("7"), True, ("a", "7", "v20.0")),  # --parked-destination: as recorded
+        (parked("1"), True, ("a", "1", "v20.0")),  # --parked-destination: as recorded...
+        (parked("2", "a"), True, "dataset 2 is not one of connection 'a''s"),  # ...to the connection's datasets only
         (parked("1", "gone"), False, "connection 'gone' is not configured now"),
         (parked("1", api=FacebookApi.OFFLINE_CONVERSIONS), False, "rendered for offline_conversions"),
     ],

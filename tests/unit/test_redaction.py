@@ -30,11 +30,28 @@ def test_known_values_and_personal_shapes_are_redacted(values, text, expected):
     assert Redactor(values)(text) == expected
 
 
-def test_a_value_cut_by_the_limit_never_survives_in_part():
-    secret = "s" * 50
-    text = "x" * (MESSAGE_LIMIT - 10) + secret
-    cleaned = Redactor([secret])(text)
+@pytest.mark.parametrize(
+    ("redactor", "text"),
+    [
+        (Redactor(secrets=["s" * 50]), "x" * (MESSAGE_LIMIT - 10) + "s" * 50),  # a secret, even glued to a word
+        (Redactor(["s" * 50]), "x " * ((MESSAGE_LIMIT - 10) // 2) + "s" * 50),  # a personal value, as a word
+    ],
+)
+def test_a_value_cut_by_the_limit_never_survives_in_part(redactor, text):
+    cleaned = redactor(text)
     assert "ssss" not in cleaned and len(cleaned) <= MESSAGE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("values", "text", "expected"),
+    [
+        (["Doe"], "Object does not exist for Doe", f"Object does not exist for {REDACTED}"),
+        (["Jane"], "user_Jane, Janet", f"user_{REDACTED}, Janet"),
+        (["6505551212"], "id 16505551212 and 6505551212", f"id 16505551212 and {REDACTED}"),
+    ],
+)
+def test_a_personal_value_is_found_whole_never_inside_metas_words(values, text, expected):
+    assert Redactor(values)(text) == expected
 
 
 def test_a_huge_message_costs_a_bounded_scan():
