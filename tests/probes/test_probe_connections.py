@@ -160,3 +160,36 @@ def test_replay_to_the_configured_destination_keeps_a_retargeted_set_out_of_the_
     replay(load_settings())
     assert _tokens_sent(graph, "222") == set()
     assert _tokens_sent(graph, "111") == {"token-a"}  # shop-b's purchase, delivered into shop-a's dataset
+
+
+# --- hostile path parameters: 404 before the body or a secret, never a 500 -----------------------------------
+
+ODD_ROUTES = [
+    ("/events/{connection}", None, "/events/shop-c"),
+    ("/events/{connection}", {}, "/events/"),
+    ("/events/{connection}", {"connection": 5}, "/events/5"),
+    ("/events/{connection}", {"connection": ["shop-a"]}, "/events/shop-a"),
+    ("/events/{connection}", {"connection": "x" * 100_000}, "/events/x"),
+    ("/events/{connection}", {"connection": "../events"}, "/events/../events"),
+    ("/events/{connection}", {"connection": "shop-a\n"}, "/events/shop-a%0A"),
+    ("/events/{connection}", {"connection": "ßhop"}, "/events/ßhop"),
+    ("/events/{connection}", {"connection": "unknown"}, "/events/unknown"),
+    (None, None, "/events/shop-a/extra"),
+    (None, None, "/events//shop-a"),
+    ("/events/{proxy+}", {"proxy": "shop-a"}, "/events/shop-a"),
+]
+
+
+@pytest.mark.parametrize(("resource", "parameters", "path"), ODD_ROUTES)
+def test_odd_routes_are_a_404_before_any_secret_is_read(two_connections, invoke, aws, resource, parameters, path):
+    from tests.faulty_servers import AwsProxy, fresh_aws_clients
+
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        two_connections(AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy.url)
+        event = api_event(make_batch(), path=path, authorization=A["webhook_authorization"])
+        event["resource"], event["pathParameters"] = resource, parameters
+        event["body"] = "not even JSON"
+        with fresh_aws_clients():
+            answer = invoke(event)
+        assert answer.status == 404, answer.body
+        assert proxy.count("GetSecretValue") == 0
