@@ -15,6 +15,7 @@ import pytest
 from forwarder.connections import main as check_main
 from localdev.event_source import poll_once
 from localdev.graph_stub import GraphStub
+from tests.faulty_servers import AwsStep
 from tests.support import api_event, commerce_event, make_batch
 
 A = {"access_token": "token-a", "webhook_authorization": "Basic YQ=="}
@@ -193,3 +194,36 @@ def test_odd_routes_are_a_404_before_any_secret_is_read(two_connections, invoke,
             answer = invoke(event)
         assert answer.status == 404, answer.body
         assert proxy.count("GetSecretValue") == 0
+
+
+# --- the SSM parameter slow, trickling or throttled: every wait bounded by the invocation --------------------
+
+SSM_STEPS = {
+    "trickles one byte per 0.5 s": AwsStep(trickle=0.5),
+    "throttled": AwsStep(error=(400, "ThrottlingException")),
+    "answers after 20 s": AwsStep(delay_before=20.0),
+}
+
+
+@pytest.mark.parametrize("step", list(SSM_STEPS), ids=list(SSM_STEPS))
+@pytest.mark.parametrize("route", [None, "shop-a"], ids=["default route", "named route"])
+def test_a_slow_or_throttled_connections_parameter_is_a_503_by_the_deadline(
+    two_connections, invoke, aws, monkeypatch, step, route
+):
+    """The answer's status decides, not the clock: a read that is not bounded by the invocation would finish
+    (after minutes of trickling, or 20 s) and the request would be answered 200."""
+    from forwarder import connections as connections_module
+    from tests.faulty_servers import AwsProxy, fresh_aws_clients
+
+    ssm = boto3.client("ssm", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    ssm.put_parameter(Name="/forwarder/connections", Value=json.dumps(DOCUMENT), Type="String")
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.script("GetParameter", *[SSM_STEPS[step]] * 4)
+        two_connections("", CONNECTIONS_PARAMETER="/forwarder/connections", AWS_ENDPOINT_URL_SSM=proxy.url)
+        connections_module._ssm.cache_clear()
+        connections_module._parsed.clear()
+        with fresh_aws_clients():
+            answer = post(invoke, route, A["webhook_authorization"] if route else DEFAULT_AUTHORIZATION)
+        connections_module._ssm.cache_clear()
+    assert answer.status == 503, answer.body
+    assert answer.headers.get("Retry-After")
