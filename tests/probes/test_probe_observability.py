@@ -20,10 +20,12 @@ def test_the_summary_line_of_a_batch_whose_every_event_is_rejected_fits_one_log_
 ):
     function_env(FACEBOOK_API=api)
     graph.reject_marked, graph.blame = "BAD", True
-    batch = make_batch([
-        commerce_event("add_to_cart", source_message_id=f"BAD-{i}", product_action={"transaction_id": f"BAD-{i}"})
-        for i in range(count)
-    ])
+    batch = make_batch(
+        [
+            commerce_event("add_to_cart", source_message_id=f"BAD-{i}", product_action={"transaction_id": f"BAD-{i}"})
+            for i in range(count)
+        ]
+    )
     answer = invoke(api_event(batch), timeout=300)
     lines = [line for line in captured().splitlines() if '"batch processed"' in line and line.startswith("{")]
     assert answer.status in (422, 503)

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import NoRegionError
 
 from forwarder.parked_list import list_parked, render
 from forwarder.parking import sqs_client
@@ -97,7 +98,9 @@ def test_a_replay_that_isolates_for_over_15_seconds_still_reparks_and_never_rese
 
     function_env(FACEBOOK_API=api)
     ids = ["BAD-0", *(f"ok-{i}" for i in range(1, 8))]
-    batch = make_batch([commerce_event("purchase", source_message_id=i, product_action={"transaction_id": i}) for i in ids])
+    batch = make_batch(
+        [commerce_event("purchase", source_message_id=i, product_action={"transaction_id": i}) for i in ids]
+    )
     graph.datasets = {"0"}  # refused whole: the batch is parked as one set
     assert invoke(api_event(batch)).status == 422
     graph.datasets, graph.reject_marked, graph.blame = None, "BAD", True
@@ -122,3 +125,23 @@ def test_a_replay_that_isolates_for_over_15_seconds_still_reparks_and_never_rese
     assert first.reparked_events == 1 and not first.kept, first.as_dict()
     assert all(count == 1 for count in _acknowledged_orders(graph).values()), _acknowledged_orders(graph)
     assert second.messages == 1  # only the re-parked bad event is left
+
+
+# --- make parked / make replay in a shell without a region ---------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, raises=NoRegionError, reason="finding (minor): a traceback, not a message")
+@pytest.mark.parametrize("argv", [["--list"], []], ids=["make parked", "make replay"])
+def test_parked_and_replay_without_a_region_stop_with_a_message(aws, function_env, monkeypatch, capsys, argv):
+    """An operator's shell without AWS_DEFAULT_REGION (the runbook's `eval "$(output ReplayEnvironment)"` sets
+    it; a hand-made environment may not): both commands end in botocore's NoRegionError traceback, where their
+    other failures print "list stopped: ..." / "replay stopped: ..." and exit 2."""
+    from forwarder import replay as replay_module
+    from tests.faulty_servers import fresh_aws_clients
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with fresh_aws_clients():
+        assert replay_module.main(argv) == 2
+    assert "stopped" in capsys.readouterr().err

@@ -45,12 +45,14 @@ def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_fails(
     transiently until the invocation's time is out, so the batch is answered 503 and mParticle resends it.
     DynamoDB throttles the write (the first invocation) or the read (the resend): the resend isolates BAD-2
     again and parks it a second time. No wall clock in the verdict: 222 never succeeds in the first call."""
-    batch = make_batch([commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i})
-                        for i in IDS])
+    batch = make_batch(
+        [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in IDS]
+    )
     graph.reject_marked, graph.blame = "BAD", True
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
-        function_env(FACEBOOK_API="conversions_api", OFFLINE_EVENT_SET_ID="111,222",
-                     AWS_ENDPOINT_URL_DYNAMODB=proxy.url)
+        function_env(
+            FACEBOOK_API="conversions_api", OFFLINE_EVENT_SET_ID="111,222", AWS_ENDPOINT_URL_DYNAMODB=proxy.url
+        )
         monkeypatch.setattr(settled, "_dynamodb", settled._dynamodb.__wrapped__)  # a client for the proxy
         graph.unavailable = {"222"}
         if failing == "BatchWriteItem":
@@ -69,8 +71,9 @@ def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_fails(
 
 def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_answers(aws, function_env, invoke, graph):
     """What holds: with the table answering, the resend leaves BAD-2 out and it stays parked once."""
-    batch = make_batch([commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i})
-                        for i in IDS])
+    batch = make_batch(
+        [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in IDS]
+    )
     graph.reject_marked, graph.blame = "BAD", True
     function_env(FACEBOOK_API="conversions_api", OFFLINE_EVENT_SET_ID="111,222")
     graph.unavailable = {"222"}
@@ -99,8 +102,9 @@ def test_the_metrics_count_each_event_once_across_a_resend(aws, function_env, in
     each (2). The resend reports what an earlier attempt settled (delivered_earlier, parked_earlier) in its
     summary, and telemetry turns the summary into EventsForwarded and EventsParked, so the dashboard and the
     parking alarm count 9 forwarded and 3 parked."""
-    batch = make_batch([commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i})
-                        for i in IDS])
+    batch = make_batch(
+        [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in IDS]
+    )
     graph.reject_marked, graph.blame = "BAD", True
     function_env(FACEBOOK_API="conversions_api", OFFLINE_EVENT_SET_ID="111,222")
     graph.unavailable = {"222"}
