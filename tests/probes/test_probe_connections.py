@@ -244,3 +244,24 @@ def test_a_connections_unreadable_secret_is_a_502_naming_the_connection(two_conn
     answer = post(invoke, "shop-c", A["webhook_authorization"])
     assert answer.status == 502
     assert "shop-c" in answer.body["error"] or "secret_id" in answer.body["error"], answer.body["error"]
+
+
+def test_the_sender_with_every_connections_secret_trickling_returns_every_message(two_connections, invoke, aws, graph):
+    """Buffered, messages of shop-a, shop-b and the default connection; Secrets Manager trickles every read (a byte
+    per 0.5 s: minutes in all). Each read is bounded by its destination's share of the invocation: nothing is
+    sent, and exactly the three messages come again (an unbounded read would finish and deliver them)."""
+    from handler.sender import lambda_handler
+    from tests.faulty_servers import AwsProxy, fresh_aws_clients
+
+    two_connections(DELIVERY_MODE="buffered")
+    assert post(invoke, "shop-a", A["webhook_authorization"]).status == 200
+    assert post(invoke, "shop-b", B["webhook_authorization"]).status == 200
+    assert post(invoke, None, DEFAULT_AUTHORIZATION).status == 200
+    with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.script("GetSecretValue", *[AwsStep(trickle=0.5)] * 20)
+        two_connections(DELIVERY_MODE="buffered", AWS_ENDPOINT_URL_SECRETS_MANAGER=proxy.url)
+        with fresh_aws_clients():
+            invocation = poll_once(_sqs(aws), aws["INGEST_QUEUE_URL"], lambda_handler, timeout=12.0)
+    assert invocation is not None
+    assert (invocation.records, len(invocation.failures)) == (3, 3)
+    assert not [request for request in graph.received if request.status == 200]
