@@ -49,13 +49,21 @@ class QueuedOutcome:
 
 
 def deliver_queued(
-    records: list[tuple[str, str]], connections: Connections, poster: Poster, send_by: Deadline, park_by: Deadline
+    records: list[tuple[str, str, int]],
+    connections: Connections,
+    poster: Poster,
+    send_by: Deadline,
+    park_by: Deadline,
 ) -> QueuedOutcome:
-    """Deliver the events of `records` ((message id, body) pairs), each to its connection's dataset with its
-    connection's token; returns what must be received again."""
+    """Deliver the events of `records` ((message id, body, receive count) triples), each to its connection's
+    dataset with its connection's token; returns what must be received again. A message on its last receive
+    (INGEST_MAX_RECEIVE_COUNT, the queue's maxReceiveCount) is settled here, what of it is undelivered parked
+    with its reason, rather than redriven whole to the parking queue beside events already parked alone."""
     result = QueuedOutcome(messages=len(records))
+    last = connections.default.ingest_max_receive_count
+    final = {message_id for message_id, _, receives in records if last is not None and receives >= last}
     items: list[Outgoing] = []
-    for message_id, body in records:
+    for message_id, body, _ in records:
         try:
             part = read_part(body)
         except MalformedPart as problem:
@@ -69,11 +77,11 @@ def deliver_queued(
             result.failed.add(message_id)
             continue
         try:
-            # A connection's token goes to its own datasets only: a message its connection no longer sends
-            # there (or altered) fails, and is replayed from the parking queue once redriven.
+            # One connection's token never goes to another connection's dataset: such a message (altered, or
+            # queued before the datasets moved) fails, and is replayed from the parking queue once redriven.
             connections.current(part.destination, as_recorded=True)
         except ValueError:
-            result.malformed["its dataset is not one of its connection's now"] += 1
+            result.malformed["its connection is gone, or its dataset is another connection's"] += 1
             result.failed.add(message_id)
             continue
         unit = Unit(message_id, part.batch_id, part.source_request_id)
@@ -81,7 +89,7 @@ def deliver_queued(
         result.received += len(part.events)
     settings = connections.default
     result.delivery = deliver(
-        items, poster, send_by, park_by, settings.parking_queue_url, settled=settings.settled_events
+        items, poster, send_by, park_by, settings.parking_queue_url, final=final, settled=settings.settled_events
     )
     result.failed |= set(result.delivery.resend)
     result.parked_messages = len(result.delivery.parked_units - result.failed)

@@ -85,7 +85,7 @@ class Connections:
         (the recorded one if the connection still sends there, else the connection's one dataset: a corrected
         id is the usual cure), with the connection's version and upload tag, for the API they were rendered
         for; with `as_recorded`, the recorded destination itself (checked when it was read back:
-        forwarder/parked_messages.py), when its dataset is still one of the connection's. Either way their
+        forwarder/parked_messages.py), unless its dataset is another connection's. Either way their
         connection's token sends them, and they keep the `test_event_code` they were sent with (none for
         production events, whatever TEST_EVENT_CODE says now): a parked production event is never replayed
         as a test event. Raises ValueError naming what does not fit.
@@ -97,8 +97,11 @@ class Connections:
         except SettingsError as problem:
             raise ValueError(str(problem)) from None
         if as_recorded:
-            if recorded.dataset_id not in settings.all_datasets:  # a token is sent to its own datasets only
-                raise ValueError(f"dataset {recorded.dataset_id} is not one of connection '{settings.connection}''s")
+            owners = {other.connection for other in self.valid() if recorded.dataset_id in other.all_datasets}
+            if owners and settings.connection not in owners:  # one connection's token never goes to another's
+                raise ValueError(
+                    f"dataset {recorded.dataset_id} is another connection's, not '{settings.connection}''s"
+                )
             return recorded
         if recorded.api != settings.api:
             raise ValueError(f"rendered for {recorded.api.value}, but the connection's API is {settings.api.value}")

@@ -23,7 +23,7 @@ and the unit is settled.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,13 +83,15 @@ def deliver(
     personal: Iterable[str] = (),
     resend_partial: bool = True,
     keep_undelivered: bool = False,
+    final: Collection[str] = (),
     settled: SettledEvents | None = None,
 ) -> Delivery:
     """Send `items`, every request by `send_by` and every parking write by `park_by`; `personal` holds raw
     values the source knows for redaction (the webhook: the batch's user). `keep_undelivered`: a unit
     nothing of which was delivered is left to its source as it is (replay keeps such a set parked) instead
-    of having its rejected events parked. Never raises for a failure of Facebook or AWS: each is in the
-    returned Delivery."""
+    of having its rejected events parked. `final` names units their source will not send again (an SQS
+    message on its last receive): what of them is not delivered is parked. Never raises for a failure of
+    Facebook or AWS: each is in the returned Delivery."""
     result = Delivery()
     groups = _groups(items, result)
     run = _Run(poster, tuple(personal), settled, result, park_by)
@@ -103,7 +105,7 @@ def deliver(
         _send_group(run, group, share)
         result.requests += group.requests
     result.retries = poster.retries
-    _settle(run, groups, resend_partial, keep_undelivered, parking_queue)
+    _settle(run, groups, resend_partial, keep_undelivered, frozenset(final), parking_queue)
     return result
 
 
@@ -179,7 +181,14 @@ def _isolate(
     return isolated.outcomes
 
 
-def _settle(run: _Run, groups: list[_Group], resend_partial: bool, keep_undelivered: bool, parking_queue: str) -> None:
+def _settle(
+    run: _Run,
+    groups: list[_Group],
+    resend_partial: bool,
+    keep_undelivered: bool,
+    final: frozenset[str],
+    parking_queue: str,
+) -> None:
     """Decide each unit, park what must be, and remember what isolation settled."""
     result = run.result
     unsettled: dict[str, str] = {}  # unit id -> status
@@ -210,8 +219,8 @@ def _settle(run: _Run, groups: list[_Group], resend_partial: bool, keep_undelive
             unsettled.setdefault(unit, status)
     parked_units: set[str] = set()
     for unit, status in unsettled.items():
-        if unit in delivered_units and (unit in counting_twice or not resend_partial):
-            parked_units.add(unit)  # its rest is parked: resending it would count its delivered part twice
+        if unit in final or (unit in delivered_units and (unit in counting_twice or not resend_partial)):
+            parked_units.add(unit)  # its rest is parked: it is not sent again, or would count its part twice
         else:
             result.resend[unit] = status
     _park(run, groups, parked_units, parking_queue)
@@ -248,7 +257,7 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
                     if not any(item.unit.id in rest_of for item in items) or resent:
                         continue
                     text = f"not delivered ({request.status}): {request.error or 'no time left'}"
-                    parked = Parked(event, Reason(f"{text}; parked because Facebook took another part of it"))
+                    parked = Parked(event, Reason(f"{text}; parked: its source will not send it again whole"))
                 elif resent and not (request.isolated and run.remembers):
                     continue  # it comes again with its unit, and is parked (if it must be) then
                 else:

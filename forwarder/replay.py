@@ -14,10 +14,8 @@ It uses the function's own environment (SECRET_ID, PARKING_QUEUE_URL, AWS_ENDPOI
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +36,13 @@ from forwarder.held_messages import (
 )
 from forwarder.outcome import DELIVERED, Outgoing, RequestOutcome, Unit
 from forwarder.parked_list import list_parked, render
-from forwarder.parked_messages import MalformedPart, ParkedPart, read_part
+from forwarder.parked_messages import MalformedPart, read_part
 from forwarder.parking import sqs_client
 from forwarder.posting import Poster, Tokens
+from forwarder.replay_sets import ParkedSet, ReplayReport
 from forwarder.secrets import SecretInvalid, SecretUnavailable, get_credentials
 from forwarder.settings import Settings, SettingsError, load_settings
+from forwarder.settled import event_key
 
 SEND_BUDGET_SECONDS = 60.0  # per request of a parked set: its retries and the isolation of its rejected events
 # A set with parts missing after this long can never be completed: every invocation that parks ends
@@ -56,56 +56,18 @@ REPARKED = "parked again by this run (its rejected events alone): the next run s
 
 
 @dataclass
-class ReplayReport:
-    messages: int = 0  # received in this run
-    delivered_events: int = 0
-    deleted: int = 0
-    duplicates: int = 0  # copies of a part already handled (deleted with their set)
-    incomplete_discarded: int = 0  # parts of sets that can never be completed (deleted)
-    reparked_events: int = 0  # undelivered rest of a set Facebook took in part, parked again as a new set
-    isolation_requests: int = 0  # extra requests spent isolating the events Facebook rejects
-    kept: Counter[str] = field(default_factory=Counter)  # reason -> messages left in the queue
-    malformed: Counter[str] = field(default_factory=Counter)  # what is wrong -> messages left, never sent
-    waiting: int | None = None  # visible messages left when the run ended
-    in_flight: int | None = None  # messages other consumers were holding when the run ended
-
-    @property
-    def finished(self) -> bool:
-        return not (self.kept or self.malformed or self.waiting or self.in_flight)
-
-    def as_dict(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)
-        fields["kept"], fields["malformed"] = dict(self.kept), dict(self.malformed)
-        return fields
-
-
-@dataclass
-class _Set:
-    """The parts of one parked set seen so far, and the receipt handles of every copy of them."""
-
-    parts: dict[int, ParkedPart] = field(default_factory=dict)
-    handles: list[str] = field(default_factory=list)
-    kept: str | None = None  # why it stays in the queue, once a send was tried and did not finish it
-
-    @property
-    def complete(self) -> bool:
-        first = next(iter(self.parts.values()))
-        return len(self.parts) == first.parts
-
-    def first(self) -> ParkedPart:
-        return self.parts[min(self.parts)]
-
-
-@dataclass
 class Replayer:
     connections: Connections
     poster: Poster
     holding: HeldMessages
     parked_destination: bool
     report: ReplayReport = field(default_factory=ReplayReport)
-    sets: dict[str, _Set] = field(default_factory=dict)
+    sets: dict[str, ParkedSet] = field(default_factory=dict)
     finished_sets: set[str] = field(default_factory=set)  # sent or discarded in this run
     reparked_sets: set[str] = field(default_factory=set)  # parked again by this run: for the next one
+    # Every event this run has handed to the core (event_key at its destination): a copy of one in another set
+    # (a redriven ingest message beside its event parked alone, a set parked again by a retry) goes once.
+    handled: set[str] = field(default_factory=set)
 
     def take(self, message: dict[str, Any]) -> None:
         handle = message["ReceiptHandle"]
@@ -124,7 +86,7 @@ class Replayer:
             self.holding.delete([handle])
             self.report.deleted += 1
             return
-        pending = self.sets.setdefault(part.set_id, _Set())
+        pending = self.sets.setdefault(part.set_id, ParkedSet())
         if part.part in pending.parts:
             self.report.duplicates += 1
         pending.parts.setdefault(part.part, part)
@@ -132,7 +94,7 @@ class Replayer:
         if pending.complete and pending.kept is None:
             self._send(part.set_id, pending)
 
-    def _send(self, set_id: str, pending: _Set) -> None:
+    def _send(self, set_id: str, pending: ParkedSet) -> None:
         """One complete set through the delivery core, as one unit: deleted once each of its events was
         delivered or parked again; kept as it is when nothing of it was delivered."""
         first = pending.first()
@@ -142,9 +104,18 @@ class Replayer:
             self._keep(pending, f"destination: {problem}")
             return
         unit = Unit(set_id, first.batch_id, first.source_request_id)
-        items = [
-            Outgoing(target, event, unit) for index in sorted(pending.parts) for event in pending.parts[index].events
-        ]
+        items = []
+        for index in sorted(pending.parts):
+            for event in pending.parts[index].events:
+                key = event_key(target, event)
+                if key in self.handled:
+                    self.report.duplicate_events += 1  # handled with another set of this run: it stays there
+                    continue
+                self.handled.add(key)
+                items.append(Outgoing(target, event, unit))
+        if not items:
+            self._finish(set_id, pending)
+            return
         requests = -(-len(items) // target.profile.max_events_per_request)
         send_by = Deadline.after(SEND_BUDGET_SECONDS * requests)
         delivery = deliver(
@@ -161,14 +132,18 @@ class Replayer:
             self._keep(pending, _reason(delivery.requests, delivery.parking_failure))
             return
         self.report.reparked_events += delivery.parked
-        self.finished_sets.add(set_id)
+        self.report.delivered_events += delivery.forwarded
         self.reparked_sets |= delivery.parked_sets
+        self._finish(set_id, pending)
+
+    def _finish(self, set_id: str, pending: ParkedSet) -> None:
+        """The set is done with: its messages deleted."""
+        self.finished_sets.add(set_id)
         self.holding.delete(pending.handles)
         self.report.deleted += len(pending.handles)
-        self.report.delivered_events += delivery.forwarded
         del self.sets[set_id]
 
-    def _keep(self, pending: _Set, reason: str) -> None:
+    def _keep(self, pending: ParkedSet, reason: str) -> None:
         pending.kept = reason
 
     def finish(self, now: float, discard: bool) -> None:

@@ -95,6 +95,7 @@ class Settings:
     default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of ActionSource's values
     development_batches: DevelopmentBatches = DevelopmentBatches.TEST
     settled_events_table: str | None = None  # SETTLED_EVENTS_TABLE (forwarder/settled.py)
+    ingest_max_receive_count: int | None = None  # INGEST_MAX_RECEIVE_COUNT: the ingest queue's maxReceiveCount
     connection: str = DEFAULT_CONNECTION  # whose settings these are (forwarder/connections.py)
     # A connection's `event_datasets`: a Facebook event name -> the datasets its events go to instead.
     event_datasets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -194,7 +195,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_action_source=choice(env, "DEFAULT_ACTION_SOURCE", ActionSource, ActionSource.PHYSICAL_STORE).value,
         development_batches=choice(env, "DEVELOPMENT_BATCHES", DevelopmentBatches, DevelopmentBatches.TEST),
         settled_events_table=env.get("SETTLED_EVENTS_TABLE", "").strip() or None,
+        ingest_max_receive_count=_receive_count(env.get("INGEST_MAX_RECEIVE_COUNT", "").strip()),
     )
+
+
+def _receive_count(raw: str) -> int | None:
+    """INGEST_MAX_RECEIVE_COUNT: a whole number from 1 to 1000 (SQS's maxReceiveCount range), or unset."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000):
+        raise SettingsError("INGEST_MAX_RECEIVE_COUNT must be a whole number from 1 to 1000")
+    return int(raw)
 
 
 def _delivery(env: Mapping[str, str], api: FacebookApi) -> dict[str, Any]:

@@ -28,19 +28,25 @@ class ReceiveAgain(Exception):
     """This message is not settled yet: SQS delivers it again (and redrives it after maxReceiveCount)."""
 
 
+def _receives(record: dict[str, Any]) -> int:
+    """How many times SQS has handed this message over, this time included (its ApproximateReceiveCount)."""
+    count = (record.get("attributes") or {}).get("ApproximateReceiveCount", "1")
+    return int(count) if isinstance(count, str) and count.isdigit() else 1
+
+
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @trace_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     answer_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS)
     send_by = answer_by.earlier(PARKING_RESERVE_SECONDS)
-    records = [(record["messageId"], record["body"]) for record in event.get("Records", [])]
+    records = [(record["messageId"], record["body"], _receives(record)) for record in event.get("Records", [])]
     config = settings()
     try:
         connections = load_connections(config, time_limit=send_by.left())
     except (SettingsError, ConnectionsUnavailable) as problem:
         logger.warning("connections unreadable: every message comes again", extra={"error": str(problem)})
-        failed = {message_id for message_id, _ in records}
+        failed = {message_id for message_id, _, _ in records}
     else:
         # Each connection's secret is read when its first event is sent, with the token configured now; one
         # that cannot be read (or a connection no longer configured) has exactly its messages come again.

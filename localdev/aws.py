@@ -82,6 +82,7 @@ def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, 
         "PARKING_QUEUE_URL": queue_url,
         "INGEST_QUEUE_URL": ingest_url,
         "SETTLED_EVENTS_TABLE": SETTLED_EVENTS_TABLE,
+        "INGEST_MAX_RECEIVE_COUNT": str(INGEST_MAX_RECEIVES),
     }
 
 

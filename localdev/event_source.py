@@ -37,7 +37,10 @@ def poll_once(
     full = False
     while len(messages) < batch_size and not full:
         received = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size - len(messages)), VisibilityTimeout=60
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, batch_size - len(messages)),
+            VisibilityTimeout=60,
+            AttributeNames=["All"],  # ApproximateReceiveCount, as Lambda's event source gives it
         ).get("Messages", [])
         if not received:
             break

@@ -104,6 +104,7 @@ def test_replay_sends_parked_events_and_empties_the_queue(aws, function_env, inv
         "delivered_events": 1,
         "deleted": 1,
         "duplicates": 0,
+        "duplicate_events": 0,
         "incomplete_discarded": 0,
         "reparked_events": 0,
         "isolation_requests": 0,

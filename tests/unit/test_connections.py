@@ -127,7 +127,8 @@ CONNECTIONS = {"a": {"offline_event_set_id": "1"}, "fan": {"offline_event_set_id
         (parked("2", "fan"), False, ("fan", "2", "v26.0")),
         (parked("7", "fan"), False, "not one of connection 'fan''s datasets"),
         (parked("1"), True, ("a", "1", "v20.0")),  # --parked-destination: as recorded...
-        (parked("2", "a"), True, "dataset 2 is not one of connection 'a''s"),  # ...to the connection's datasets only
+        (parked("2", "a"), True, "dataset 2 is another connection's"),  # ...but never to another connection's
+        (parked("7", "a"), True, ("a", "7", "v20.0")),  # a dataset no connection has now: as recorded
         (parked("1", "gone"), False, "connection 'gone' is not configured now"),
         (parked("1", api=FacebookApi.OFFLINE_CONVERSIONS), False, "rendered for offline_conversions"),
     ],

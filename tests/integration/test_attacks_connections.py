@@ -1,7 +1,6 @@
-"""Probes of issue 23 (connections): routes, documents, secrets and datasets, tried as an attacker would.
+"""Connections tried as an attacker would: routes, documents, secrets and datasets.
 
-A test marked xfail(strict=True) is a finding: it states what the contract promises and fails on today's
-code; it turns into an error (XPASS) once the product is fixed, so the marker can go.
+Found by a fresh tester's attack, each kept as a regression test stating what the contract promises.
 """
 
 from __future__ import annotations
@@ -60,7 +59,6 @@ DEFAULT_AUTHORIZATION = "Basic bXBhcnRpY2xlOmxvY2FsLXdlYmhvb2s="
 BAD_NAMES = ["stores.de", "stores de", "x" * 65, "", "default"]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: one connection with a bad name fails every route, the default too")
 @pytest.mark.parametrize("bad_name", BAD_NAMES, ids=["dot", "space", "65 chars", "empty", "default"])
 def test_a_connection_with_an_invalid_name_fails_only_itself(two_connections, invoke, graph, bad_name):
     """Contract: "An invalid connection: 500 on its own route naming the connection and the field ... while the
@@ -75,7 +73,6 @@ def test_a_connection_with_an_invalid_name_fails_only_itself(two_connections, in
 NESTED = "[" * 100_000 + "]" * 100_000
 
 
-@pytest.mark.xfail(strict=True, reason="finding (minor): a 500 'internal error (RecursionError)', not a named problem")
 def test_a_deeply_nested_connections_document_is_a_500_naming_the_problem(two_connections, invoke):
     """json.loads raises RecursionError (not ValueError) for a deep document: the handler's catch-all answers
     'internal error (RecursionError)' instead of 'the connections document is not JSON'."""
@@ -85,7 +82,6 @@ def test_a_deeply_nested_connections_document_is_a_500_naming_the_problem(two_co
     assert "connections document" in answer.body["error"], answer.body
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="finding (minor): make check-connections crashes")
 def test_check_connections_names_a_deeply_nested_document_invalid(tmp_path):
     document = tmp_path / "connections.json"
     document.write_text(NESTED)
@@ -118,11 +114,9 @@ def _tokens_sent(graph: GraphStub, dataset: str) -> set[str]:
     return {request.body.get("access_token") for request in graph.received if f"/{dataset}/" in request.path}
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the sender sends a queued message's connection token to any dataset")
 def test_the_sender_never_sends_one_connections_token_to_anothers_dataset(two_connections, invoke, graph, aws):
-    """parked_messages.py: "a message can never steer the token elsewhere"; issue 23: "one mParticle workspace
-    can never post into another's dataset". An ingest message for shop-b (dataset 222) rewritten to name
-    shop-a: the sender posts shop-a's token to dataset 222, which shop-a does not send to."""
+    """A message can never steer a token elsewhere: an ingest message for shop-b (dataset 222) rewritten to name
+    shop-a must not have the sender post shop-a's token to dataset 222, which shop-a does not send to."""
     two_connections(DELIVERY_MODE="buffered")
     assert post(invoke, "shop-b", B["webhook_authorization"]).status == 200
     _retarget(aws, "INGEST_QUEUE_URL", "shop-a")
@@ -132,7 +126,6 @@ def test_the_sender_never_sends_one_connections_token_to_anothers_dataset(two_co
     assert "token-a" not in _tokens_sent(graph, "222")
 
 
-@pytest.mark.xfail(strict=True, reason="finding: replay --parked-destination sends a connection's token anywhere")
 def test_replay_with_the_parked_destination_never_sends_a_token_to_another_connections_dataset(
     two_connections, invoke, graph, aws
 ):
@@ -235,7 +228,6 @@ def test_a_slow_or_throttled_connections_parameter_is_a_503_by_the_deadline(
 # --- what the operator reads when a connection's own secret cannot be read -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding (operator experience): the 502 points at SECRET_ID, not the connection")
 def test_a_connections_unreadable_secret_is_a_502_naming_the_connection(two_connections, invoke):
     """A connection whose secret_id names a secret that is not there (a typo, or a name outside
     ConnectionSecretsPrefix, which the stack's policy does not cover): the 502 says "check SECRET_ID and its
