@@ -1,10 +1,11 @@
-"""Builders shared by the tests: API Gateway events, mParticle batches, secrets."""
+"""Builders shared by the tests: API Gateway events, mParticle batches, secrets; and `wait_for`."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +96,13 @@ def make_batch(events: list[dict[str, Any]] | None = None, **fields: Any) -> dic
         "device_info": {"ios_advertising_id": "6D92078A-8246-4BA4-AE5B-76104861E7DC"},
         **fields,
     }
+
+
+def wait_for(condition: Callable[[], Any], what: str, seconds: float = 60.0) -> None:
+    """Poll `condition` until it holds, instead of sleeping a time a busy machine may need more of; fails
+    naming `what` once `seconds` have passed (generous: the wait normally ends in milliseconds)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {seconds:.0f} s")
+        time.sleep(0.01)
