@@ -27,34 +27,20 @@ from tests.support import EVENT_SET_ID, NOW_MS, Answer
 # The function's clients give each SDK attempt 3 s to answer, then resend. moto answers from this process,
 # and on a busy machine (a CI runner doing other work) one of its answers can take longer: the resend then
 # parks a message twice, or receives again what the lost answer had already taken (hidden for the
-# visibility timeout), and a good change fails. Tests give every read as long as a hanging server waits;
-# deadlines still bound each call in total. Tests about the function's own SDK timeouts ask for them
-# (`production_sdk_timeouts`).
+# visibility timeout), and a good change fails. Tests give every read as long as a hanging server waits:
+# the invocation's deadline still bounds each call in total (tests/integration/test_faults_deadlines.py).
 PATIENT = Config(read_timeout=HOLD_SECONDS)
 SDK_CONFIGS = [(parking, "_SQS_CONFIG"), (secrets, "_SECRETS_CONFIG")]  # the function's botocore Configs
-PRODUCTION = {name: getattr(module, name) for module, name in SDK_CONFIGS}
-
-
-def _use_sdk_configs(patch: pytest.MonkeyPatch, patient: bool) -> None:
-    for module, name in SDK_CONFIGS:
-        patch.setattr(module, name, PRODUCTION[name].merge(PATIENT) if patient else PRODUCTION[name])
-    reset_aws_clients()  # the cached clients were made with the other timeouts
 
 
 @pytest.fixture(scope="package", autouse=True)
 def patient_aws_clients() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        _use_sdk_configs(patch, patient=True)
+        for module, name in SDK_CONFIGS:
+            patch.setattr(module, name, getattr(module, name).merge(PATIENT))
+        reset_aws_clients()  # clients cached before were made with the function's timeouts
         yield
     reset_aws_clients()
-
-
-@pytest.fixture
-def production_sdk_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The function's own SDK timeouts (3 s per read), for tests about them; they must tolerate a resend."""
-    _use_sdk_configs(monkeypatch, patient=False)
-    yield
-    reset_aws_clients()  # before monkeypatch restores the patient configs
 
 
 @pytest.fixture(scope="session")

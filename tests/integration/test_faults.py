@@ -143,7 +143,7 @@ FAULTS = [
     Case("slow answer within the read timeout", (Fault(delay=1.0),), attempts=1, apis=ONE_API),
     Case(
         "slow answer beyond the read timeout",
-        (Fault(delay=3.0),),
+        (Fault(delay=10.0),),  # beyond the whole invocation, so beyond any read timeout in it
         503,
         None,
         timeout=7.0,
