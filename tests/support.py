@@ -16,6 +16,11 @@ from localdev.aws import SECRET_ID, WEBHOOK_AUTHORIZATION
 EVENT_SET_ID = "1234567890"
 NOW_MS = int(time.time() * 1000)
 BOTH_APIS = ["offline_conversions", "conversions_api"]
+# An invocation timeout (seconds) for faults that last until the deadline: it leaves time for a few attempts
+# (the function stops sending 1.5 s before its timeout, and starts an attempt only with 4.05 s left), and
+# for a busy machine to read the secret and map a batch of 1005 events before the first (about 2.5 s; a
+# tenth of that on a quiet machine, close to 1 s under load).
+SHORT_INVOCATION = 8.0
 
 
 @dataclass
