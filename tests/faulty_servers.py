@@ -1,5 +1,6 @@
-"""Fault tools for the integration tests: a Graph stand-in that can also cut or reset a connection,
-a loopback AWS endpoint that answers every call with one scripted error, and closed ports.
+"""Fault tools for the integration tests: a Graph stand-in that can also cut or reset a connection or
+hold its answer until the test releases it, a loopback AWS endpoint that answers every call with one
+scripted error, a proxy in front of moto, closed ports, and moto's SQS clock moved by the test.
 
 Everything listens on 127.0.0.1 only. `reset_aws_clients()` forgets the process-wide AWS clients
 (Powertools' SecretsProvider and its cache, the parking SQS client) so a changed endpoint takes effect.
@@ -21,9 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+import pytest
 import requests
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base
+from moto.sqs import models as moto_sqs
 
 from forwarder.parking import sqs_client
 from forwarder.secrets import provider as secrets_provider
@@ -52,6 +55,27 @@ class Trickle(str):
         return trickle
 
 
+class Held(str):
+    """A fault body held back until the test sets `release` (or `HOLD_SECONDS` pass), then sent as is."""
+
+    release: threading.Event
+
+    def __new__(cls, body: str, release: threading.Event) -> Held:
+        held = super().__new__(cls, body)
+        held.release = release
+        return held
+
+
+HOLD_SECONDS = 120.0  # what a held answer or a hanging server waits at most: longer than any test needs
+
+
+def reset(request: BaseHTTPRequestHandler) -> None:
+    """Reset the connection (TCP RST: SO_LINGER 0 makes close() send it instead of FIN), never answering."""
+    request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    request.connection.close()
+    request.close_connection = True
+
+
 def trickle(request: BaseHTTPRequestHandler, status: int, body: Trickle) -> None:
     payload = body.encode()
     head = (
@@ -70,18 +94,20 @@ def trickle(request: BaseHTTPRequestHandler, status: int, body: Trickle) -> None
 
 
 class FaultyGraph(GraphStub):
-    """The Graph stand-in plus faults it cannot script itself: a truncated answer, a reset, a trickle."""
+    """The Graph stand-in plus faults it cannot script itself: a truncated answer, a reset, a trickle, an
+    answer held until the test releases it."""
 
     @staticmethod
     def _reply(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         if isinstance(body, Trickle):
             trickle(request, status, body)
             return
+        if isinstance(body, Held):
+            body.release.wait(HOLD_SECONDS)
+            GraphStub._reply(request, status, str(body))
+            return
         if isinstance(body, Reset):
-            # SO_LINGER 0: close() sends RST instead of FIN.
-            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            request.connection.close()
-            request.close_connection = True
+            reset(request)
             return
         if isinstance(body, Truncated):
             payload = body.encode()
@@ -142,11 +168,13 @@ class AwsFaultServer:
 @dataclass
 class AwsStep:
     """What the proxy does with one call of an operation: wait before forwarding it (a slow service),
-    forward it and wait before answering (the call took effect, its answer comes late), answer an error
-    instead of forwarding, or trickle moto's answer one byte per `trickle` seconds."""
+    forward it and wait before answering (the call took effect, its answer comes late), forward it and
+    reset the connection (the call took effect, its answer is lost), answer an error instead of
+    forwarding, or trickle moto's answer one byte per `trickle` seconds."""
 
     delay_before: float = 0.0
     delay_after: float = 0.0
+    reset_after: bool = False
     error: tuple[int, str] | None = None  # (HTTP status, AWS error code)
     trickle: float = 0.0
 
@@ -205,8 +233,11 @@ class AwsProxy:
             return
         dropped = ("host", "connection", "content-length", "accept-encoding")
         headers = {key: value for key, value in request.headers.items() if key.lower() not in dropped}
-        answer = requests.post(self.upstream + request.path, data=body, headers=headers, timeout=10)
+        answer = requests.post(self.upstream + request.path, data=body, headers=headers, timeout=HOLD_SECONDS)
         status, payload = answer.status_code, answer.content
+        if step.reset_after:
+            reset(request)
+            return
         time.sleep(step.delay_after)
         self._answer(request, status, payload, step)
 
@@ -259,6 +290,24 @@ def fresh_aws_clients() -> Iterator[None]:
         reset_aws_clients()
 
 
+MAX_VISIBILITY = 12 * 3600  # SQS's longest visibility timeout, in seconds
+
+
+class SqsClock:
+    """moto's SQS clock, which the test moves forward: moto serves from this process, so a visibility
+    timeout runs out when the test says, not after that many seconds of wall time on a machine of any
+    speed. Only "now" moves; every other reading of moto's clock is left alone."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ahead = 0.0
+        seconds = moto_sqs.unix_time
+        monkeypatch.setattr(moto_sqs, "unix_time", lambda dt=None: seconds(dt) + (0.0 if dt else self.ahead))
+        monkeypatch.setattr(moto_sqs, "unix_time_millis", lambda dt=None: moto_sqs.unix_time(dt) * 1000.0)
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += seconds
+
+
 @functools.cache
 def _moto_sqs(endpoint: str) -> Any:
     return boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
@@ -267,15 +316,16 @@ def _moto_sqs(endpoint: str) -> Any:
 def parked_messages(env: dict[str, str]) -> list[dict[str, Any]]:
     """Every message in the parking queue, read from moto directly (whatever endpoint the function uses).
 
-    Each message is hidden while the queue is read, so more than ten are all found, then made visible
-    again so replay can still receive them.
+    Each message is hidden while the queue is read (for as long as SQS allows: however slow the machine,
+    none reappears to be counted twice), so more than ten are all found, then made visible again so replay
+    can still receive them.
     """
     sqs = _moto_sqs(env["AWS_ENDPOINT_URL"])
     queue = env["PARKING_QUEUE_URL"]
     found: dict[str, dict[str, Any]] = {}
     handles: list[str] = []
     for _ in range(200):  # bounded: 2000 messages is far more than any test parks
-        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=MAX_VISIBILITY)
         fresh = [message for message in received.get("Messages", []) if message["MessageId"] not in found]
         if not fresh:
             break

@@ -1,10 +1,11 @@
-"""Builders shared by the tests: API Gateway events, mParticle batches, secrets."""
+"""Builders shared by the tests: API Gateway events, mParticle batches, secrets; and `wait_for`."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,11 @@ from localdev.aws import SECRET_ID, WEBHOOK_AUTHORIZATION
 EVENT_SET_ID = "1234567890"
 NOW_MS = int(time.time() * 1000)
 BOTH_APIS = ["offline_conversions", "conversions_api"]
+# An invocation timeout (seconds) for faults that last until the deadline: it leaves time for a few attempts
+# (the function stops sending 1.5 s before its timeout, and starts an attempt only with 4.05 s left), and
+# for a busy machine to read the secret and map a batch of 1005 events before the first (about 2.5 s; a
+# tenth of that on a quiet machine, close to 1 s under load).
+SHORT_INVOCATION = 8.0
 
 
 @dataclass
@@ -95,3 +101,13 @@ def make_batch(events: list[dict[str, Any]] | None = None, **fields: Any) -> dic
         "device_info": {"ios_advertising_id": "6D92078A-8246-4BA4-AE5B-76104861E7DC"},
         **fields,
     }
+
+
+def wait_for(condition: Callable[[], Any], what: str, seconds: float = 60.0) -> None:
+    """Poll `condition` until it holds, instead of sleeping a time a busy machine may need more of; fails
+    naming `what` once `seconds` have passed (generous: the wait normally ends in milliseconds)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {seconds:.0f} s")
+        time.sleep(0.01)

@@ -1,8 +1,9 @@
 """Integration fixtures: one moto server per session, a fresh Graph stand-in per test, and invoke helpers.
 
 Tests drive the real `lambda_handler` named in template.yaml with API Gateway proxy events, against
-real local HTTP servers; nothing in forwarder/ or handler/ is patched. (tests/conftest.py, for every
-layer, sets Powertools' environment and the `api` fixture.)
+real local HTTP servers; nothing in forwarder/ or handler/ is patched but the AWS SDK's per-read timeout
+(`patient_aws_clients`). (tests/conftest.py, for every layer, sets Powertools' environment and the `api`
+fixture.)
 """
 
 from __future__ import annotations
@@ -15,13 +16,34 @@ from typing import Any
 
 import pytest
 import requests
+from botocore.config import Config
 
+from forwarder import parking, secrets
 from forwarder.telemetry import logger
 from localdev.aws import moto_server, provision
 from localdev.graph_stub import GraphStub
 from localdev.lambda_context import LocalContext
 from localdev.samples import load_api_event
+from tests.faulty_servers import HOLD_SECONDS, reset_aws_clients
 from tests.support import EVENT_SET_ID, NOW_MS, Answer
+
+# The function's clients give each SDK attempt 3 s to answer, then resend. moto answers from this process,
+# and on a busy machine (a CI runner doing other work) one of its answers can take longer: the resend then
+# parks a message twice, or receives again what the lost answer had already taken (hidden for the
+# visibility timeout), and a good change fails. Tests give every read as long as a hanging server waits:
+# the invocation's deadline still bounds each call in total (tests/integration/test_faults_deadlines.py).
+PATIENT = Config(read_timeout=HOLD_SECONDS)
+SDK_CONFIGS = [(parking, "_SQS_CONFIG"), (secrets, "_SECRETS_CONFIG")]  # the function's botocore Configs
+
+
+@pytest.fixture(scope="package", autouse=True)
+def patient_aws_clients() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for module, name in SDK_CONFIGS:
+            patch.setattr(module, name, getattr(module, name).merge(PATIENT))
+        reset_aws_clients()  # clients cached before were made with the function's timeouts
+        yield
+    reset_aws_clients()
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +55,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A fresh secret and queue in the shared moto server (reset between tests)."""
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=5)
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=HOLD_SECONDS)
     env = provision(moto_endpoint)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -29,7 +29,7 @@ from tests.faulty_servers import (
     parked_messages,
     reasons,
 )
-from tests.support import NOW_MS, Answer, api_event, commerce_event, make_batch
+from tests.support import NOW_MS, SHORT_INVOCATION, Answer, api_event, commerce_event, make_batch
 
 # mParticle retries 408, 429 and 5xx; every other answer is final.
 RETRIED = {408, 429, *range(500, 600)}
@@ -38,9 +38,7 @@ ALL_APIS = ("offline_conversions", "conversions_api")
 ONE_API = ("conversions_api",)
 OFFLINE = ("offline_conversions",)
 SKIPPED = {"skip-custom": "unmapped_custom_event", "skip-refund": "unsupported_action"}
-# An invocation timeout that leaves time for a few attempts: the deadline is the timeout less 1.5 s, and
-# an attempt starts only with 4.05 s left (connect timeout + minimum read timeout).
-SHORT = 6.5
+SHORT = SHORT_INVOCATION  # for faults that last until the deadline (tests/support.py says how long)
 
 
 @pytest.fixture
@@ -144,10 +142,10 @@ FAULTS = [
     Case("slow answer within the read timeout", (Fault(delay=1.0),), attempts=1, apis=ONE_API),
     Case(
         "slow answer beyond the read timeout",
-        (Fault(delay=3.0),),
+        (Fault(delay=10.0),),  # beyond the whole invocation, so beyond any read timeout in it
         503,
         None,
-        timeout=7.0,
+        timeout=SHORT,
         apis=ONE_API,
         error="did not answer in time",
     ),

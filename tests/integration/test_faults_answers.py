@@ -17,7 +17,7 @@ import pytest
 from localdev.graph_stub import Fault, GraphStub
 from tests.faulty_servers import FaultyGraph, parked_messages
 from tests.integration.test_faults import assert_accounted, fault_batch, ids_of
-from tests.support import api_event
+from tests.support import SHORT_INVOCATION, api_event
 
 COUNT = {"offline_conversions": "num_processed_entries", "conversions_api": "events_received"}
 
@@ -117,7 +117,7 @@ def test_an_error_with_odd_fields_is_classified_by_its_valid_parts_only(name, ap
     fault, outcome = ODD_ERRORS[name]
     graph.script(*[fault] * (30 if outcome == "retried" else 1))
     batch, ids = fault_batch(3)
-    answer = run(batch, invoke, timeout=6.5)
+    answer = run(batch, invoke, timeout=SHORT_INVOCATION)
     parked = {key for message in parked_messages(aws) for key in ids_of(message["events"])}
     if outcome == "rejected":
         assert answer.status == 422 and parked == set(ids)

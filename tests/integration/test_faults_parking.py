@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -18,16 +17,27 @@ from typing import Any
 import boto3
 import pytest
 
-from forwarder import held_messages
+from forwarder import graph_client, held_messages
 from forwarder import replay as replay_module
 from forwarder.replay import replay
 from forwarder.settings import load_settings
 from localdev.graph_stub import Fault, GraphStub
-from tests.faulty_servers import AwsProxy, AwsStep, FaultyGraph, fresh_aws_clients, parked_messages
+from tests.faulty_servers import (
+    HOLD_SECONDS,
+    MAX_VISIBILITY,
+    AwsProxy,
+    AwsStep,
+    FaultyGraph,
+    Held,
+    SqsClock,
+    fresh_aws_clients,
+    parked_messages,
+)
 from tests.integration.test_faults import event_key
-from tests.support import EVENT_SET_ID, api_event, commerce_event, make_batch
+from tests.support import EVENT_SET_ID, api_event, commerce_event, make_batch, wait_for
 
 THROTTLED = AwsStep(error=(400, "ThrottlingException"))
+ACCEPTED = '{"events_received": 3, "num_processed_entries": 3}'  # either API's success for 3 events
 
 
 @pytest.fixture
@@ -58,14 +68,22 @@ def sqs(aws: dict[str, str]) -> Any:
     return boto3.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
 
 
+def in_flight(aws: dict[str, str]) -> int:
+    """Messages of the parking queue some consumer holds (invisible), by moto's clock."""
+    name = "ApproximateNumberOfMessagesNotVisible"
+    attributes = sqs(aws).get_queue_attributes(QueueUrl=aws["PARKING_QUEUE_URL"], AttributeNames=[name])
+    return int(attributes["Attributes"][name])
+
+
 # --- nothing parked twice ------------------------------------------------------------------------
 
 
-def test_a_parking_write_answered_late_is_written_twice_and_replayed_once(aws, function_env, invoke, graph, api):
-    """SQS stores the message but answers after the read timeout: the SDK sends it again."""
+def test_a_parking_write_whose_answer_is_lost_is_written_twice_and_replayed_once(aws, function_env, invoke, graph, api):
+    """SQS stores the message but its answer never arrives (a read timeout or, here, a reset connection,
+    which needs no waiting): the SDK sends it again."""
     batch, ids = batch_of(3)
     with AwsProxy(aws["AWS_ENDPOINT_URL"]) as proxy:
-        proxy.script("SendMessageBatch", AwsStep(delay_after=3.5))  # botocore's read timeout is 3 s
+        proxy.script("SendMessageBatch", AwsStep(reset_after=True))
         function_env(FACEBOOK_API=api, AWS_ENDPOINT_URL_SQS=proxy.url)
         graph.script(Fault.graph_error(100, error_subcode=33))
         with fresh_aws_clients():
@@ -116,21 +134,33 @@ def test_a_set_cut_short_is_never_replayed_beside_its_resend(
 
 
 def test_overlapping_replays_never_send_the_same_set(aws, function_env, invoke, graph, monkeypatch):
-    """A replay whose Graph requests take longer than the visibility timeout keeps its messages invisible,
-    so a second replay started meanwhile finds nothing to send."""
-    monkeypatch.setattr(replay_module, "VISIBILITY_TIMEOUT", 2)  # what messages are received with
-    monkeypatch.setattr(held_messages, "VISIBILITY_TIMEOUT", 2)  # what the heartbeat extends them to
-    monkeypatch.setattr(held_messages, "HEARTBEAT_SECONDS", 0.5)
+    """A replay whose Graph requests take longer than the visibility timeout keeps its messages invisible
+    (its heartbeat extends the timeout), so a second replay started meanwhile finds nothing to send.
+
+    Time passes only as the test says: Facebook answers the first replay when the test releases it, and
+    moto's clock jumps past the visibility timeout."""
+    clock = SqsClock(monkeypatch)
+    monkeypatch.setattr(held_messages, "HEARTBEAT_SECONDS", 0.05)
+    # The first replay waits for Facebook's answer as long as the test may hold it.
+    monkeypatch.setattr(graph_client, "MAX_READ_TIMEOUT", HOLD_SECONDS)
+    monkeypatch.setattr(replay_module, "SEND_BUDGET_SECONDS", 2 * HOLD_SECONDS)
     batch, ids = batch_of(3)
     graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch)).status == 422
-    graph.script(Fault(delay=5.0))  # the first replay's request: Facebook takes 5 s
+    graph.received.clear()
+    facebook_answers = threading.Event()
+    graph.script(Fault(200, Held(ACCEPTED, facebook_answers)))  # the first replay's request
     reports: list[Any] = []
     slow = threading.Thread(target=lambda: reports.append(replay(load_settings())))
     slow.start()
-    time.sleep(3.0)  # past the visibility timeout the first replay received its message with
-    second = replay(load_settings())
-    slow.join()
+    try:
+        wait_for(lambda: graph.received, "the first replay's request to Facebook")  # it holds the message
+        clock.advance(replay_module.VISIBILITY_TIMEOUT + 1)  # past the timeout the message was received with
+        wait_for(lambda: in_flight(aws) == 1, "a heartbeat to hide the message again")
+        second = replay(load_settings())
+    finally:
+        facebook_answers.set()
+        slow.join()
     assert second.messages == 0 and second.in_flight == 1 and not second.finished
     assert reports[0].delivered_events == 3
     assert acknowledged(graph) == Counter(ids)
@@ -239,7 +269,7 @@ def test_replay_never_crashes_on_nor_is_steered_by_a_tampered_message(
 def test_replay_reports_messages_another_consumer_holds(aws, function_env, invoke, graph, capsys):
     graph.script(Fault.graph_error(100, error_subcode=33))
     assert invoke(api_event(batch_of(3)[0])).status == 422
-    sqs(aws).receive_message(QueueUrl=aws["PARKING_QUEUE_URL"], VisibilityTimeout=60)  # someone else has it
+    sqs(aws).receive_message(QueueUrl=aws["PARKING_QUEUE_URL"], VisibilityTimeout=MAX_VISIBILITY)  # someone else has it
 
     assert replay_module.main([]) == 1
     out, err = capsys.readouterr()
@@ -265,7 +295,9 @@ def test_a_complete_set_split_between_consumers_is_never_lost(discard, aws, func
     ids, parts = park_several_parts(aws, function_env, invoke, graph)
     monkeypatch.setattr(replay_module, "INCOMPLETE_AFTER_SECONDS", -1)
     queue = aws["PARKING_QUEUE_URL"]
-    held = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"][0]
+    # Held for as long as SQS allows, until the test lets it go: however slow the machine, it stays held.
+    held = sqs(aws).receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=MAX_VISIBILITY)
+    held = held["Messages"][0]
 
     report = replay(load_settings(), discard_incomplete=discard)
     assert report.deleted == 0 and report.kept == {replay_module.INCOMPLETE: parts - 1} and graph.received == []

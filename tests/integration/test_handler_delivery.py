@@ -12,7 +12,7 @@ import pytest
 
 from localdev.aws import ACCESS_TOKEN, WEBHOOK_AUTHORIZATION
 from localdev.graph_stub import Fault
-from tests.support import EVENT_SET_ID, api_event, commerce_event, make_batch, put_secret
+from tests.support import EVENT_SET_ID, SHORT_INVOCATION, api_event, commerce_event, make_batch, put_secret
 
 LIMIT = {"offline_conversions": 2000, "conversions_api": 1000}
 VERSION = {"offline_conversions": "v16.0", "conversions_api": "v26.0"}
@@ -146,7 +146,7 @@ def test_rate_limit_then_success(function_env, invoke, graph, api):
 def test_rate_limited_until_time_runs_out_is_a_503_with_retry_after(function_env, invoke, graph, api):
     function_env(FACEBOOK_API=api)
     graph.script(*[Fault.graph_error(613, message="Calls to this api have exceeded the rate limit")] * 50)
-    answer = invoke(api_event(make_batch()), timeout=7)
+    answer = invoke(api_event(make_batch()), timeout=SHORT_INVOCATION)
     assert answer.status == 503
     assert int(answer.headers["Retry-After"]) > 0
     assert "code 613" in answer.body["error"]
@@ -194,22 +194,22 @@ def test_transient_answers_are_retried(function_env, invoke, graph, api, fault):
 
 def test_html_error_page_that_keeps_coming_names_the_content_type(function_env, invoke, graph):
     graph.script(*[Fault(status=502, body="<html>Bad Gateway</html>")] * 50)
-    answer = invoke(api_event(make_batch()), timeout=6)
+    answer = invoke(api_event(make_batch()), timeout=SHORT_INVOCATION)
     assert answer.status == 503
     assert "HTTP 502" in answer.body["error"]
     assert "text/html" in answer.body["error"]
 
 
 def test_a_slow_facebook_times_out_and_is_retried(function_env, invoke, graph):
-    graph.script(Fault(delay=2.5))  # beyond the read timeout left in a 7 s invocation
-    answer = invoke(api_event(make_batch()), timeout=7)
+    graph.script(Fault(delay=10.0))  # beyond the whole invocation, so beyond any read timeout in it
+    answer = invoke(api_event(make_batch()), timeout=SHORT_INVOCATION)
     assert answer.status == 503
     assert "did not answer in time" in answer.body["error"]
 
 
 def test_connection_refused_is_a_503(function_env, invoke):
     function_env(FACEBOOK_GRAPH_URL="http://127.0.0.1:9")  # discard port: nothing listens
-    answer = invoke(api_event(make_batch()), timeout=6)
+    answer = invoke(api_event(make_batch()), timeout=SHORT_INVOCATION)
     assert answer.status == 503
     assert "could not reach Facebook" in answer.body["error"]
 

@@ -4,7 +4,8 @@ The real `lambda_handler` runs against moto and a Graph stand-in that accepts an
 so fuzzed batches that are valid go all the way through. Whatever the body, headers, base64 flag,
 method or path: no exception escapes, the status is one the README documents, an authenticated
 request with a broken body is a 400 (or a 200 when it is still a batch), never a 500, and each
-example stays within a time and memory bound.
+example stays within a bound of CPU time (what a costly input shows in, however busy the machine) and
+of memory.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.faulty_servers import FaultyGraph
 from tests.support import NOW_MS, api_event, commerce_event, make_batch
 
 DOCUMENTED = {200, 400, 401, 404, 413, 422, 500, 502, 503}
-SECONDS_PER_EXAMPLE = 3.0
+SECONDS_PER_EXAMPLE = 3.0  # of this process's CPU time
 PEAK_BYTES = 32 * 1024 * 1024  # bodies here stay under ~100 kB; the handler should need a few MB
 FUZZ = settings(
     max_examples=150,
@@ -232,10 +233,10 @@ def accepting_graph(function_env, graph, api):
 
 def run(event: dict[str, Any]) -> tuple[dict[str, Any], float, int]:
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()
     try:
         response = lambda_handler(event, LocalContext(timeout_seconds=25))
-        elapsed = time.monotonic() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

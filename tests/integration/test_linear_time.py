@@ -2,8 +2,8 @@
 
 Each adversarial value (the issue's 121 KB email, and its neighbours: many dots, many @, whitespace
 runs, 1 MB values) goes into one key of Jane's batch and through the real handler with a 10 s
-invocation. It must be answered 200 in well under that time, with the value omitted (it is over its
-key's bound: README, "Match keys") and the event still forwarded on Jane's other keys.
+invocation. It must be answered 200, in well under that time of CPU, with the value omitted (it is over
+its key's bound: README, "Match keys") and the event still forwarded on Jane's other keys.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ def jane_with(key: str, value: str) -> dict[str, Any]:
 
 
 def timed(invoke, event: dict[str, Any]):
-    started = time.monotonic()
+    """The answer, and the CPU time this process spent on it (the handler, and the stand-ins it talks to):
+    where a super-linear cost shows, whatever else the machine is doing. Wall time would measure the
+    machine's load as well."""
+    started = time.process_time()
     answer = invoke(event, timeout=TIMEOUT_SECONDS)
-    return answer, time.monotonic() - started
+    return answer, time.process_time() - started
 
 
 # One test per key and API, every shape in it: a handler setup (fresh moto state) per shape would cost more
