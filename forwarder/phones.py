@@ -14,10 +14,11 @@ one, only numbers written with an international prefix (`+`, or `00` as most of 
 read. Three cases past libphonenumber's verdict:
 - A Mexican number in a form Mexico abolished in 2019 (the mobile `1` after +52, the national `044`, `045`,
   `01`, `02`) is sent as today's number, when what follows the old prefix is a valid Mexican number.
-- A number written with its country code that libphonenumber finds too short or too long for its country is
-  sent by Meta's own rule (what Meta's SDK keeps: the country code and the digits after it, 7 to 15 digits
-  as E.164 allows): libphonenumber's lengths may lag a country's plan, and a number Meta would keep must not
-  be dropped.
+- A number written with its country code (one libphonenumber knows: `+999` has none, and is omitted) that
+  libphonenumber finds too short, too long or only local for its country is sent by Meta's own rule, as
+  Meta's SDK keeps it: the country code and the digits after it, 7 to 15 of them as E.164 allows.
+  libphonenumber's lengths may lag a country's plan, and a number Meta would keep must not be dropped.
+  Extensions are no part of it (E.164 has none), where Meta's "remove letters" would keep their digits.
 - A number written nationally that libphonenumber finds impossible (too short, too long, a local number
   without its area code) is omitted, never hashed: without a country code Meta cannot use it.
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 MAX_PHONE_LENGTH = 64
 # A number sent by Meta's rule, country code included: at least 7 digits as Meta's SDK requires (serverside
 # normalize.py, `ph`: a 1-4 digit country code, a 2-3 digit area code, 4 or more digits), at most 15
-# (ITU-T E.164, 6.1: "15 digits", country code included).
+# (ITU-T E.164: at most 15 digits, country code included).
 MIN_DIGITS_WITH_COUNTRY_CODE = 7
 MAX_DIGITS_WITH_COUNTRY_CODE = 15
 # Prefixes a country abolished that old records still carry, by country code: Mexico's national prefixes
