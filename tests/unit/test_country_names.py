@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import KeySettings, match_keys
+from forwarder.match_keys import match_keys, place_of
 from forwarder.places import COUNTRY_ALIASES, ISO_ALPHA_2, normalize_country, place_key
 
 
 def country_key(written: str) -> tuple[str, ...] | None:
     user = read_batch({"events": [], "user_attributes": {"$country": written}}).user
-    return dict(match_keys(user, KeySettings()).values).get("country")
+    return dict(match_keys(user, place_of(user)).values).get("country")
 
 
 # (as written, ISO 3166-1 alpha-2)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from forwarder.batch import read_batch
-from forwarder.match_keys import KeySettings, match_keys
+from forwarder.match_keys import match_keys, place_of
 from forwarder.phones import normalize_phone
 
 
@@ -25,9 +25,8 @@ def sha(normalised: str) -> str:
 
 def phone_key(written: str, country: str | None) -> tuple[str, ...] | None:
     attributes = {"$mobile": written, **({"$country": country} if country else {})}
-    return dict(match_keys(read_batch({"events": [], "user_attributes": attributes}).user, KeySettings()).values).get(
-        "phone"
-    )
+    user = read_batch({"events": [], "user_attributes": attributes}).user
+    return dict(match_keys(user, place_of(user)).values).get("phone")
 
 
 def phonenumbers() -> Any:
