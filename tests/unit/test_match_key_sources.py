@@ -80,7 +80,9 @@ def test_the_issues_keys_go_to_both_apis() -> None:
     }
     assert unhashed == {OFFLINE: {"extern_id"}, CAPI: {"madid"}}
     # Arrays: email and phone on both APIs, every hashed key on the Conversions API.
-    arrays = {api: {key.sent[api].name for key in KEYS if api in key.sent and key.sent[api].many} for api in FacebookApi}
+    arrays = {
+        api: {key.sent[api].name for key in KEYS if api in key.sent and key.sent[api].many} for api in FacebookApi
+    }
     assert arrays[OFFLINE] == {"email", "phone"}
     assert arrays[CAPI] == expected[CAPI] - {"madid"}
 

@@ -337,7 +337,7 @@ def test_the_offline_conversions_api_has_no_action_source() -> None:
 # Conversions API took offline events up to 62 days old, whatever the flag says.
 WINDOWS = [
     *[("conversions_api", "physical_store", days, days < 62) for days in (1, 6.9, 7.1, 61.9, 62.1)],
-    # `app` is never sent, whatever its age (tests/unit/test_server_event_fields.py).
+    # `app` is never sent, whatever its age (tests/unit/test_action_source_app.py).
     *[
         ("conversions_api", source, days, days < 7)
         for source in ACTION_SOURCES[1:]
