@@ -15,7 +15,15 @@ import pytest
 
 from forwarder.batch import IDENTITY_TYPES, read_batch
 from forwarder.facebook_api import PROFILES, FacebookApi
-from forwarder.match_keys import KEYS, MAX_VALUES_PER_KEY, KeySettings, MatchKeys, match_keys, place_of
+from forwarder.match_keys import (
+    DATE_OF_BIRTH_KEYS,
+    KEYS,
+    MAX_VALUES_PER_KEY,
+    KeySettings,
+    MatchKeys,
+    match_keys,
+    place_of,
+)
 from forwarder.redaction import user_values
 from forwarder.render import keys_sent, render_keys
 from forwarder.settings import Settings, SettingsError, load_settings
@@ -342,7 +350,11 @@ def documented_key_rows() -> dict[str, list[str]]:
 
 
 # The variables whose identity types replace a key's sources (docs/mapping.md, "Configuration").
-REPLACED_BY = {"email": "EMAIL_IDENTITY_TYPES", "external_id": "EXTERNAL_ID_IDENTITY_TYPE"}
+REPLACED_BY = {
+    "email": "EMAIL_IDENTITY_TYPES",
+    "external_id": "EXTERNAL_ID_IDENTITY_TYPE",
+    **dict.fromkeys(DATE_OF_BIRTH_KEYS, "DATE_OF_BIRTH_ATTRIBUTE"),
+}
 
 
 def test_the_documented_match_key_table_shows_the_table_in_the_code() -> None:
