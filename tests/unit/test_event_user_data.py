@@ -4,8 +4,8 @@
 Expected values: Meta's customer-information-parameters ("Do not hash" for all three; lead_id an integer id,
 page_id and ctwa_clid strings), Meta's SDK (facebook_business serverside `UserData`, which sends each as
 given, unhashed: it is the oracle for what is sent), Meta's offline-conversion-file-uploader for what a lead
-id may be (an `fbid`: digits within an unsigned 64-bit integer, its example `l:4234567890123` with the Lead
-Ads prefix dropped), and WhatsApp's webhook reference for a ctwa_clid's form. Batches are built by
+id may be (an `fbid`: digits within an unsigned 64-bit integer, its example `l:4234567890123` with the
+`l:` prefix dropped), and WhatsApp's webhook reference for a ctwa_clid's form. Batches are built by
 mParticle's Python SDK (inbound shape) and converted to the webhook's outbound shape.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import mparticle as mp
 import pytest
 
+from forwarder.redaction import Redactor
 from tests.unit.test_sdk_batches import outbound
 from tests.unit.test_store_events import MAPPING, commerce, custom, product, rendered, sdk_batch, settings
 
@@ -43,7 +44,7 @@ def metas_sdk(field: str, value: str) -> Any:
 CASES = [
     ("Facebook.LeadId", "1234567890123456", "lead_id", "1234567890123456"),
     ("Facebook.LeadId", " 7543756327866 ", "lead_id", "7543756327866"),
-    ("Facebook.LeadId", "l:4234567890123", "lead_id", "4234567890123"),  # a Lead Ads export's prefix
+    ("Facebook.LeadId", "l:4234567890123", "lead_id", "4234567890123"),  # Meta's uploader's own example
     ("Facebook.LeadId", 4234567890123, "lead_id", "4234567890123"),  # a JSON number: exact, as its string
     ("Facebook.LeadId", "18446744073709551615", "lead_id", "18446744073709551615"),  # the largest Facebook id
     ("Facebook.LeadId", "18446744073709551616", "lead_id", None),
@@ -170,3 +171,12 @@ def test_a_lead_or_click_id_matches_a_user_without_keys(flags: dict[str, str], s
         assert [set(event["user_data"]) for event in events] == [sent_keys]
         assert skipped == {"no_match_key": 1}
     assert rendered(body, settings("offline_conversions"))[:2] == ([], {"no_match_key": 2})
+
+
+def test_an_id_facebook_quotes_back_is_redacted_from_what_we_log() -> None:
+    """They travel unhashed, so an error quoting one must not carry it into a log line or parked reason."""
+    flags = {"Facebook.LeadId": "4234567890123", "Facebook.CtwaClid": CTWA_CLID}
+    events = rendered(sdk_batch(purchase(flags)), settings("conversions_api"))[0]
+    redact = Redactor.for_events(events)
+    quoted = f"Invalid parameter: lead 4234567890123 and click '{CTWA_CLID}' are not this dataset's"
+    assert "4234567890123" not in redact(quoted) and CTWA_CLID not in redact(quoted)
