@@ -73,7 +73,7 @@ FIELDS: tuple[tuple[str, str, Callable[[Any], str | None]], ...] = (
 
 
 def _names_in(values: Any) -> bool:
-    return type(values) is dict and any(name in values for _, name, _ in FIELDS)
+    return type(values) is dict and (LEAD_ID in values or CTWA_CLID in values or PAGE_ID in values)
 
 
 def event_user_data(data: Mapping[str, Any]) -> tuple[dict[str, str] | None, list[str]]:

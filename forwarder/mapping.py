@@ -181,7 +181,8 @@ def map_event(
         adjusted.append(EVENT_TIME_FROM_BATCH)
     if invalid_source:
         adjusted.append(INVALID_ACTION_SOURCE)
-    adjusted += fields_adjusted + values_adjusted
+    if fields_adjusted or values_adjusted:
+        adjusted += fields_adjusted + values_adjusted
     value, currency = priced
     return Conversion(
         event_name=event_name,

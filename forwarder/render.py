@@ -181,9 +181,9 @@ def _batch_fields(mapped: Mapped, profile: Profile) -> dict[str, Any]:
     return fields
 
 
-def _matchable(keys: dict[str, Any], conversion: Conversion) -> bool:
-    """Meta can match the event: the user has a key, or the event carries an id that matches by itself."""
-    return bool(keys) or (conversion.user_data is not None and not MATCHING_IDS.isdisjoint(conversion.user_data))
+def _matches_alone(conversion: Conversion) -> bool:
+    """The event carries an id Meta matches on by itself (a lead or click id), when the user has no key."""
+    return conversion.user_data is not None and not MATCHING_IDS.isdisjoint(conversion.user_data)
 
 
 def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:
@@ -201,7 +201,7 @@ def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, An
     shape = _SHAPES[settings.api]
     events: list[dict[str, Any]] = []
     for conversion in mapped.conversions:
-        if not _matchable(keys, conversion):
+        if not keys and not _matches_alone(conversion):
             skipped[Skip.NO_MATCH_KEY.value] += 1
             continue
         event = shape(conversion, keys_field, keys, _commerce_fields(conversion))

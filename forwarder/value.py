@@ -64,9 +64,8 @@ def price(
 # separate currency field for net_revenue. The currency you send on the Purchase event applies to both value
 # and net_revenue", value optimization for profit), so it goes only with a value and a currency; a loss is a
 # profit below 0. A predicted lifetime value is positive (Meta's pLTV guide: "All values must be positive").
-NET_REVENUE, PREDICTED_LTV = "net_revenue", "predicted_ltv"
+NET_REVENUE, PREDICTED_LTV = "net_revenue", "predicted_ltv"  # the custom attributes, named as Meta's fields
 VALUE_FIELDS = (NET_REVENUE, PREDICTED_LTV)
-_LENGTHS = frozenset(len(field) for field in VALUE_FIELDS)  # only a name of these lengths needs case-folding
 NET_REVENUE_WITHOUT_VALUE = "net_revenue_without_value"  # adjusted: no value and currency for it to be in
 
 
@@ -78,26 +77,24 @@ def _amount(given: Any, field: str) -> float | None:
 
 
 def value_fields(attributes: dict[str, Any], currency: str | None) -> tuple[dict[str, Any], list[str]]:
-    """The event's custom data with `net_revenue` and `predicted_ltv` (custom attributes of those names in any
-    case, the first of each) as Meta's numbers, and what was adjusted: a value that is no number (or, for
+    """The event's custom data with the custom attributes `net_revenue` and `predicted_ltv` (spelled as Meta
+    spells the fields) as Meta's numbers, and what was adjusted: a value that is no number (or, for
     predicted_ltv, not positive) is left out as `invalid_<field>`, a net revenue without `currency` as
     NET_REVENUE_WITHOUT_VALUE. The dict given is returned as it is when it has neither (the usual case)."""
-    if not any(type(key) is str and len(key) in _LENGTHS and key.casefold() in VALUE_FIELDS for key in attributes):
+    if NET_REVENUE not in attributes and PREDICTED_LTV not in attributes:
         return attributes, []
-    found: dict[str, Any] = {}
-    kept: dict[str, Any] = {}
-    for key, given in attributes.items():
-        field = key.casefold() if type(key) is str else None
-        if field in VALUE_FIELDS:
-            found.setdefault(field, given)
-        else:
-            kept[key] = given
+    kept = dict(attributes)
     adjusted: list[str] = []
-    for field, given in found.items():
-        if (amount := _amount(given, field)) is None:
+    for field in VALUE_FIELDS:
+        if field not in kept:
+            continue
+        amount = _amount(kept[field], field)
+        if amount is None:
             adjusted.append(f"invalid_{field}")
         elif field == NET_REVENUE and currency is None:
             adjusted.append(NET_REVENUE_WITHOUT_VALUE)
         else:
             kept[field] = amount
+            continue
+        del kept[field]
     return kept, adjusted

@@ -40,7 +40,6 @@ CASES = [
     ({"net_revenue": "-3.2"}, metas_sdk(net_revenue=-3.2), {}),  # a sale at a loss
     ({"predicted_ltv": "250"}, metas_sdk(predicted_ltv=250.0), {}),
     ({"predicted_ltv": 99.9, "net_revenue": 4}, metas_sdk(predicted_ltv=99.9, net_revenue=4.0), {}),
-    ({"Net_Revenue": "1.25", "PREDICTED_LTV": "30"}, metas_sdk(net_revenue=1.25, predicted_ltv=30.0), {}),
     ({"net_revenue": "twelve"}, {}, {"invalid_net_revenue": 1}),
     ({"net_revenue": True}, {}, {"invalid_net_revenue": 1}),
     ({"net_revenue": "NaN"}, {}, {"invalid_net_revenue": 1}),
@@ -66,6 +65,13 @@ def test_net_revenue_and_predicted_ltv_are_sent_as_metas_numbers(
     assert custom_data["store"] == "SF-01"
     assert not set(attributes) - set(fields) & set(custom_data)  # no other spelling, nothing invalid
     assert (skipped, counted) == ({}, adjusted)
+
+
+def test_another_spelling_is_ordinary_custom_data() -> None:
+    """Only Meta's own field names are read (as the outside contract names them): `Net_Revenue` is an attribute
+    like any other, which Meta does not read as the field."""
+    [event] = rendered(sdk_batch(purchase({"Net_Revenue": "1.25"})), settings())[0]
+    assert "net_revenue" not in event["custom_data"] and event["custom_data"]["Net_Revenue"] == "1.25"
 
 
 def test_net_revenue_needs_the_events_value_and_currency() -> None:
