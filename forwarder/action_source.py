@@ -1,7 +1,7 @@
 """Action source: where a conversion happened (Meta's `action_source`), and how an event says so.
 
 Meta's values are conversions-api/parameters/server-event's; DEFAULT_ACTION_SOURCE picks one for events
-that say nothing (README, "Action source"). Only the Conversions API carries it, and Meta's time window
+that say nothing (docs/mapping.md, "Action source"). Only the Conversions API carries it, and Meta's time window
 depends on it (forwarder/event_time.py).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
+
+from forwarder.instructions import ACTION_SOURCE, instruction
 
 
 class ActionSource(StrEnum):
@@ -26,28 +28,25 @@ class ActionSource(StrEnum):
     OTHER = "other"
 
 
-# mParticle's Facebook integration reads an event's action source from this custom flag (README, "Action
-# source"); as a custom attribute it is read the same way and is an instruction, never custom data.
-ACTION_SOURCE_KEY = "Facebook.ActionSource"
 INVALID_ACTION_SOURCE = "invalid_action_source"  # adjusted: Facebook.ActionSource not one of Meta's values
 _ACTION_SOURCES = frozenset(source.value for source in ActionSource)
+# Meta requires `app_data` (advertiser_tracking_enabled, application_tracking_enabled, extinfo: the device's
+# details) with every `app` event and refuses the event without it ("The parameter 'advertiser_tracking_enabled'
+# is required for the event with the action source 'app'", facebook-nodejs-business-sdk#233, #251). An offline
+# feed has no such details, so `app` is never sent: an event that says `app` is skipped (mapping.py), and
+# DEFAULT_ACTION_SOURCE refuses it.
+NEEDS_APP_DATA = ActionSource.APP.value
+SENDABLE_ACTION_SOURCES = tuple(source.value for source in ActionSource if source.value != NEEDS_APP_DATA)
 
 
 def action_source(data: Mapping[str, Any], default: str) -> tuple[str, bool]:
     """The event's action source and whether a value given was unusable (then `default` is used).
 
     As mParticle's Facebook integration: the `Facebook.ActionSource` custom flag (a string, or a list of
-    strings of which the first counts), else a custom attribute of that name; an absent or empty one
-    means the default.
+    strings of which the first counts), else a custom attribute of that name (instructions.py); an absent or
+    empty one means the default. `app` is answered as given: the caller skips the event (NEEDS_APP_DATA).
     """
-    given = None
-    flags = data.get("custom_flags")
-    if type(flags) is dict:
-        given = flags.get(ACTION_SOURCE_KEY)
-    if given is None and type(attributes := data.get("custom_attributes")) is dict:
-        given = attributes.get(ACTION_SOURCE_KEY)
-    if type(given) is list:
-        given = given[0] if given else None
+    given = instruction(data, ACTION_SOURCE)
     if given is None:
         return default, False
     if type(given) is not str:

@@ -75,6 +75,8 @@ class User:
     ios_advertising_id: str | None = None
     android_advertising_id: str | None = None
     ccpa_opted_out: bool = False
+    # The GDPR purposes the user consented to (`consent_state.gdpr.<purpose>.consented: true`), lower-cased.
+    gdpr_consented_purposes: frozenset[str] = frozenset()
     mpid: str | None = None  # mParticle's user id, in decimal
 
     def attribute(self, name: str) -> str | None:
@@ -181,6 +183,23 @@ def _ccpa_opted_out(consent_state: Mapping[str, Any]) -> bool:
     return opt_out.get("consented") is True
 
 
+def _gdpr_consented_purposes(consent_state: Mapping[str, Any]) -> frozenset[str]:
+    """The purposes of `consent_state.gdpr` whose state has `consented: true` (the JSON boolean), lower-cased and
+    trimmed, from the first MAX_USER_ENTRIES purposes.
+
+    mParticle (JSON reference, `consent_state`; both the Events API and the webhook's output) maps each purpose
+    the workspace defines to `{"consented": bool, "document", "timestamp_unixtime_ms", "location",
+    "hardware_id"}`; a purpose consented `false`, or with anything but a boolean `true`, is not consented.
+    """
+    purposes = _first(mapping(consent_state.get("gdpr")).items(), "consent_state.gdpr")
+    consented = (
+        purpose.strip().lower()
+        for purpose, state in purposes
+        if isinstance(purpose, str) and mapping(state).get("consented") is True
+    )
+    return frozenset(purpose for purpose in consented if purpose)
+
+
 def check_structure(raw: bytes) -> None:
     """Refuse, before parsing, a body over 2 MiB holding more than MAX_CONTAINERS objects and arrays.
 
@@ -236,12 +255,14 @@ def read_batch(body: Any) -> Batch:
         if isinstance(key, str)
     }
     device = mapping(body.get("device_info"))
+    consent_state = mapping(body.get("consent_state"))
     user = User(
         identities=_identities(body.get("user_identities")),
         attributes=attributes,
         ios_advertising_id=_bounded_id(device.get("ios_advertising_id"), "ios_advertising_id"),
         android_advertising_id=_bounded_id(device.get("android_advertising_id"), "android_advertising_id"),
-        ccpa_opted_out=_ccpa_opted_out(mapping(body.get("consent_state"))),
+        ccpa_opted_out=_ccpa_opted_out(consent_state),
+        gdpr_consented_purposes=_gdpr_consented_purposes(consent_state),
         mpid=_mpid(body.get("mpid")),
     )
     return Batch(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder.action_source import ACTION_SOURCE_KEY
+from forwarder.instructions import INSTRUCTIONS
 from forwarder.limits import (
     ATTRIBUTE_OVERHEAD_BYTES,
     JSON_BYTES_PER_CHAR,
@@ -60,8 +60,9 @@ class Screen:
 
 
 def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any], int, list[str]]:
-    """The event's scalar custom attributes without personal data (nor the Facebook.ActionSource instruction),
-    an upper bound in bytes of their JSON, and the reasons of what was removed.
+    """The event's scalar custom attributes without personal data (nor the `Facebook.*` instructions of
+    instructions.py, which are read, never screened), an upper bound in bytes of their JSON, and the reasons
+    of what was removed.
 
     The event's own dict is used as it is when nothing is left out (the usual case): no copy per event.
     Raises TooManyAttributes or TooLong.
@@ -76,7 +77,7 @@ def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any]
     removed: list[str] = []
     for key, value in attributes.items():
         kind = type(value)
-        if type(key) is not str or kind not in _SCALARS:
+        if type(key) is not str or kind not in _SCALARS or key in INSTRUCTIONS:
             left_out.append(key)
             continue
         key_length, value_length = len(key), len(value) if kind is str else 0
@@ -87,8 +88,6 @@ def custom_data(data: Mapping[str, Any], screen: Screen) -> tuple[dict[str, Any]
             removed.append(reason)
             continue
         chars += key_length + value_length
-    if ACTION_SOURCE_KEY in attributes:
-        left_out.append(ACTION_SOURCE_KEY)
     if left_out:
         attributes = {key: value for key, value in attributes.items() if key not in left_out}
     return attributes, JSON_BYTES_PER_CHAR * chars + ATTRIBUTE_OVERHEAD_BYTES * len(attributes), removed

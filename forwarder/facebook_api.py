@@ -8,8 +8,9 @@ version that took offline events; 2000 events per request; `upload_tag`; `match_
 1000 events per request; `user_data` with `madid` unhashed; `item_price`; `event_id` de-duplicated with
 `event_name` for 48 hours; `events_received`; `test_event_code`; `action_source`; custom event names;
 `content_ids`, `content_name`, `content_category`, `num_items`, `delivery_category` and the contents'
-`title` in custom-data). The Offline Conversions API's event_name is one of Meta's event types, and its
-events carry none of those fields.
+`title` in custom-data; `lead_id`, `ctwa_clid`, `page_id` in customer-information-parameters; `opt_out` in
+server-event). The Offline Conversions API's event_name is one of Meta's event types, and its events carry
+none of those fields.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Profile:
     action_source: bool  # events carry action_source (and Meta's time window depends on it)
     custom_event_names: bool  # takes event names that are not Meta's standard events
     content_details: bool  # content_ids, content_name, content_category, num_items, delivery_category, title
+    server_event_fields: bool  # opt_out, original_event_data, an event's own lead_id, ctwa_clid, page_id
 
 
 PROFILES: Mapping[FacebookApi, Profile] = {
@@ -57,6 +59,7 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         action_source=False,
         custom_event_names=False,
         content_details=False,
+        server_event_fields=False,
     ),
     FacebookApi.CONVERSIONS_API: Profile(
         api=FacebookApi.CONVERSIONS_API,
@@ -72,5 +75,6 @@ PROFILES: Mapping[FacebookApi, Profile] = {
         action_source=True,
         custom_event_names=True,
         content_details=True,
+        server_event_fields=True,
     ),
 }

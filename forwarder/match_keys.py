@@ -3,8 +3,8 @@
 `KEYS` is the one table of match keys (README, "Match keys", shows the same rows): per key its sources in
 priority order, its normaliser, its longest value, and per Facebook API its field name, whether it is
 hashed and whether several values go as an array. The rules themselves are Meta's, one per field type:
-normalize.py (email, names, city, gender, external id, advertising id), places.py (country, state, ZIP)
-and phones.py. Raw values never leave this module except those an API takes unhashed: the lower-cased
+normalize.py (email, names, city, gender, external id, advertising id), places.py (country, state, ZIP),
+phones.py and dates_of_birth.py. Raw values never leave this module except those an API takes unhashed: the lower-cased
 mobile advertiser id on the Conversions API and the external id on the Offline Conversions API
 (`MatchKeys.unhashed`).
 
@@ -23,11 +23,13 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from types import MappingProxyType
 from typing import NamedTuple
 
 from forwarder.batch import User
+from forwarder.dates_of_birth import MAX_DATE_OF_BIRTH_LENGTH, normalize_date_of_birth
 from forwarder.facebook_api import FacebookApi
 from forwarder.normalize import (
     MAX_EMAIL_LENGTH,
@@ -80,11 +82,13 @@ sha256_hex.cache_clear = _cached_sha256_hex.cache_clear  # type: ignore[attr-def
 
 
 class Place(NamedTuple):  # NamedTuple rather than dataclass: a third of the import time (cold start)
-    """Where the user is, for the keys whose rules depend on it: the ISO 3166-1 alpha-2 code (lower case) their
-    `$country` names, and the region national phone numbers are read in (that code, else DEFAULT_COUNTRY)."""
+    """Where and when the user is, for the keys whose rules depend on it: the ISO 3166-1 alpha-2 code (lower
+    case) their `$country` names, the region national phone numbers are read in (that code, else
+    DEFAULT_COUNTRY), and today's date in UTC (no date of birth is later; None: the clock's)."""
 
     country: str | None = None
     phone_region: str | None = None
+    today: date | None = None
 
 
 def country_code(value: str | None) -> str | None:
@@ -93,11 +97,23 @@ def country_code(value: str | None) -> str | None:
     return normalize_country(unicodedata.normalize("NFC", prepared)) if prepared else None
 
 
-def place_of(user: User, default_country: str | None = None) -> Place:
+def place_of(user: User, default_country: str | None = None, today: date | None = None) -> Place:
     """Where the batch's user is, worked out once per batch: the match keys, LDU (who is in the US) and the
-    custom data's phone screen all read this one answer, so they always agree."""
+    custom data's phone screen all read this one answer, so they always agree. `today`: the day of the
+    batch's `now` in UTC."""
     country = country_code(user.attribute("$country"))
-    return Place(country=country, phone_region=country or default_country)
+    return Place(country=country, phone_region=country or default_country, today=today)
+
+
+def _date_of_birth(part: slice) -> KeyNormalizer:
+    """Meta's YYYYMMDD for a date of birth (dates_of_birth.py), or the part of it `part` cuts (the Offline
+    Conversions API's doby, dobm, dobd), never after the place's today."""
+
+    def normalize(value: str, place: Place) -> str | None:
+        written = normalize_date_of_birth(value, place.today or datetime.now(UTC).date())
+        return written[part] if written else None
+
+    return normalize
 
 
 # ---- the table -----------------------------------------------------------------------------------------
@@ -132,6 +148,8 @@ class Key(NamedTuple):
     normalize: KeyNormalizer
     max_length: int  # a longer value is omitted before any normalising
     sent: Mapping[FacebookApi, Sent]  # an API absent here does not take the key
+    # A value already hashed (64 hex) is passed through; False for a part of a value (a hash cannot be cut).
+    takes_hashed: bool = True
 
     @property
     def clear(self) -> bool:
@@ -144,6 +162,11 @@ PHONE_SOURCES = ("mobile_number", "phone_number_2", "phone_number_3", "$mobile")
 MADID_SOURCES = ("device_info.ios_advertising_id", "device_info.android_advertising_id")
 # EXTERNAL_ID_IDENTITY_TYPE's choices besides `none`: `mpid` is the batch's user id, the others identity types.
 EXTERNAL_ID_SOURCES = ("customer_id", "mpid", "other", *(f"other_id_{n}" for n in range(2, 11)))
+# A user attribute named by the operator (DATE_OF_BIRTH_ATTRIBUTE): `user_attributes.<name>`, the name lower-cased.
+USER_ATTRIBUTE = "user_attributes."
+# The keys a date of birth feeds, each with no source until DATE_OF_BIRTH_ATTRIBUTE names one: `db` on the
+# Conversions API, the year, month and day apart on the Offline Conversions API.
+DATE_OF_BIRTH_KEYS = ("db", "doby", "dobm", "dobd")
 
 # Every match key, in the order the APIs receive them. Adding a key is a row here (and a normaliser).
 # Offline Conversions API: marketing-api/offline-conversions ("match_keys": email and phone are arrays,
@@ -174,6 +197,13 @@ KEYS: tuple[Key, ...] = (
     # uploader do) and sent as it is, lower-cased, on the Conversions API. The IDFA first, else the GAID.
     Key("madid", MADID_SOURCES, _anywhere(normalize_madid), MAX_KEY_LENGTH,
         {OFFLINE: Sent("madid"), CONVERSIONS: Sent("madid", hashed=False)}),
+    # Meta: `db` "YYYYMMDD", "string or list<string>" (customer-information-parameters); the Offline Conversions
+    # API's `doby`, `dobm`, `dobd` as Meta's uploader makes them from one date (offline-conversion-file-uploader:
+    # SHA-256 of the YYYY, the MM and the DD).
+    Key("db", (), _date_of_birth(slice(0, 8)), MAX_DATE_OF_BIRTH_LENGTH, {CONVERSIONS: Sent("db", many=True)}),
+    Key("doby", (), _date_of_birth(slice(0, 4)), MAX_DATE_OF_BIRTH_LENGTH, {OFFLINE: Sent("doby")}, False),
+    Key("dobm", (), _date_of_birth(slice(4, 6)), MAX_DATE_OF_BIRTH_LENGTH, {OFFLINE: Sent("dobm")}, False),
+    Key("dobd", (), _date_of_birth(slice(6, 8)), MAX_DATE_OF_BIRTH_LENGTH, {OFFLINE: Sent("dobd")}, False),
 )  # fmt: skip
 
 
@@ -181,8 +211,9 @@ _NO_SOURCES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 class KeySettings(NamedTuple):
-    """The operator's choices (README, "Configuration"): identity types replacing a key's sources (EMAIL_IDENTITY_TYPES
-    for email, EXTERNAL_ID_IDENTITY_TYPE for external_id), and DEFAULT_COUNTRY (lower case)."""
+    """The operator's choices (docs/configuration.md): sources replacing a key's (EMAIL_IDENTITY_TYPES for email,
+    EXTERNAL_ID_IDENTITY_TYPE for external_id, DATE_OF_BIRTH_ATTRIBUTE for the DATE_OF_BIRTH_KEYS), and
+    DEFAULT_COUNTRY (lower case)."""
 
     sources: Mapping[str, tuple[str, ...]] = _NO_SOURCES
     default_country: str | None = None
@@ -208,15 +239,15 @@ def key_value(value: str, key: Key, place: Place) -> str | None:
     normalised value itself for a `clear` key).
 
     A value (as read from the batch: trimmed) over the key's length is omitted before any normalising;
-    invisible characters are removed; one already hashed (64 hex) passes through lower-cased; one that
-    normalises to nothing is omitted.
+    invisible characters are removed; one already hashed (64 hex) passes through lower-cased (omitted for a
+    key that takes a part of the value); one that normalises to nothing is omitted.
     """
     prepared = prepare(value, key.max_length)
     if not prepared:
         return None
     lowered = prepared.strip().lower()
     if is_sha256_hex(lowered):
-        return lowered
+        return lowered if key.takes_hashed else None
     # NFC first: "é" typed as e + combining accent must hash like the single character.
     normalized = key.normalize(unicodedata.normalize("NFC", prepared), place)
     if not normalized:
@@ -227,6 +258,8 @@ def key_value(value: str, key: Key, place: Place) -> str | None:
 def _read(user: User, source: str) -> str | None:
     if source[0] == "$":
         return user.attribute(source)
+    if source.startswith(USER_ATTRIBUTE):
+        return user.attribute(source[len(USER_ATTRIBUTE) :])
     if source == "mpid":
         return user.mpid
     if source == "device_info.ios_advertising_id":

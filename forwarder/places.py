@@ -27,10 +27,33 @@ _ISO_ALPHA_2_CODES = """
     tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
 """
 ISO_ALPHA_2 = frozenset(_ISO_ALPHA_2_CODES.split())
-# ISO 3166/MA reserves "UK" for the United Kingdom at its request (an "exceptionally reserved" code, like the
-# UK's own .uk); it names that country and no other, so it is sent as gb. No other alias: colloquial names
-# that are not pycountry's (Great Britain, England, Holland, America, Russia, Turkey) are omitted.
-_RESERVED_FOR_COUNTRIES = {"uk": "gb"}
+# Names people write for a country that ISO's current list (pycountry) does not hold. Each names one ISO
+# 3166-1 country and nothing else: every place it can mean lies inside that country. "UK" is a code ISO
+# 3166/MA reserves for the United Kingdom at its request (an "exceptionally reserved" code, like the UK's own
+# .uk). Refused, as naming more than one: America (the continents, or the US), Korea (two states), Congo
+# beyond ISO's own name for the Republic of the Congo, the Virgin Islands (US or British), Saint Martin
+# (French and Dutch parts), and the states that split (Czechoslovakia, the USSR, Yugoslavia).
+COUNTRY_ALIASES: dict[str, str] = {
+    "UK": "gb",
+    # The United Kingdom's island, and its four countries (ISO 3166-2:GB subdivisions).
+    "Great Britain": "gb", "Britain": "gb", "England": "gb", "Scotland": "gb", "Wales": "gb",
+    "Northern Ireland": "gb",
+    # Holland's two provinces are in the Netherlands; Bosnia is the larger part of Bosnia and Herzegovina.
+    "Holland": "nl", "Bosnia": "ba",
+    # "Russia" and "Russian Federation" are equal names in the Russian constitution (article 1).
+    "Russia": "ru",
+    # ISO's English names until the country asked for another: Turkey (2022), Swaziland (2018), the former
+    # Yugoslav Republic of Macedonia (2019; the country called itself the Republic of Macedonia), Cape Verde
+    # (2013), the Occupied Palestinian Territory (2013); Ivory Coast, Côte d'Ivoire in English.
+    "Turkey": "tr", "Swaziland": "sz", "Macedonia": "mk", "Republic of Macedonia": "mk",
+    "Former Yugoslav Republic of Macedonia": "mk", "FYROM": "mk", "Cape Verde": "cv",
+    "Palestinian Territory": "ps", "Palestinian Territories": "ps", "Occupied Palestinian Territory": "ps",
+    "Ivory Coast": "ci",
+    # ISO's names without their parenthesis or long form: Holy See (Vatican City State), Brunei Darussalam,
+    # Falkland Islands (Malvinas), Sint Maarten (Dutch part), and Macao as its own Portuguese spells it.
+    "Vatican": "va", "Vatican City": "va", "Holy See": "va", "Brunei": "bn", "Falkland Islands": "fk",
+    "Sint Maarten": "sx", "Macau": "mo",
+}  # fmt: skip
 
 # The US states, the District of Columbia and the inhabited territories with their ANSI (FIPS 5-2) / USPS
 # two-letter codes; other spellings a $state may use follow the official name.
@@ -84,9 +107,12 @@ def strip_symbols(value: str, drop_digits: bool) -> str:
 
 def normalize_country(value: str) -> str | None:
     """Meta: "the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". A code (any case, spacing or dots)
-    is kept if ISO assigns it; an alpha-3 code or an English name from pycountry (short, official or common)
-    becomes its alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland,
-    N/A: no country code or name has a slash, and "N/A" would otherwise read as Namibia)."""
+    is kept if ISO assigns it; an alpha-3 code, an English name from pycountry (short, official or common, a
+    short name ISO writes inverted read either way: "Korea, Republic of" and "Republic of Korea"; its head
+    alone when no other country shares it: "Palestine", "Moldova"), a former name from ISO 3166-3 whose
+    country has one successor ("Burma", "Zaire", "East Timor"), or a COUNTRY_ALIASES name becomes its
+    alpha-2 code; anything else names no country and is omitted (XX, ZZ, numbers, Deutschland, Korea, N/A:
+    no country code or name has a slash, and "N/A" would otherwise read as Namibia)."""
     if "/" in value:
         return None
     code = value.strip().lower()
@@ -95,8 +121,8 @@ def normalize_country(value: str) -> str | None:
     key = place_key(value)
     if key in ISO_ALPHA_2:
         return key
-    # Every name pycountry knows is ASCII letters once accents are dropped: anything else (digits, other
-    # scripts, nothing) cannot match, and is omitted without loading it.
+    # Every name known here is ASCII letters once accents are dropped: anything else (digits, other scripts,
+    # nothing) cannot match, and is omitted without loading pycountry.
     if not (key.isascii() and key.isalpha()):
         return None
     return _countries_by_name().get(key)
@@ -104,26 +130,51 @@ def normalize_country(value: str) -> str | None:
 
 @cache
 def _countries_by_name() -> dict[str, str]:
-    """place_key of every alpha-2 and alpha-3 code and English name -> alpha-2, from pycountry (ISO 3166-1).
+    """place_key of every name normalize_country reads -> alpha-2, from pycountry (ISO 3166-1 and 3166-3).
 
     Imported here and only once: pycountry costs about 40 ms to import into a bare interpreter (2-3 ms after
     the handler's own imports) and about 5 ms to read its table, which the common case never pays.
     """
     import pycountry
 
-    index = dict(_RESERVED_FOR_COUNTRIES)
+    # Weakest first, each tier overwriting the one before: readings derived from ISO's current and former names
+    # (a reading two countries share is dropped), then COUNTRY_ALIASES, then ISO's current codes and names,
+    # which nothing overrides.
+    derived: dict[str, set[str]] = {}
     for country in pycountry.countries:
-        code = country.alpha_2.lower()
-        for name in (
-            country.alpha_2,
-            country.alpha_3,
-            country.name,
-            getattr(country, "official_name", None),
-            getattr(country, "common_name", None),
-        ):
-            if name:
-                index[place_key(name)] = code
+        for name in _inverted_readings(country.name):
+            derived.setdefault(place_key(name), set()).add(country.alpha_2.lower())
+    for former in pycountry.historic_countries:
+        successor = _successor(former.alpha_4)
+        if successor:
+            for name in (former.name, *_inverted_readings(former.name)):
+                derived.setdefault(place_key(name), set()).add(successor)
+    index = {key: codes.pop() for key, codes in derived.items() if len(codes) == 1}
+    index.update({place_key(name): code for name, code in COUNTRY_ALIASES.items()})
+    for country in pycountry.countries:
+        for name in (country.alpha_2, country.alpha_3, country.name, *_other_names(country)):
+            index[place_key(name)] = country.alpha_2.lower()
     return index
+
+
+def _other_names(country: object) -> tuple[str, ...]:
+    return tuple(name for attribute in ("official_name", "common_name") if (name := getattr(country, attribute, None)))
+
+
+def _inverted_readings(name: str) -> tuple[str, ...]:
+    """ISO writes some short names "Head, qualifier" ("Korea, Republic of", "Virgin Islands, U.S."): read as
+    "qualifier Head" (the full name) and as the head alone (kept only while no other country shares it)."""
+    head, comma, qualifier = name.partition(", ")
+    return (f"{qualifier} {head}", head) if comma else ()
+
+
+def _successor(alpha_4: str) -> str | None:
+    """The alpha-2 code of a former country's one successor, from its ISO 3166-3 code: the last two letters are
+    the new alpha-2 code ("BUMM": Burma is now MM), "AA" when the alpha-2 code did not change ("BYAA"), "HH"
+    or "XX" when the country split or left no successor (Czechoslovakia, the USSR); a code ISO no longer
+    assigns (Yugoslavia's "YUCS") has none either."""
+    successor = alpha_4[:2] if alpha_4[2:] == "AA" else alpha_4[2:]
+    return successor.lower() if successor.lower() in ISO_ALPHA_2 else None
 
 
 # ---- states --------------------------------------------------------------------------------------------

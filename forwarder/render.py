@@ -5,7 +5,9 @@ Conversions API `user_data`/`custom_data` (conversions-api/parameters); only the
 `action_source`, `content_ids`, `content_name`, `content_category`, `num_items` and `delivery_category`.
 Each API has a shape here and a `Profile` (forwarder/facebook_api.py) naming the field its keys go in
 (`keys_field`: `match_keys` or `user_data`); the keys' own names and hashing are rows of match_keys.KEYS.
-`_commerce_fields` builds what both carry, and the user's keys and LDU fields are rendered once per batch.
+`_commerce_fields` builds what both carry, and the user's keys, LDU fields and `opt_out` are rendered once per
+batch; on the Conversions API an event's own ids (lead_id, ctwa_clid, page_id) join the user's keys in a
+`user_data` of its own, and an AppendValue carries its `original_event_data`.
 The contents already carry the API's price key (`item_price` on the Conversions API, built so by
 contents.py) and the rendered events share the conversions' lists and dicts: rendering copies nothing per
 product or attribute.
@@ -20,6 +22,7 @@ from typing import Any
 import orjson
 
 from forwarder.action_source import ActionSource
+from forwarder.event_user_data import MATCHING_IDS
 from forwarder.facebook_api import FacebookApi, Profile
 from forwarder.ldu import Ldu
 from forwarder.limits import JSON_BYTES_PER_CHAR, MAX_TEXT_LENGTH
@@ -50,8 +53,8 @@ MAX_EVENT_BYTES = 200_000
 # What a rendered event holds besides its keys (measured once per batch) and what mapping.Conversion.size
 # bounds: an order id, an event id, a content name and category (at most MAX_TEXT_LENGTH characters
 # each), field names, punctuation, an event name (at most 100 ASCII characters, settings), time, value,
-# currency, content type, number of items, delivery category, action source and the LDU fields (1,000
-# bytes at most).
+# currency, content type, number of items, delivery category, action source, the LDU fields and opt_out
+# (1,000 bytes at most). An event's own ids and original_event_data are in mapping.Conversion.size.
 _OTHER_BYTES = 4 * JSON_BYTES_PER_CHAR * MAX_TEXT_LENGTH + 1_000
 
 
@@ -118,6 +121,8 @@ def _conversions_api_event(
     conversion: Conversion, keys_field: str, keys: dict[str, Any], commerce: dict[str, Any]
 ) -> dict[str, Any]:
     _content_details(conversion, commerce)
+    if conversion.user_data:  # the event's own ids beside the user's keys, in a dict of its own: `keys` is shared
+        keys = {**keys, **conversion.user_data}
     # Custom attributes never overwrite Meta's own custom_data fields, nor stand in for absent ones:
     # a custom "value" on an event without one would be read by Meta (and may reject the request).
     custom_data = conversion.custom_data
@@ -133,6 +138,8 @@ def _conversions_api_event(
     }
     if custom_data:
         event["custom_data"] = custom_data
+    if conversion.original_event_data:
+        event["original_event_data"] = conversion.original_event_data
     return event
 
 
@@ -164,23 +171,42 @@ def keys_sent(keys: MatchKeys, profile: Profile) -> tuple[str, ...]:
     return tuple(key.name for key in KEYS if profile.api in key.sent and keys.values.get(key.name))
 
 
+def _batch_fields(mapped: Mapped, profile: Profile) -> dict[str, Any]:
+    """What every event of the batch carries besides its keys: the LDU fields, and on the Conversions API
+    `opt_out: true` for a user who opted out of sale (Meta's server-event `opt_out`, a boolean: "we only use
+    the event for attribution"; mParticle's Facebook integration sends its CCPA opt-out so). Omitted otherwise."""
+    fields = _ldu_fields(mapped.ldu)
+    if mapped.opt_out and profile.server_event_fields:
+        fields["opt_out"] = True
+    return fields
+
+
+def _matches_alone(conversion: Conversion) -> bool:
+    """The event carries an id Meta matches on by itself (a lead or click id), when the user has no key."""
+    return conversion.user_data is not None and not MATCHING_IDS.isdisjoint(conversion.user_data)
+
+
 def render_events(mapped: Mapped, settings: Settings) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """The events to send, and the skipped ones by reason: every event when this API cannot match the
-    user (no key it accepts), and those too large ever to be parked (`event_too_large`, over MAX_EVENT_BYTES)."""
+    """The events to send, and the skipped ones by reason: those Meta cannot match (`no_match_key`: the user
+    has no key this API accepts, and the event no lead_id or ctwa_clid of its own), and those too large ever
+    to be parked (`event_too_large`, over MAX_EVENT_BYTES)."""
     skipped: Counter[str] = Counter()
     keys = render_keys(mapped.keys, settings.profile)  # the batch's one user: rendered and measured once
-    if not keys:
+    if not keys and not any(conversion.user_data for conversion in mapped.conversions):
         skipped[Skip.NO_MATCH_KEY.value] = len(mapped.conversions)
         return [], +skipped
     keys_field = settings.profile.keys_field
     keys_bytes = len(orjson.dumps(keys))
-    ldu = _ldu_fields(mapped.ldu)
+    shared = _batch_fields(mapped, settings.profile)
     shape = _SHAPES[settings.api]
     events: list[dict[str, Any]] = []
     for conversion in mapped.conversions:
+        if not keys and not _matches_alone(conversion):
+            skipped[Skip.NO_MATCH_KEY.value] += 1
+            continue
         event = shape(conversion, keys_field, keys, _commerce_fields(conversion))
-        if ldu:
-            event.update(ldu)
+        if shared:
+            event.update(shared)
         # Exact, but serialised to be measured only when the cheap upper bound says it might be too large.
         bound = conversion.size + keys_bytes + _OTHER_BYTES
         if bound > MAX_EVENT_BYTES and len(orjson.dumps(event)) > MAX_EVENT_BYTES:

@@ -40,8 +40,10 @@ from forwarder.variables import (
     choice,
     currency_attribute,
     custom_event_mapping,
+    default_action_source,
     event_name_overrides,
     flag,
+    gdpr_purposes,
     match_key_settings,
     required,
 )
@@ -92,13 +94,15 @@ class Settings:
     # Custom attribute names, case-folded, read for a custom event's value (the first valid one) and currency.
     custom_event_value_attributes: tuple[str, ...] = DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES
     custom_event_currency_attribute: str = DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE
-    default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of ActionSource's values
+    default_action_source: str = ActionSource.PHYSICAL_STORE.value  # one of action_source.SENDABLE_ACTION_SOURCES
     development_batches: DevelopmentBatches = DevelopmentBatches.TEST
     settled_events_table: str | None = None  # SETTLED_EVENTS_TABLE (forwarder/settled.py)
     ingest_max_receive_count: int | None = None  # INGEST_MAX_RECEIVE_COUNT: the ingest queue's maxReceiveCount
     connection: str = DEFAULT_CONNECTION  # whose settings these are (forwarder/connections.py)
     # A connection's `event_datasets`: a Facebook event name -> the datasets its events go to instead.
     event_datasets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # REQUIRED_GDPR_PURPOSES, lower-cased: a batch must have consented to each (empty: no consent required).
+    required_gdpr_purposes: frozenset[str] = frozenset()
 
     # What the chosen API does differently (forwarder/facebook_api.py); set once, read per event.
     profile: Profile = field(init=False, repr=False, compare=False)
@@ -192,10 +196,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env.get("CUSTOM_EVENT_VALUE_ATTRIBUTES", ""), DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES
         ),
         custom_event_currency_attribute=currency_attribute(env.get("CUSTOM_EVENT_CURRENCY_ATTRIBUTE", "")),
-        default_action_source=choice(env, "DEFAULT_ACTION_SOURCE", ActionSource, ActionSource.PHYSICAL_STORE).value,
+        default_action_source=default_action_source(env),
         development_batches=choice(env, "DEVELOPMENT_BATCHES", DevelopmentBatches, DevelopmentBatches.TEST),
         settled_events_table=env.get("SETTLED_EVENTS_TABLE", "").strip() or None,
         ingest_max_receive_count=_receive_count(env.get("INGEST_MAX_RECEIVE_COUNT", "").strip()),
+        required_gdpr_purposes=gdpr_purposes(env.get("REQUIRED_GDPR_PURPOSES", "")),
     )
 
 

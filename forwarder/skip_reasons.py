@@ -1,6 +1,6 @@
-"""Why an event is not forwarded: one reason per rule, counted per batch (README, "Skipped events").
+"""Why an event is not forwarded: one reason per rule, counted per batch (docs/mapping.md, "Skipped events").
 
-The values appear in responses, logs, the EventsSkippedByReason metric and README's table, so they never
+The values appear in responses, logs, the EventsSkippedByReason metric and docs/mapping.md's table, so they never
 change. Counters and summaries key them by the plain string (`reason.value`): orjson writes only `str` keys.
 """
 
@@ -19,6 +19,7 @@ class Skip(StrEnum):
     INVALID_CUSTOM_EVENT_NAME = "invalid_custom_event_name"
     CUSTOM_NAME_UNSUPPORTED = "custom_name_unsupported"
     DEVELOPMENT_BATCH = "development_batch"
+    NO_CONSENT = "no_consent"  # the batch lacks a GDPR purpose REQUIRED_GDPR_PURPOSES names
     NO_EVENT_TIME = "no_event_time"
     INVALID_EVENT_TIME = "invalid_event_time"
     TOO_OLD = "too_old"
@@ -26,6 +27,8 @@ class Skip(StrEnum):
     PURCHASE_WITHOUT_VALUE = "purchase_without_value"
     INVALID_CURRENCY = "invalid_currency"
     NO_MATCH_KEY = "no_match_key"
+    APP_WITHOUT_APP_DATA = "app_without_app_data"  # action source app, which Meta refuses without app_data
+    APPEND_WITHOUT_ORIGINAL = "append_without_original"  # AppendValue without the original event's name and id
     TOO_MANY_PRODUCTS = "too_many_products"
     TOO_MANY_ATTRIBUTES = "too_many_attributes"
     VALUE_TOO_LONG = "value_too_long"

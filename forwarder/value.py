@@ -56,3 +56,45 @@ def price(
     if purchase:
         return Skip.PURCHASE_WITHOUT_VALUE if value is None else Skip.INVALID_CURRENCY
     return None, None
+
+
+# ---- net revenue and predicted lifetime value -----------------------------------------------------------
+# Meta's custom_data fields (conversions-api/parameters/custom-data; Meta's SDK, serverside `custom_data.py`:
+# `net_revenue` and `predicted_ltv`, both floats): the profit of a sale, in the event's currency ("There is no
+# separate currency field for net_revenue. The currency you send on the Purchase event applies to both value
+# and net_revenue", value optimization for profit), so it goes only with a value and a currency; a loss is a
+# profit below 0. A predicted lifetime value is positive (Meta's pLTV guide: "All values must be positive").
+NET_REVENUE, PREDICTED_LTV = "net_revenue", "predicted_ltv"  # the custom attributes, named as Meta's fields
+VALUE_FIELDS = (NET_REVENUE, PREDICTED_LTV)
+NET_REVENUE_WITHOUT_VALUE = "net_revenue_without_value"  # adjusted: no value and currency for it to be in
+
+
+def _amount(given: Any, field: str) -> float | None:
+    amount = number(given)
+    if amount is None or (field == PREDICTED_LTV and amount <= 0):
+        return None
+    return round(amount, 6)
+
+
+def value_fields(attributes: dict[str, Any], currency: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The event's custom data with the custom attributes `net_revenue` and `predicted_ltv` (spelled as Meta
+    spells the fields) as Meta's numbers, and what was adjusted: a value that is no number (or, for
+    predicted_ltv, not positive) is left out as `invalid_<field>`, a net revenue without `currency` as
+    NET_REVENUE_WITHOUT_VALUE. The dict given is returned as it is when it has neither (the usual case)."""
+    if NET_REVENUE not in attributes and PREDICTED_LTV not in attributes:
+        return attributes, []
+    kept = dict(attributes)
+    adjusted: list[str] = []
+    for field in VALUE_FIELDS:
+        if field not in kept:
+            continue
+        amount = _amount(kept[field], field)
+        if amount is None:
+            adjusted.append(f"invalid_{field}")
+        elif field == NET_REVENUE and currency is None:
+            adjusted.append(NET_REVENUE_WITHOUT_VALUE)
+        else:
+            kept[field] = amount
+            continue
+        del kept[field]
+    return kept, adjusted

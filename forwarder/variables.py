@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
 
+from forwarder.action_source import NEEDS_APP_DATA, SENDABLE_ACTION_SOURCES, ActionSource
 from forwarder.batch import IDENTITY_TYPES
 from forwarder.event_names import CUSTOM_EVENT_NAME, DEFAULT_EVENT_NAMES, EVENT_NAME
-from forwarder.match_keys import EXTERNAL_ID_SOURCES, KeySettings
+from forwarder.match_keys import DATE_OF_BIRTH_KEYS, EXTERNAL_ID_SOURCES, USER_ATTRIBUTE, KeySettings
 from forwarder.places import ISO_ALPHA_2
 
 DEFAULT_CUSTOM_EVENT_VALUE_ATTRIBUTES = ("value", "revenue")
 DEFAULT_CUSTOM_EVENT_CURRENCY_ATTRIBUTE = "currency"
+# A bound on a name the operator gives (an attribute, a consent purpose), far above any real one.
+MAX_NAME_LENGTH = 256
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -126,5 +129,40 @@ def match_key_settings(env: Mapping[str, str]) -> KeySettings:
     sources = {
         "email": tuple(dict.fromkeys(emails)) or ("email",),
         "external_id": () if external == "none" else (external,),
+        **date_of_birth_sources(env.get("DATE_OF_BIRTH_ATTRIBUTE", "")),
     }
     return KeySettings(sources=sources, default_country=country)
+
+
+def date_of_birth_sources(raw: str) -> dict[str, tuple[str, ...]]:
+    """DATE_OF_BIRTH_ATTRIBUTE: the user attribute holding the date of birth (matched case-insensitively, as
+    every attribute name), the source of each of match_keys.DATE_OF_BIRTH_KEYS; empty: none."""
+    name = raw.strip(string.whitespace).lower()
+    if not name:
+        return {}
+    if len(name) > MAX_NAME_LENGTH:
+        raise SettingsError(
+            f"DATE_OF_BIRTH_ATTRIBUTE must be one user attribute name of at most {MAX_NAME_LENGTH} characters"
+        )
+    return dict.fromkeys(DATE_OF_BIRTH_KEYS, (USER_ATTRIBUTE + name,))
+
+
+def gdpr_purposes(raw: str) -> frozenset[str]:
+    """REQUIRED_GDPR_PURPOSES: comma-separated mParticle GDPR consent purposes, lower-cased (matched
+    case-insensitively, as batch.User.gdpr_consented_purposes holds them); empty: no consent is required."""
+    purposes = frozenset(name.lower() for name in names(raw))
+    if any(len(purpose) > MAX_NAME_LENGTH for purpose in purposes):
+        raise SettingsError(f"REQUIRED_GDPR_PURPOSES must name purposes of at most {MAX_NAME_LENGTH} characters each")
+    return purposes
+
+
+def default_action_source(env: Mapping[str, str]) -> str:
+    """DEFAULT_ACTION_SOURCE: one of Meta's action sources but `app`, whose events Meta refuses without the
+    app_data an offline feed does not have (action_source.NEEDS_APP_DATA); default physical_store."""
+    source = choice(env, "DEFAULT_ACTION_SOURCE", ActionSource, ActionSource.PHYSICAL_STORE).value
+    if source == NEEDS_APP_DATA:
+        raise SettingsError(
+            f"DEFAULT_ACTION_SOURCE must be one of {', '.join(SENDABLE_ACTION_SOURCES)} (not app: Meta refuses app "
+            "events without app_data, the device details an offline feed does not have)"
+        )
+    return source

@@ -35,25 +35,54 @@ MAX_EVENTS = {"offline_conversions": 2000, "conversions_api": 1000}
 # offline-conversions (email and phone arrays; extern_id and lead_id not hashed). Conversions API:
 # conversions-api/parameters/customer-information-parameters ("string or list<string>" for every hashed
 # field; external_id "hashing recommended"; madid and the browser and click ids as they are).
-HEX, ANY = "SHA-256 hex", "a non-empty string"
+HEX, ANY, FBID = "SHA-256 hex", "a non-empty string", "a Facebook id (digits)"
 MATCH_KEY_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "offline_conversions": {
         **dict.fromkeys(("email", "phone"), (HEX, True)),
         **dict.fromkeys(
             ("gen", "doby", "dobm", "dobd", "ln", "fn", "fi", "ct", "st", "zip", "country", "madid"), (HEX, False)
         ),
-        **dict.fromkeys(("extern_id", "lead_id"), (ANY, False)),
+        "extern_id": (ANY, False),
+        "lead_id": (FBID, False),
     },
     "conversions_api": {
         **dict.fromkeys(("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country"), (HEX, True)),
         "external_id": (ANY, True),
         **dict.fromkeys(
-            ("madid", "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "fb_login_id",
-             "lead_id", "anon_id", "page_id", "page_scoped_user_id", "ctwa_clid", "ig_account_id", "ig_sid"),
+            ("madid", "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "anon_id",
+             "page_scoped_user_id", "ctwa_clid", "ig_account_id", "ig_sid"),
             (ANY, False),
         ),
+        # Facebook ids (lead_id "integer", page_id "string" on Meta's page; Meta's SDK sends both as strings).
+        **dict.fromkeys(("lead_id", "page_id", "fb_login_id"), (FBID, False)),
     },
 }  # fmt: skip
+_FBID = re.compile(r"[1-9][0-9]{0,19}")
+# The fields an event may have; Meta refuses any other ('Unexpected key "advertiser_tracking_enabled" on param
+# "$['data'][0]"', facebook-nodejs-business-sdk#258). Conversions API: conversions-api/parameters/server-event
+# (Meta's SDK, serverside `event.py`); Offline Conversions API: marketing-api/offline-conversions.
+EVENT_FIELDS = {
+    "conversions_api": frozenset(
+        {
+            "event_name", "event_time", "user_data", "custom_data", "event_source_url", "opt_out", "event_id",
+            "action_source", "data_processing_options", "data_processing_options_country",
+            "data_processing_options_state", "app_data", "referrer_url", "advanced_measurement_table",
+            "messaging_channel", "original_event_data", "attribution_data",
+        }
+    ),
+    "offline_conversions": frozenset(
+        {
+            "event_name", "event_time", "match_keys", "currency", "value", "contents", "content_type", "order_id",
+            "item_number", "custom_data", "data_processing_options", "data_processing_options_country",
+            "data_processing_options_state",
+        }
+    ),
+}  # fmt: skip
+# Meta's original-event-data parameters and their types (conversions-api/parameters/original-event; Meta's SDK,
+# serverside `original_event_data.py`).
+ORIGINAL_EVENT_FIELDS: dict[str, type] = {"event_name": str, "event_time": int, "order_id": str, "event_id": str}
+# custom_data fields that are numbers (conversions-api/parameters/custom-data; Meta's SDK `custom_data.py`).
+NUMBER_FIELDS = ("value", "net_revenue", "predicted_ltv")
 # Meta's action_source values and how old an event of each may be, in days: 7 ("the event_time can be up to 7
 # days before you send an event", conversions-api/parameters/server-event), but 62 for physical_store
 # (conversions-api/offline-events); the Offline Conversions API took offline events up to 62 days old.
@@ -273,6 +302,10 @@ def event_problem(event: Any, api: str) -> str | None:
         return "event_name must be a standard or custom event name"
     if name not in META_STANDARD_EVENTS and len(name) > MAX_CUSTOM_EVENT_NAME:
         return f"custom event names are at most {MAX_CUSTOM_EVENT_NAME} characters"
+    if unexpected := sorted(set(event) - EVENT_FIELDS[api]):
+        return f'Unexpected key "{unexpected[0]}"'
+    if problem := _server_event_problem(event):
+        return problem
     max_age_days = OFFLINE_MAX_AGE_DAYS
     if api == "conversions_api":
         source = event.get("action_source")
@@ -299,8 +332,31 @@ def event_problem(event: Any, api: str) -> str | None:
     return _content_problem(commerce)
 
 
+def _server_event_problem(event: dict[str, Any]) -> str | None:
+    """The Conversions API's event fields a forwarder of offline sales may send, as Meta types them."""
+    if "opt_out" in event and type(event["opt_out"]) is not bool:
+        return "opt_out must be a boolean"
+    if event.get("action_source") == "app" and not isinstance(event.get("app_data"), dict):
+        # Meta's answer to an app event without app_data (facebook-nodejs-business-sdk#233, #251).
+        return (
+            "Missing Advertiser Tracking Enabled Flag: The parameter 'advertiser_tracking_enabled' is required for "
+            "the event with the action source 'app'"
+        )
+    if "original_event_data" in event:
+        original = event["original_event_data"]
+        if not isinstance(original, dict) or not original or not set(original) <= set(ORIGINAL_EVENT_FIELDS):
+            return f"original_event_data must be an object of {', '.join(ORIGINAL_EVENT_FIELDS)}"
+        for field_name, kind in ORIGINAL_EVENT_FIELDS.items():
+            if field_name in original and type(original[field_name]) is not kind:
+                return f"original_event_data.{field_name} must be a{'n integer' if kind is int else ' string'}"
+    return None
+
+
 def _content_problem(commerce: dict[str, Any]) -> str | None:
     """The types Meta gives the content fields (conversions-api/parameters/custom-data)."""
+    for field_name in NUMBER_FIELDS:
+        if field_name in commerce and (type(commerce[field_name]) not in (int, float)):
+            return f"{field_name} must be a number"
     ids = commerce.get("content_ids", [])
     if not isinstance(ids, list) or not all(isinstance(item, str | int) for item in ids):
         return "content_ids must be an array of strings"
@@ -328,6 +384,11 @@ def _match_key_problem(name: str, value: Any, api: str) -> str | None:
     if not values:
         return f"match key {name} must not be an empty array"
     for item in values:
-        if not isinstance(item, str) or not item or (kind == HEX and not _HEX64.fullmatch(item)):
+        if kind == FBID:
+            # Meta's page types lead_id as an integer, its SDK sends the id as a string: either, unhashed.
+            digits = str(item) if type(item) is int else item
+            if not isinstance(digits, str) or not _FBID.fullmatch(digits) or int(digits) >= 2**64:
+                return f"match key {name} must be {kind}"
+        elif not isinstance(item, str) or not item or (kind == HEX and not _HEX64.fullmatch(item)):
             return f"match key {name} must be {kind}" + (" or an array of them" if arrays else "")
     return None

@@ -27,6 +27,7 @@ from cfnlint.decode import decode_str
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from forwarder.action_source import SENDABLE_ACTION_SOURCES
 from forwarder.places import ISO_ALPHA_2
 from forwarder.settings import SettingsError, load_settings
 from localdev import samconfig
@@ -366,21 +367,8 @@ def test_an_empty_endpoint_variable_is_the_same_as_unset(monkeypatch: pytest.Mon
         ("POWERTOOLS_LOG_LEVEL", {"DEBUG", "INFO", "WARNING", "ERROR"}, "INFO"),
         ("FORWARD_UNMAPPED_CUSTOM_EVENTS", {"true", "false"}, "false"),
         ("DEVELOPMENT_BATCHES", {"test", "send", "skip"}, "test"),
-        (
-            "DEFAULT_ACTION_SOURCE",
-            {
-                "physical_store",
-                "phone_call",
-                "chat",
-                "email",
-                "system_generated",
-                "website",
-                "app",
-                "business_messaging",
-                "other",
-            },
-            "physical_store",
-        ),
+        # Meta's action sources but app, which the code refuses (Meta refuses app events without app_data).
+        ("DEFAULT_ACTION_SOURCE", set(SENDABLE_ACTION_SOURCES), "physical_store"),
     ],
 )
 def test_enumerated_settings_come_from_constrained_parameters(
@@ -400,6 +388,8 @@ def test_enumerated_settings_come_from_constrained_parameters(
         "EVENT_NAME_OVERRIDES",
         "DEFAULT_COUNTRY",
         "CUSTOM_EVENT_MAPPING",
+        "DATE_OF_BIRTH_ATTRIBUTE",
+        "REQUIRED_GDPR_PURPOSES",
     ],
 )
 def test_optional_settings_are_omitted_when_empty(env: dict[str, Any], template: dict[str, Any], variable: str):
@@ -1006,6 +996,20 @@ def test_store_event_parameters_refuse_what_the_code_refuses(
     template: dict[str, Any], parameter: str, value: str, accepted: bool
 ) -> None:
     assert bool(re.fullmatch(template["Parameters"][parameter]["AllowedPattern"], value)) is accepted
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable"),
+    [("RequiredGdprPurposes", "REQUIRED_GDPR_PURPOSES"), ("DateOfBirthAttribute", "DATE_OF_BIRTH_ATTRIBUTE")],
+)
+def test_the_consent_and_birth_date_parameters_take_what_the_code_takes(
+    template: dict[str, Any], parameter: str, variable: str
+) -> None:
+    longest = template["Parameters"][parameter]["MaxLength"]
+    for value in ("", "marketing", " Birthday ", "a" * longest):  # every value CloudFormation lets through
+        load_settings({**REQUIRED_SETTINGS, variable: value})
+    with pytest.raises(SettingsError, match=variable):  # past the bound, which CloudFormation refuses first
+        load_settings({**REQUIRED_SETTINGS, variable: "a" * (longest + 1)})
 
 
 # --- safe deploys: an alias, CodeDeploy, alarms ----------------------------------------------------------------------

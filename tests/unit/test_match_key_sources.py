@@ -15,7 +15,15 @@ import pytest
 
 from forwarder.batch import IDENTITY_TYPES, read_batch
 from forwarder.facebook_api import PROFILES, FacebookApi
-from forwarder.match_keys import KEYS, MAX_VALUES_PER_KEY, KeySettings, MatchKeys, match_keys, place_of
+from forwarder.match_keys import (
+    DATE_OF_BIRTH_KEYS,
+    KEYS,
+    MAX_VALUES_PER_KEY,
+    KeySettings,
+    MatchKeys,
+    match_keys,
+    place_of,
+)
 from forwarder.redaction import user_values
 from forwarder.render import keys_sent, render_keys
 from forwarder.settings import Settings, SettingsError, load_settings
@@ -57,7 +65,7 @@ def test_each_api_takes_each_key_under_one_name() -> None:
 def test_the_table_sends_only_what_meta_accepts(api: FacebookApi) -> None:
     """Field names, hashing and arrays as the Graph stand-in checks them (its table cites Meta's pages)."""
     accepted = MATCH_KEY_FIELDS[api.value]
-    for key in KEYS:
+    for key in (key for key in KEYS if api in key.sent):
         sent = key.sent[api]
         kind, arrays = accepted[sent.name]
         assert sent.hashed or kind != HEX, (key.name, api)  # what is sent unhashed is a field Meta takes so
@@ -65,17 +73,24 @@ def test_the_table_sends_only_what_meta_accepts(api: FacebookApi) -> None:
 
 
 def test_the_issues_keys_go_to_both_apis() -> None:
+    # The date of birth as each API takes it: Conversions API `db`; Offline Conversions API `doby`, `dobm`, `dobd`
+    # (Meta's customer-information-parameters; Meta's offline-conversion-file-uploader splits a `dob` so).
     expected = {
-        OFFLINE: {"email", "phone", "fn", "ln", "gen", "ct", "st", "zip", "country", "extern_id", "madid"},
-        CAPI: {"em", "ph", "fn", "ln", "ge", "ct", "st", "zp", "country", "external_id", "madid"},
+        OFFLINE: {"email", "phone", "fn", "ln", "gen", "ct", "st", "zip", "country", "extern_id", "madid"}
+        | {"doby", "dobm", "dobd"},
+        CAPI: {"em", "ph", "fn", "ln", "ge", "ct", "st", "zp", "country", "external_id", "madid", "db"},
     }
     for api, names in expected.items():
         assert {key.sent[api].name for key in KEYS if api in key.sent} == names
     # Meta: extern_id unhashed on the Offline Conversions API; madid unhashed on the Conversions API.
-    unhashed = {api: {key.sent[api].name for key in KEYS if not key.sent[api].hashed} for api in FacebookApi}
+    unhashed = {
+        api: {key.sent[api].name for key in KEYS if api in key.sent and not key.sent[api].hashed} for api in FacebookApi
+    }
     assert unhashed == {OFFLINE: {"extern_id"}, CAPI: {"madid"}}
     # Arrays: email and phone on both APIs, every hashed key on the Conversions API.
-    arrays = {api: {key.sent[api].name for key in KEYS if key.sent[api].many} for api in FacebookApi}
+    arrays = {
+        api: {key.sent[api].name for key in KEYS if api in key.sent and key.sent[api].many} for api in FacebookApi
+    }
     assert arrays[OFFLINE] == {"email", "phone"}
     assert arrays[CAPI] == expected[CAPI] - {"madid"}
 
@@ -335,7 +350,11 @@ def documented_key_rows() -> dict[str, list[str]]:
 
 
 # The variables whose identity types replace a key's sources (docs/mapping.md, "Configuration").
-REPLACED_BY = {"email": "EMAIL_IDENTITY_TYPES", "external_id": "EXTERNAL_ID_IDENTITY_TYPE"}
+REPLACED_BY = {
+    "email": "EMAIL_IDENTITY_TYPES",
+    "external_id": "EXTERNAL_ID_IDENTITY_TYPE",
+    **dict.fromkeys(DATE_OF_BIRTH_KEYS, "DATE_OF_BIRTH_ATTRIBUTE"),
+}
 
 
 def test_the_documented_match_key_table_shows_the_table_in_the_code() -> None:
@@ -348,6 +367,9 @@ def test_the_documented_match_key_table_shows_the_table_in_the_code() -> None:
         if key.name in REPLACED_BY:
             assert f"`{REPLACED_BY[key.name]}`" in sources, key.name
         for api, cell in ((OFFLINE, offline), (CAPI, capi)):
+            if api not in key.sent:
+                assert cell == "—", (key.name, api)  # the API does not take the key
+                continue
             sent = key.sent[api]
             assert re.findall(r"`(\w+)`", cell)[0] == sent.name, (key.name, api)
             assert ("array" in cell) == sent.many, (key.name, api)

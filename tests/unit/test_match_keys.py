@@ -300,19 +300,16 @@ COUNTRIES = [
     # Fullwidth letters (East Asian input methods) are the same letters.
     ("\uff24\uff25", "de"),
     ("\uff27\uff45\uff52\uff4d\uff41\uff4e\uff59", "de"),
-    # Colloquial names. UK is a code ISO 3166/MA reserves for the United Kingdom (an "exceptionally
-    # reserved" code, as the .uk domain): it means gb and nothing else. The others are no name in ISO's
-    # list (an island, a part of a country, a former or informal name) and are omitted, never guessed.
+    # UK is a code ISO 3166/MA reserves for the United Kingdom (an "exceptionally reserved" code, as the .uk
+    # domain): it means gb and nothing else. More names (tests/unit/test_country_names.py): each that names one
+    # ISO country is sent as its code; one that may name several is omitted, never guessed.
     ("UK", "gb"),
     ("uk", "gb"),
     ("U.K.", "gb"),
-    ("Great Britain", None),
-    ("Britain", None),
-    ("England", None),
-    ("Holland", None),
+    ("Great Britain", "gb"),
+    ("Russia", "ru"),
+    ("Turkey", "tr"),
     ("America", None),
-    ("Russia", None),
-    ("Turkey", None),
     ("Korea", None),
     # Codes ISO does not assign: the issue's XX, the user-assigned ranges, XK (Kosovo: user-assigned, not
     # ISO's), reserved organisations.

@@ -20,10 +20,13 @@ from forwarder.action_source import INVALID_ACTION_SOURCE
 from forwarder.batch import read_batch
 from forwarder.event_names import STANDARD_EVENTS
 from forwarder.event_time import MAX_AGE_SECONDS
+from forwarder.event_user_data import FIELDS as EVENT_USER_DATA_FIELDS
 from forwarder.mapping import Mapped, map_batch
+from forwarder.original_event import INVALID_ORIGINAL_EVENT_TIME
 from forwarder.render import render_events
 from forwarder.settings import Settings, SettingsError, load_settings
 from forwarder.skip_reasons import Skip
+from forwarder.value import NET_REVENUE_WITHOUT_VALUE, VALUE_FIELDS
 from localdev.graph_stub import ACTION_SOURCE_MAX_AGE_DAYS, META_STANDARD_EVENTS, event_problem
 from tests.support import BOTH_APIS, NOW_MS
 
@@ -337,7 +340,13 @@ def test_the_offline_conversions_api_has_no_action_source() -> None:
 # Conversions API took offline events up to 62 days old, whatever the flag says.
 WINDOWS = [
     *[("conversions_api", "physical_store", days, days < 62) for days in (1, 6.9, 7.1, 61.9, 62.1)],
-    *[("conversions_api", source, days, days < 7) for source in ACTION_SOURCES[1:] for days in (6.9, 7.1)],
+    # `app` is never sent, whatever its age (tests/unit/test_action_source_app.py).
+    *[
+        ("conversions_api", source, days, days < 7)
+        for source in ACTION_SOURCES[1:]
+        if source != "app"
+        for days in (6.9, 7.1)
+    ],
     *[("offline_conversions", source, days, days < 62) for source in ("chat", "phone_call") for days in (7.1, 62.1)],
 ]
 
@@ -608,7 +617,15 @@ def test_the_mapping_page_lists_every_skip_and_adjustment_reason() -> None:
     reasons = [reason.value for reason in Skip]
     assert [reason for reason in reasons if f"`{reason}`" not in skipped] == []
     adjusted = section("mapping.md", "## Adjusted events")
-    assert all(f"`{reason}`" in adjusted for reason in ("event_time_from_batch", INVALID_ACTION_SOURCE))
+    reasons = [
+        "event_time_from_batch",
+        INVALID_ACTION_SOURCE,
+        *(f"invalid_{field}" for field, _, _ in EVENT_USER_DATA_FIELDS),
+        *(f"invalid_{field}" for field in VALUE_FIELDS),
+        NET_REVENUE_WITHOUT_VALUE,
+        INVALID_ORIGINAL_EVENT_TIME,
+    ]
+    assert [reason for reason in reasons if f"`{reason}`" not in adjusted] == []
 
 
 @pytest.mark.parametrize(
