@@ -180,9 +180,10 @@ class _FileRun:
         poster = self.target.poster
         if poster is None or not gathering.items:
             return None
-        send_by = Deadline.after(SEND_SECONDS_PER_REQUEST * requests)
-        if self.options.stop_by is not None and self.options.stop_by.at - PARK_SECONDS < send_by.at:
-            send_by = self.options.stop_by.earlier(PARK_SECONDS)
+        stop_by = self.options.stop_by
+        send_by = Deadline.after(SEND_SECONDS_PER_REQUEST * requests, *(() if stop_by is None else (stop_by.clock,)))
+        if stop_by is not None and stop_by.at - PARK_SECONDS < send_by.at:
+            send_by = stop_by.earlier(PARK_SECONDS)
         if self.checkpoint is not None:
             self.checkpoint.sending = (gathering.rows[0].number, gathering.rows[-1].number)
             self.checkpoint.save()
@@ -191,7 +192,7 @@ class _FileRun:
             gathering.items,
             poster,
             send_by,
-            Deadline(send_by.at + PARK_SECONDS),
+            Deadline(send_by.at + PARK_SECONDS, send_by.clock),
             settings.parking_queue_url,
             settled=settings.settled_events,
         )
