@@ -23,8 +23,8 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 # The environment `make deploy` deploys to: a section of samconfig.toml (staging or prod).
 ENV ?= staging
 
-.PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api bench replay event clean \
-	build-ForwarderFunction build-SenderFunction
+.PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api bench replay backfill event \
+	clean build-ForwarderFunction build-SenderFunction build-BackfillFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
 $(BIN)/.installed: requirements-dev.txt
@@ -64,8 +64,9 @@ lint: $(BIN)/.installed
 
 # Called by `sam build` (BuildMethod: makefile; samconfig.toml builds in the source tree, so nothing is
 # copied first) with ARTIFACTS_DIR set, and by tests with a host platform. SAM builds each makefile
-# function on its own: the webhook (ForwarderFunction) and the buffered sender get the same artifact.
-build-ForwarderFunction build-SenderFunction: $(DEPS_DIR)
+# function on its own: the webhook (ForwarderFunction), the buffered sender and the backfill function get
+# the same artifact.
+build-ForwarderFunction build-SenderFunction build-BackfillFunction: $(DEPS_DIR)
 	test -n "$(ARTIFACTS_DIR)"
 	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"
@@ -114,6 +115,9 @@ event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s e
 
 replay: $(BIN)/.installed  ## re-send parked batches (see README, "Parking and replay")
 	$(BIN)/python -m forwarder.replay $(ARGS)
+
+backfill: $(BIN)/.installed  ## send historic sales from files: make backfill ARGS="--dry-run sales.csv" (docs/backfill.md)
+	$(BIN)/python -m forwarder.backfill $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
