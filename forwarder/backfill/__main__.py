@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(inputs, target, report, options)
     except (InputError, HeaderError) as error:
-        print(f"backfill stopped: {error}", file=sys.stderr)
-        return 2
-    finally:
         if report is not None:
             report.close(complete=False)
+        print(f"backfill stopped: {error}", file=sys.stderr)
+        return 2
+    if report is not None:
+        report.close(complete=result.state is State.FINISHED)
     summary = {"dry_run": args.dry_run, "connection": args.connection, **result.summary()}
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     if result.state is State.STOPPED:
