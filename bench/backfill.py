@@ -117,52 +117,67 @@ def _child(script: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(aws_env: dict[str, str], webhook: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Both runs, the same-work mapping and the webhook's reference (`webhook()`: measurement 1's child on the
-    Conversions API, returning handler_ms and events)."""
+    """Both runs; the webhook's reference (`webhook()`: measurement 1's child on the Conversions API, returning
+    handler_ms and events) and the same-work mapping, each taken just before and just after the long run, so
+    that drift in the machine's load hits the two sides alike."""
     now = int(time.time())
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"webhook": [], "same_work": []}
     with tempfile.TemporaryDirectory() as scratch, Responder(success_body(1000)) as server:
         env = {**function_env(aws_env, server.url, "conversions_api"), **QUIET_ENV}
+        small = Path(scratch) / f"sales-{SMALL}.csv"
+        write_csv(small, SMALL, now)
+
+        def references() -> None:
+            results["same_work"].append(_child(SAME_WORK, [str(small), str(SAME_WORK_ROWS)], env))
+            results["webhook"].append(webhook())
+
         for rows in (SMALL, ROWS):
             source = Path(scratch) / f"sales-{rows}.csv"
-            write_csv(source, rows, now)
+            if not source.exists():
+                write_csv(source, rows, now)
+            if rows == ROWS:
+                references()
             run = _child(CHILD, [str(source), str(Path(scratch) / f"report-{rows}.jsonl")], env)
             run["bytes"] = source.stat().st_size
             results[str(rows)] = run
-            if rows == SMALL:
-                results["same_work"] = _child(SAME_WORK, [str(source), str(SAME_WORK_ROWS)], env)
-            source.unlink()
+        references()
         results["requests"] = server.requests
-    results["webhook"] = webhook()
     return results
 
 
+def _rate(runs: list[dict[str, Any]], events: str, seconds: str, scale: float = 1.0) -> float:
+    """The mean rate of the runs before and after the long one."""
+    return sum(run[events] / run[seconds] * scale for run in runs) / len(runs)
+
+
 def row(result: dict[str, Any]) -> Row:
-    big, small, webhook, same = result[str(ROWS)], result[str(SMALL)], result["webhook"], result["same_work"]
+    big, small = result[str(ROWS)], result[str(SMALL)]
     rate = big["summary"]["rows"] / big["seconds"]
-    reference = webhook["events"] / webhook["handler_ms"] * 1000
-    same_rate = same["events"] / same["seconds"]
-    ratio = rate / reference
+    reference = _rate(result["webhook"], "events", "handler_ms", 1000)
+    same_rate = _rate(result["same_work"], "events", "seconds")
+    ratio, same_ratio = rate / reference, rate / same_rate
     growth = big["peak_mb"] - small["peak_mb"]
     row = Row(
-        metric=f"10. Backfill: a {ROWS:,}-row CSV (Meta's offline upload columns, every key), whole command; peak "
-        f"memory at {SMALL:,} and {ROWS:,} rows",
+        metric=f"10. Backfill: a {ROWS:,}-row CSV (Meta's offline upload columns, every key, a customer per row), "
+        f"the whole command; peak memory at {SMALL:,} and {ROWS:,} rows",
         measured=f"{rate:,.0f} rows/s ({big['seconds']:.0f} s); peak {small['peak_mb']:.1f} MB and "
         f"{big['peak_mb']:.1f} MB",
-        reference=f"webhook {reference:,.0f} events/s (2000-event batch, Conversions API); memory: the same "
-        f"within {MEMORY_SLACK_MB:.0f} MB",
-        ratio=f"{ratio:.2f}x the webhook; memory +{growth:.1f} MB",
-        target=f">= {TARGET_RATIO}x; +<= {MEMORY_SLACK_MB:.0f} MB",
+        reference=f"webhook {reference:,.0f} events/s (2000-event batch of one user, Conversions API); its mapping "
+        f"of one-event batches of the same customers {same_rate:,.0f} events/s",
+        ratio=f"{ratio:.2f}x the webhook ({same_ratio:.2f}x its mapping of the same customers); memory "
+        f"+{growth:.1f} MB",
+        target=f">= {TARGET_RATIO}x; memory +<= {MEMORY_SLACK_MB:.0f} MB",
         met=ratio >= TARGET_RATIO and growth <= MEMORY_SLACK_MB,
     )
     row.notes += [
-        f"Row 10: {big['summary']['forwarded']:,} of {big['summary']['rows']:,} rows forwarded in "
-        f"{result['requests']:,} requests over both runs (the responder answers at once); the file was "
-        f"{big['bytes'] / 1e6:.0f} MB; {small['summary']['rows'] / small['seconds']:,.0f} rows/s at {SMALL:,} rows.",
-        f"Row 10, the same work per customer: the webhook's own mapping and rendering (`webhook.prepare`) of "
-        f"{same['events']:,} one-event batches made of the same rows runs at {same_rate:,.0f} events/s, so the "
-        f"whole backfill command is {rate / same_rate:.2f}x the webhook's mapping alone for the same customers. The "
-        "2000-event batch holds one user, whose keys (a phone number is parsed by libphonenumber, each value "
-        "normalised and hashed) cost once for all its events; a CSV row is a customer of its own.",
+        f"Row 10: {big['summary']['forwarded']:,} of {big['summary']['rows']:,} rows forwarded; "
+        f"{result['requests']:,} requests of up to 1000 events over both runs (the responder answers at once); "
+        f"the file was {big['bytes'] / 1e6:.0f} MB; {small['summary']['rows'] / small['seconds']:,.0f} rows/s at "
+        f"{SMALL:,} rows. The references are the means of runs just before and just after the long one.",
+        "Row 10: a webhook batch holds one user, whose match keys (a phone number parsed by libphonenumber, each "
+        "value normalised and SHA-256 hashed) cost once for all its 2000 events; every CSV row is a customer of its "
+        "own, so most of a row's time is its keys. The second reference is that same work done by the webhook's "
+        f"own mapping and rendering (`webhook.prepare` of {SAME_WORK_ROWS:,} one-event batches made of the same "
+        "rows, without their HTTP round trips).",
     ]
     return row

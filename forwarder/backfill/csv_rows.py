@@ -53,6 +53,7 @@ ACTION_SOURCE_KEY = "Facebook.ActionSource"  # the custom flag mapping reads an 
 _SOURCE = "backfill.csv.{key}.{position}"  # the identity each value of a key is kept as
 _FIELD_SEPARATOR = "\x1f"  # ASCII's unit separator: no two different rows join to the same text
 MAX_IGNORED_NAMED = 20
+MAX_KEPT_SETTINGS = 256  # settings kept per number of values of each key (CsvMapping)
 
 
 class HeaderError(ValueError):
@@ -163,7 +164,8 @@ class CsvMapping:
             sources = {key: tuple(names[:count]) for (key, _, names), count in zip(self._keys, counts, strict=True)}
             keys = KeySettings(sources=sources, default_country=self.settings.key_settings.default_country)
             found = dataclasses.replace(self.settings, key_settings=keys, forward_unmapped_custom_events=True)
-            self._by_counts[counts] = found
+            if len(self._by_counts) < MAX_KEPT_SETTINGS:  # a file of ever new shapes must not grow memory
+                self._by_counts[counts] = found
         return found
 
     def batch_of(self, row: Sequence[str]) -> tuple[Batch, Settings] | str:

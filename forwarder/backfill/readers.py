@@ -13,11 +13,14 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from forwarder.backfill.csv_rows import CsvMapping, HeaderError, Layout
 from forwarder.batch import Batch, BatchError, BatchTooLarge, parse_batch
 from forwarder.settings import Settings
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 MALFORMED_LINE = "malformed_line"  # a JSON Lines line that is not an mParticle batch
 MALFORMED_ROW = "malformed_row"  # a CSV row that cannot be read
@@ -90,8 +93,8 @@ def csv_rows(stream: IO[bytes], wanted: RowFilter, settings: Settings) -> tuple[
     return layout, _records(reader, CsvMapping(layout, settings), wanted)
 
 
-def _records(reader: Iterator[list[str]], mapping: CsvMapping, wanted: RowFilter) -> Iterator[Row | int]:
-    line_num = getattr(reader, "line_num")  # noqa: B009 (csv's reader type does not declare it)
+def _records(reader: Reader, mapping: CsvMapping, wanted: RowFilter) -> Iterator[Row | int]:
+    line_num = reader.line_num
     while True:
         start = line_num + 1
         try:
@@ -99,10 +102,10 @@ def _records(reader: Iterator[list[str]], mapping: CsvMapping, wanted: RowFilter
         except StopIteration:
             return
         except csv.Error as error:
-            line_num = getattr(reader, "line_num")  # noqa: B009
+            line_num = reader.line_num
             yield Row(start, skip=MALFORMED_ROW, problem=f"the row cannot be read as CSV ({error})")
             continue
-        line_num = getattr(reader, "line_num")  # noqa: B009
+        line_num = reader.line_num
         if not fields or not any(fields):
             continue
         if not wanted(start):

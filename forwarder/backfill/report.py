@@ -92,6 +92,7 @@ class S3Report:
     parts: int = 0  # committed and uncommitted parts written so far
     _pending: list[bytes] = field(default_factory=list)
     _resumed: bool = False
+    _written: bool = False  # anything written in this run: else the report stays as an earlier run left it
 
     def _part(self, number: int) -> Location:
         return self.location.beside(f".parts/{number:06d}.part")
@@ -102,6 +103,7 @@ class S3Report:
 
     def write(self, lines: list[dict[str, Any]]) -> None:
         self._resumed = True
+        self._written |= bool(lines)
         self._pending += [orjson.dumps(entry) + b"\n" for entry in lines]
 
     def commit(self) -> int:
@@ -114,6 +116,8 @@ class S3Report:
 
     def close(self, complete: bool) -> None:
         """Join the parts into the report (a multipart upload, in parts of 8 MiB); once complete, delete them."""
+        if not self._written:
+            return
         self.commit()
         client, bucket, key = s3_client(), self.location.bucket, self.location.path
         upload = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/x-ndjson")
@@ -157,6 +161,7 @@ class Tally:
     retries: int = 0
     isolation_requests: int = 0
     settled_earlier: int = 0  # rows an earlier run settled: neither read nor reported again
+    inputs_sent_earlier: list[str] = field(default_factory=list)  # inputs an earlier run sent whole
     ignored_columns: set[str] = field(default_factory=set)
 
     def count(self, entry: dict[str, Any]) -> None:
@@ -172,6 +177,7 @@ class Tally:
             **{status: self.rows[status] for status in STATUSES},
             "by_reason": {status: dict(self.reasons[status]) for status in (SKIPPED, PARKED, FAILED)},
             "settled_earlier": self.settled_earlier,
+            **({"inputs_sent_earlier": self.inputs_sent_earlier} if self.inputs_sent_earlier else {}),
             "events": {**{name: self.events[name] for name in ("received", "forwarded", "parked", "duplicates")},
                        "skipped": dict(self.skipped_events)},
             "requests": self.requests,

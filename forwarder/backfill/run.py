@@ -104,6 +104,7 @@ class _FileRun:
             place = Checkpoint.place(location, self.target.connection, self.options.checkpoint_dir)
             self.checkpoint = Checkpoint.load(place, fingerprint(location), settings.destination().record())
             if self.checkpoint.finished:
+                self.result.tally.inputs_sent_earlier.append(str(location))
                 return State.FINISHED
             if self.checkpoint.sending and not settings.profile.deduplicates:
                 self.interrupted = self.checkpoint.sending

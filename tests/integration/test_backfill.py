@@ -336,6 +336,7 @@ def test_an_s3_object_is_read_like_a_local_file_and_its_checkpoint_kept_beside_i
     requests = len(graph.received)
     status, summary = backfill("s3://sales-exports/2026/sales.csv.gz")
     assert status == 0 and len(graph.received) == requests and summary["rows"] == 0
+    assert summary["inputs_sent_earlier"] == ["s3://sales-exports/2026/sales.csv.gz"]
 
 
 @pytest.mark.parametrize(

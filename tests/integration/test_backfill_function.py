@@ -95,8 +95,10 @@ def test_a_file_put_under_backfill_is_sent_over_several_invocations_and_reported
     unmarked = {row: "forwarded" if s == "parked" else s for row, s in expected_statuses(expected).items()}
     assert statuses(lines) == unmarked
 
-    again = handler(object_created(KEY))  # the same object again: nothing is sent twice
+    again = handler(object_created(KEY))  # the same object again: nothing is sent twice, the report stays
     assert again["finished"] and acknowledged(graph) == forwarded_orders(expected)
+    assert again["summary"]["inputs_sent_earlier"] == [f"s3://{BUCKET}/{KEY}"]
+    assert s3.get_object(Bucket=BUCKET, Key=f"{KEY}.report.jsonl")["Body"].read().decode() == report
 
 
 @pytest.mark.parametrize(
