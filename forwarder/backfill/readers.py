@@ -27,6 +27,7 @@ MALFORMED_ROW = "malformed_row"  # a CSV row that cannot be read
 BATCH_TOO_LARGE = "batch_too_large"  # a line over the webhook's limits (forwarder/batch.py)
 # The webhook's body limit (handler/app.py, 6 MiB) and some room: a longer line is no batch it would take.
 MAX_LINE_BYTES = 8 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ def jsonl_rows(stream: IO[bytes], wanted: RowFilter) -> Iterator[Row | int]:
         if line is None:
             yield Row(number, skip=BATCH_TOO_LARGE, problem=f"the line is longer than {MAX_LINE_BYTES} bytes")
             continue
+        if number == 1:
+            line = line.removeprefix(UTF8_BOM)  # Windows tools start a UTF-8 file with one; JSON has none
         try:
             yield Row(number, parse_batch(line))
         except BatchTooLarge as error:

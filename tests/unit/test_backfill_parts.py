@@ -32,6 +32,11 @@ def test_json_lines_are_numbered_by_line_blank_ones_skipped_bad_ones_reported_wi
     assert all(problem and "jane" not in problem for problem in problems)
 
 
+def test_a_byte_order_mark_before_the_first_line_is_not_part_of_its_json() -> None:
+    [row] = lines_of(b'\xef\xbb\xbf{"events": []}\n')
+    assert isinstance(row, Row) and row.batch is not None
+
+
 def test_a_line_longer_than_any_batch_is_read_past_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readers, "MAX_LINE_BYTES", 100)
     rows = lines_of(b'{"events": []}\n' + b"x" * 1000 + b"\n" + b'{"events": []}\n')
