@@ -149,8 +149,8 @@ class CsvMapping:
         counts = []
         for _key, columns, names in self._keys:
             values = _values(row, columns)
-            for name, value in zip(names, values, strict=False):
-                identities[name] = value
+            if values:
+                identities.update(zip(names, values, strict=False))
             counts.append(len(values))
         attributes = {}
         for name, columns in self._attributes:
