@@ -19,7 +19,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.backfill.connection import connection_settings
-from forwarder.backfill.csv_rows import HeaderError
 from forwarder.backfill.files import InputError, Location
 from forwarder.backfill.progress import LOG_INTERVAL, Progress
 from forwarder.backfill.report import FAILED, S3Report
@@ -97,7 +96,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             report,
             Options(stop_by=stop_by, progress=progress),
         )
-    except (SettingsError, InputError, HeaderError) as error:
+    except (SettingsError, InputError) as error:
         logger.error("backfill refused the object", extra={"object": str(location), "error": str(error)})
         return _answer(location, None, str(error))
     if result.state is not State.PAUSED:

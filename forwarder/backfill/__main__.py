@@ -16,7 +16,6 @@ import sys
 import orjson
 
 from forwarder.backfill.connection import connection_settings
-from forwarder.backfill.csv_rows import HeaderError
 from forwarder.backfill.files import InputError, Location
 from forwarder.backfill.progress import for_terminal_or_log
 from forwarder.backfill.report import FAILED, open_report
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(checkpoint_dir=args.checkpoint_dir, progress=for_terminal_or_log())
     try:
         result = run(inputs, target, report, options)
-    except (InputError, HeaderError) as error:
+    except InputError as error:
         if report is not None:
             report.close(complete=False)
         print(f"backfill stopped: {error}", file=sys.stderr)

@@ -44,8 +44,9 @@ class Gathering:
     rows: list[Pending] = field(default_factory=list)
     items: list[Outgoing] = field(default_factory=list)
 
-    def add(self, row: Row, settings: Settings, now: float, tally: Tally) -> None:
-        """Map `row` (with `row.settings` when it has its own) and add it; its events go where `settings` says."""
+    def add(self, row: Row, settings: Settings, now: float, tally: Tally, withheld: str | None = None) -> None:
+        """Map `row` (with `row.settings` when it has its own) and add it; its events go where `settings` says.
+        `withheld`: the row is not to be sent; had it events to send, it is reported failed with this reason."""
         pending = Pending(row.number)
         self.rows.append(pending)
         if row.batch is None:
@@ -62,6 +63,9 @@ class Gathering:
         if not events:
             reason = outcome.skipped.most_common(1)[0][0] if outcome.skipped else NO_EVENTS
             pending.decided = line(row.number, SKIPPED, reason)
+            return
+        if withheld is not None:
+            pending.decided = line(row.number, FAILED, withheld)
             return
         destination = settings.destination(row.batch.development)
         pending.unit = Unit(str(row.number), row.batch.batch_id, row.batch.source_request_id)

@@ -20,11 +20,12 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError
 
 from forwarder.backfill.checkpoint import Checkpoint
-from forwarder.backfill.files import InputError, Kind, Location, fingerprint, open_input
+from forwarder.backfill.csv_rows import HeaderError
+from forwarder.backfill.files import CountingReader, InputError, Kind, Location, fingerprint, open_input
 from forwarder.backfill.gathering import INTERRUPTED, Gathering, row_lines
 from forwarder.backfill.progress import Progress
 from forwarder.backfill.readers import Row, RowFilter, csv_rows, jsonl_rows
-from forwarder.backfill.report import FAILED, ReportSink, Tally, line
+from forwarder.backfill.report import FAILED, ReportSink, Tally
 from forwarder.deadline import Deadline
 from forwarder.delivery import Delivery, deliver
 from forwarder.posting import Poster
@@ -35,6 +36,7 @@ SEND_SECONDS_PER_REQUEST = 60.0  # a request's retries and the isolation of its 
 PARK_SECONDS = 15.0
 # With `stop_by`: the least time a gathering is started with (its requests, parking, checkpoint, report).
 MIN_GATHERING_SECONDS = SEND_SECONDS_PER_REQUEST + PARK_SECONDS + 15.0
+WITHHELD = f"{INTERRUPTED}: Facebook may have taken it; not sent again (check Events Manager)"
 
 
 class State(StrEnum):
@@ -120,6 +122,8 @@ class _FileRun:
                 if progress is not None:
                     progress.update(progress.rows, counter.bytes_read, final=True)
                 return state
+        except HeaderError as error:
+            raise InputError(f"{location}: {error}") from None
         except (OSError, EOFError, zlib.error, BotoCoreError) as error:
             raise InputError(f"{location}: reading it failed ({type(error).__name__}); rerun to go on") from None
 
@@ -130,7 +134,7 @@ class _FileRun:
         self.result.tally.ignored_columns.update(layout.ignored)
         return rows
 
-    def _gather(self, rows: Iterator[Row | int], counter: Any) -> State:
+    def _gather(self, rows: Iterator[Row | int], counter: CountingReader) -> State:
         settings, tally = self.target.settings, self.result.tally
         limit = settings.profile.max_events_per_request
         gathering = Gathering()
@@ -141,11 +145,9 @@ class _FileRun:
                     tally.settled_earlier += 1
                 else:
                     gathering.add_decided(row, held, held=True)
-            elif self.interrupted and self.interrupted[0] <= row.number <= self.interrupted[1]:
-                reason = f"{INTERRUPTED}: Facebook may have taken it; not sent again (check Events Manager)"
-                gathering.add_decided(row.number, line(row.number, FAILED, reason))
             else:
-                gathering.add(row, settings, self.options.clock(), tally)
+                cut = self.interrupted is not None and self.interrupted[0] <= row.number <= self.interrupted[1]
+                gathering.add(row, settings, self.options.clock(), tally, withheld=WITHHELD if cut else None)
             if gathering.events >= limit or len(gathering.rows) >= GATHER_ROWS:
                 if (state := self._settle(gathering, counter)) is not None:
                     return state
@@ -157,7 +159,7 @@ class _FileRun:
             self.checkpoint.save()
         return State.FINISHED
 
-    def _settle(self, gathering: Gathering, counter: Any) -> State | None:
+    def _settle(self, gathering: Gathering, counter: CountingReader) -> State | None:
         """Send, report and checkpoint one gathering; the state the run ends in, or None to go on."""
         stop_by = self.options.stop_by
         requests = math.ceil(gathering.events / self.target.settings.profile.max_events_per_request)
