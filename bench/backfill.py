@@ -165,7 +165,7 @@ def row(result: dict[str, Any]) -> Row:
         reference=f"webhook {reference:,.0f} events/s (2000-event batch of one user, Conversions API); its mapping "
         f"of one-event batches of the same customers {same_rate:,.0f} events/s",
         ratio=f"{ratio:.2f}x the webhook ({same_ratio:.2f}x its mapping of the same customers); memory "
-        f"+{growth:.1f} MB",
+        f"{growth:+.1f} MB",
         target=f">= {TARGET_RATIO}x; memory +<= {MEMORY_SLACK_MB:.0f} MB",
         met=ratio >= TARGET_RATIO and growth <= MEMORY_SLACK_MB,
     )
