@@ -181,10 +181,10 @@ class CsvMapping:
             return NO_EVENT_NAME
         when = first("event_time")
         if when is None:
-            return Skip.NO_EVENT_TIME
+            return str(Skip.NO_EVENT_TIME)
         millis = unix_ms(when)
         if millis is None:
-            return Skip.INVALID_EVENT_TIME
+            return str(Skip.INVALID_EVENT_TIME)
         value, currency, order_id = first("value"), first("currency"), first("order_id")
         digest = hashlib.sha256(_FIELD_SEPARATOR.join(row).encode("utf-8", "surrogatepass")).hexdigest()[:32]
         data: dict[str, object] = {"timestamp_unixtime_ms": millis, "source_message_id": digest}

@@ -58,10 +58,11 @@ class Gathering:
             pending.decided = line(row.number, SKIPPED, "batch_too_large", problem=str(error))
             return
         tally.events["received"] += outcome.received
-        tally.skipped_events.update(outcome.skipped)
-        pending.skipped = outcome.skipped
+        # Reasons as plain strings, whatever type mapping counts them by: they are JSON keys.
+        pending.skipped = Counter({str(reason): count for reason, count in outcome.skipped.items()})
+        tally.skipped_events.update(pending.skipped)
         if not events:
-            reason = outcome.skipped.most_common(1)[0][0] if outcome.skipped else NO_EVENTS
+            reason = pending.skipped.most_common(1)[0][0] if pending.skipped else NO_EVENTS
             pending.decided = line(row.number, SKIPPED, reason)
             return
         if withheld is not None:
