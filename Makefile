@@ -24,7 +24,8 @@ COMPILE = $(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -p 
 ENV ?= staging
 
 .PHONY: run test unit typecheck lint lock build deploy deploy-built local-invoke local-api local-invoke-buffered \
-	bench parked replay check-connections event clean build-ForwarderFunction build-SenderFunction
+	bench parked replay backfill check-connections event clean build-ForwarderFunction build-SenderFunction \
+	build-BackfillFunction
 
 # requirements-dev.txt (runtime + dev) is exported from uv.lock with hashes: plain pip installs it, no uv needed.
 $(BIN)/.installed: requirements-dev.txt
@@ -65,10 +66,10 @@ lint: $(BIN)/.installed
 # Called by `sam build` (BuildMethod: makefile; samconfig.toml builds in the source tree, so nothing is
 # copied first) with ARTIFACTS_DIR set, and by tests with a host platform. SAM builds each makefile
 # function on its own (it never shares a makefile build, and builds a function whatever its Condition):
-# the webhook (ForwarderFunction) and the buffered sender get the same artifact. Its dependencies are
-# hard links to the cache's files where the file system allows (a copy elsewhere, or where cp has no -l),
-# so a second function costs no copy and no disk; never edit a built dependency in place.
-build-ForwarderFunction build-SenderFunction: $(DEPS_DIR)
+# the webhook (ForwarderFunction), the buffered sender and the backfill function get the same artifact. Its
+# dependencies are hard links to the cache's files where the file system allows (a copy elsewhere, or where
+# cp has no -l), so another function costs no copy and no disk; never edit a built dependency in place.
+build-ForwarderFunction build-SenderFunction build-BackfillFunction: $(DEPS_DIR)
 	test -n "$(ARTIFACTS_DIR)"
 	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"
@@ -133,6 +134,9 @@ check-connections: $(BIN)/.installed  ## check a connections document before dep
 
 replay: $(BIN)/.installed  ## re-send parked events (docs/deploy.md, section 10)
 	$(BIN)/python -m forwarder.replay $(ARGS)
+
+backfill: $(BIN)/.installed  ## send historic sales from files: make backfill ARGS="--dry-run sales.csv" (docs/backfill.md)
+	$(BIN)/python -m forwarder.backfill $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis

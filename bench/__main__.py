@@ -1,5 +1,5 @@
-"""`python -m bench` (`make bench`): the six measurements of issue 7 and three of buffered delivery (issue 17),
-one table, bench/RESULTS.md.
+"""`python -m bench` (`make bench`): the six measurements of issue 7, three of buffered delivery (issue 17) and
+the backfill's (measurement 10), one table, bench/RESULTS.md.
 
 Servers are local: moto for Secrets Manager and `bench.responder` for Facebook. Progress goes to
 stderr, the table to stdout. `--quick` cuts the repetitions (a smoke run, not numbers to publish);
@@ -35,7 +35,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         type=int,
         action="append",
-        choices=range(1, 10),
+        choices=range(1, 11),
         metavar="N",
         help="run only measurement N (repeatable; 4 = peak memory); the partial table is printed, not written",
     )
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     os.environ.update(QUIET_ENV)  # before anything imports Powertools (it reads the log level at import)
 
-    from bench import buffered, coldstart, latency, memory, profiling, report, sdk_compare, throughput, wire
+    from bench import backfill, buffered, coldstart, latency, memory, profiling, report, sdk_compare, throughput, wire
     from bench.harness import Function
     from localdev.aws import local_aws
 
@@ -129,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             lambda aws_env: buffered.answer_row(buffered_timed(aws_env)),
         ),
         9: ("buffered vs direct: Lambda time", lambda aws_env: buffered.lambda_row(buffered_timed(aws_env))),
+        10: (
+            "backfill: a 1,000,000-row CSV, and peak memory at 100,000 (a few minutes)",
+            lambda aws_env: backfill.row(
+                backfill.measure(
+                    aws_env, lambda: _in_child("throughput", repeat, aws_env, QUIET_ENV, "conversions_api")
+                )
+            ),
+        ),
     }
     chosen = sorted(set(args.only)) if args.only else sorted(steps)
     # Powertools prints the cold-start metric, and a full metric buffer, even with metrics disabled.
