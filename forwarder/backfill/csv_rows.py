@@ -36,6 +36,7 @@ from forwarder.batch import Batch, User
 from forwarder.mapping import Skip
 from forwarder.match_keys import MAX_VALUES_PER_KEY, KeySettings
 from forwarder.settings import Settings
+from forwarder.variables import date_of_birth_sources
 
 # The CSV column of each match key, and the match key (forwarder/match_keys.py, KEYS) it feeds.
 KEY_COLUMNS: Mapping[str, str] = {
@@ -43,7 +44,7 @@ KEY_COLUMNS: Mapping[str, str] = {
     "country": "country", "gen": "gen", "madid": "madid", "external_id": "external_id",
 }  # fmt: skip
 EVENT_COLUMNS = ("event_name", "event_time", "value", "currency", "order_id", "action_source")
-# Read and kept as the user attribute `db`: no match key reads a date of birth yet.
+# Kept as the user attribute `db`, which the date-of-birth keys then read (as DATE_OF_BIRTH_ATTRIBUTE=db would).
 DATE_OF_BIRTH = "db"
 KNOWN_COLUMNS = frozenset({*KEY_COLUMNS, *EVENT_COLUMNS, DATE_OF_BIRTH})
 REQUIRED_COLUMNS = ("event_name", "event_time")
@@ -162,6 +163,8 @@ class CsvMapping:
         found = self._by_counts.get(counts)
         if found is None:
             sources = {key: tuple(names[:count]) for (key, _, names), count in zip(self._keys, counts, strict=True)}
+            if any(name == DATE_OF_BIRTH for name, _ in self._attributes):
+                sources.update(date_of_birth_sources(DATE_OF_BIRTH))
             keys = KeySettings(sources=sources, default_country=self.settings.key_settings.default_country)
             found = dataclasses.replace(self.settings, key_settings=keys, forward_unmapped_custom_events=True)
             if len(self._by_counts) < MAX_KEPT_SETTINGS:  # a file of ever new shapes must not grow memory

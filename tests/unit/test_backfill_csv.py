@@ -109,6 +109,26 @@ def test_the_offline_conversions_api_gets_the_same_row_as_its_match_keys() -> No
     assert (event["value"], event["currency"], event["order_id"]) == (10.0, "USD", "o-1")
 
 
+# Meta's example (customer-information-parameters, `db`): 2/16/1997 is written 19970216, then hashed.
+@pytest.mark.parametrize(
+    ("api", "cell", "expected"),
+    [
+        ("conversions_api", "1997-02-16", {"db": sha("19970216")}),
+        ("conversions_api", "19970216", {"db": sha("19970216")}),
+        ("offline_conversions", "1997-02-16", {"doby": sha("1997"), "dobm": sha("02"), "dobd": sha("16")}),
+        ("conversions_api", "02/03/1997", {}),  # day and month order unknown: not guessed
+    ],
+)
+def test_the_db_column_is_the_date_of_birth_key(api: str, cell: str, expected: dict[str, str]) -> None:
+    event = one(
+        f"Purchase,{NOW - 3600},10,USD,o-1,jane@example.com,{cell}",
+        api,
+        header="event_name,event_time,value,currency,order_id,email,db",
+    )
+    keys = event["user_data" if api == "conversions_api" else "match_keys"]
+    assert {name: keys[name] for name in ("db", "doby", "dobm", "dobd") if name in keys} == expected
+
+
 TWO = ["a@example.com", "b@example.com"]
 
 
