@@ -134,7 +134,7 @@ def _server_event_fields(
     size = sum(len(value) + ATTRIBUTE_OVERHEAD_BYTES for value in user_data.values()) if user_data else 0
     original = None
     if event_name == APPEND_VALUE:
-        if isinstance(found := original_event_data(data, time), str):
+        if isinstance(found := original_event_data(attributes, time), str):
             return found
         original, original_adjusted = found
         adjusted += original_adjusted

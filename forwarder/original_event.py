@@ -14,7 +14,6 @@ skipped there before it gets here (`custom_name_unsupported`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from forwarder.batch import number, text
@@ -31,15 +30,16 @@ INVALID_ORIGINAL_EVENT_TIME = "invalid_original_event_time"  # adjusted: the tim
 MIN_SECONDS = 1_000_000_000
 
 
-def original_event_data(data: Mapping[str, Any], event_time: int) -> tuple[dict[str, Any], list[str]] | Skip:
-    """Meta's `original_event_data` from the event's custom attributes, and what was adjusted; or the reason
-    the event is skipped. `event_time` is the AppendValue event's own (Unix seconds): the original is no later.
+def original_event_data(attributes: Any, event_time: int) -> tuple[dict[str, Any], list[str]] | Skip:
+    """Meta's `original_event_data` from the event's custom attributes as the custom-data screen left them
+    (custom_data.py: an id holding an email or phone number is never sent, here neither), and what was
+    adjusted; or the reason the event is skipped. `event_time` is the AppendValue event's own (Unix
+    seconds): the original is no later.
 
     An id over MAX_TEXT_LENGTH is `value_too_long`, as any id; a name that is not a Meta event name (a standard
     event or a custom name within Meta's rules, event_names.py) counts as none. A time that is not Unix
     seconds or milliseconds from 2001 to `event_time` is left out (`invalid_original_event_time`).
     """
-    attributes = data.get("custom_attributes")
     if type(attributes) is not dict:
         return Skip.APPEND_WITHOUT_ORIGINAL
     given = {key.casefold(): value for key, value in attributes.items() if type(key) is str}

@@ -53,20 +53,28 @@ ABOLISHED_PREFIXES: dict[int, tuple[str, ...]] = {52: ("01", "02", "044", "045",
 def normalize_phone(value: str, region: str | None) -> str | None:
     """E.164 digits without the + for a phone number written internationally, or nationally in `region`
     (ISO 3166-1 alpha-2, any case); None for anything that cannot be a number with its country code."""
-    text = _plus_for_international_prefix(unicodedata.normalize("NFKC", value).strip())  # fullwidth as ASCII
+    written = unicodedata.normalize("NFKC", value).strip()  # fullwidth digits and plus signs as ASCII
+    text = _plus_for_international_prefix(written)
     if not any(char.isdigit() for char in text):
         return None  # "n/a", "none": not worth loading libphonenumber for
     if region is None and not text.lstrip("(").startswith("+"):
         return None
     import phonenumbers  # only for a value that may be a phone number (about 17 ms, once per container)
 
-    try:
-        number = phonenumbers.parse(text, region.upper() if region else None, keep_raw_input=True)
-    except phonenumbers.NumberParseException:
-        return None  # no country code ("+999"), no number at all, or over 17 digits after it
-    # IS_POSSIBLE only: IS_POSSIBLE_LOCAL_ONLY is a number without its area code.
-    if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
-        return _e164_digits(number)
+    # As written first where the region dials abroad with a prefix of its own (Australia's 0011, Colombia's
+    # 005: libphonenumber knows them), then with `00` read as `+` as most of the world dials.
+    readings = [written, text] if region and written.startswith("0") and written != text else [text]
+    number = None
+    for reading in readings:
+        try:
+            number = phonenumbers.parse(reading, region.upper() if region else None, keep_raw_input=True)
+        except phonenumbers.NumberParseException:
+            continue  # no country code ("+999"), no number at all, or over 17 digits after it
+        # IS_POSSIBLE only: IS_POSSIBLE_LOCAL_ONLY is a number without its area code.
+        if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
+            return _e164_digits(number)
+    if number is None:
+        return None
     current = _without_abolished_prefix(number)
     if current is not None:
         return _e164_digits(current)
@@ -83,10 +91,15 @@ def _plus_for_international_prefix(text: str) -> str:
     return text
 
 
-def _e164_digits(number: PhoneNumber) -> str:
+def _e164_digits(number: PhoneNumber) -> str | None:
+    """The country code and the national digits: E.164 without its +. Built from the parsed number, never
+    the text as written (libphonenumber's formatting gives back the raw input of a number of zeros, which it
+    finds possible); None for a national number of zeros, a placeholder for "no phone"."""
     import phonenumbers
 
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).removeprefix("+")
+    national = phonenumbers.national_significant_number(number)
+    digits = f"{number.country_code}{national}"
+    return digits if digits.isdigit() and national.strip("0") else None
 
 
 def _without_abolished_prefix(number: PhoneNumber) -> PhoneNumber | None:
@@ -120,4 +133,6 @@ def _by_metas_rule(number: PhoneNumber) -> str | None:
     if number.country_code_source not in written_internationally:
         return None
     digits = _e164_digits(number)
+    if digits is None:
+        return None
     return digits if MIN_DIGITS_WITH_COUNTRY_CODE <= len(digits) <= MAX_DIGITS_WITH_COUNTRY_CODE else None

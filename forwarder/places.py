@@ -53,6 +53,8 @@ COUNTRY_ALIASES: dict[str, str] = {
     # Falkland Islands (Malvinas), Sint Maarten (Dutch part), and Macao as its own Portuguese spells it.
     "Vatican": "va", "Vatican City": "va", "Holy See": "va", "Brunei": "bn", "Falkland Islands": "fk",
     "Sint Maarten": "sx", "Macau": "mo",
+    # The initials the country uses itself (its federal government's English name), dotted or not.
+    "UAE": "ae",
 }  # fmt: skip
 
 # The US states, the District of Columbia and the inhabited territories with their ANSI (FIPS 5-2) / USPS
@@ -142,7 +144,7 @@ def _countries_by_name() -> dict[str, str]:
     # which nothing overrides.
     derived: dict[str, set[str]] = {}
     for country in pycountry.countries:
-        for name in _inverted_readings(country.name):
+        for name in (*_inverted_readings(country.name), *_abbreviated(country)):
             derived.setdefault(place_key(name), set()).add(country.alpha_2.lower())
     for former in pycountry.historic_countries:
         successor = _successor(former.alpha_4)
@@ -155,6 +157,13 @@ def _countries_by_name() -> dict[str, str]:
         for name in (country.alpha_2, country.alpha_3, country.name, *_other_names(country)):
             index[place_key(name)] = country.alpha_2.lower()
     return index
+
+
+def _abbreviated(country: object) -> tuple[str, ...]:
+    """Names beginning "Saint" as they are usually written, "St" ("St Lucia", "St. Kitts and Nevis"): a
+    derived reading, so dropped where two countries would share it."""
+    names = (getattr(country, "name", ""), *_other_names(country))
+    return tuple("St " + name.removeprefix("Saint ") for name in names if name.startswith("Saint "))
 
 
 def _other_names(country: object) -> tuple[str, ...]:
