@@ -20,7 +20,6 @@ and fails only its own route; a document that is not a JSON object fails every r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -277,6 +276,8 @@ def load_connections(default: Settings, env: Mapping[str, str] | None = None, ti
 def main(argv: list[str] | None = None) -> int:
     """`python -m forwarder.connections --check FILE` (`make check-connections FILE=...`): check a connections
     document against the variables of this environment before it is deployed; exit 1 naming every problem."""
+    import argparse  # the command line only: not at the function's import
+
     parser = argparse.ArgumentParser(prog="python -m forwarder.connections", description=main.__doc__)
     parser.add_argument("--check", metavar="FILE", required=True, help="the connections document (JSON)")
     args = parser.parse_args(argv)

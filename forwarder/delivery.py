@@ -49,6 +49,7 @@ class _Group:
     destination: Destination
     events: list[dict[str, Any]] = field(default_factory=list)
     items: dict[int, list[Outgoing]] = field(default_factory=dict)  # id(event) -> items
+    units: set[str] = field(default_factory=set)  # every unit its events belong to
     requests: list[RequestOutcome] = field(default_factory=list)
     earlier: dict[int, Settlement] = field(default_factory=dict)  # id(event) -> settled by an earlier attempt
 
@@ -127,7 +128,15 @@ def _groups(items: Sequence[Outgoing], result: Delivery) -> list[_Group]:
                 continue
         group.events.append(event)
         group.items[id(event)] = [item]
+        group.units.add(item.unit.id)
     return list(groups.values())
+
+
+def _units(group: _Group, request: RequestOutcome) -> set[str]:
+    """The units a request's events belong to: the group's one unit, the usual case, without a look at each."""
+    if len(group.units) == 1:
+        return group.units
+    return {item.unit.id for event in request.payload for item in group.items[id(event)]}
 
 
 def _send_group(run: _Run, group: _Group, share: Deadline) -> None:
@@ -203,7 +212,7 @@ def _settle(
                 if settlement is Settlement.DELIVERED:
                     delivered_units.add(item.unit.id)
         for request in group.requests:
-            units = {item.unit.id for event in request.payload for item in group.items[id(event)]}
+            units = _units(group, request)
             if request.status == DELIVERED:
                 delivered_units |= units
                 if not group.destination.profile.deduplicates:
@@ -231,7 +240,9 @@ def _settle(
         counts["failed"] += sum(
             1
             for request in group.requests
-            if request.status != DELIVERED and not request.parked
+            if request.status != DELIVERED
+            and not request.parked
+            and not _units(group, request).isdisjoint(result.resend)
             for event in request.payload
             if any(item.unit.id in result.resend for item in group.items[id(event)])
         )
@@ -246,6 +257,10 @@ def _park(run: _Run, groups: list[_Group], rest_of: set[str], parking_queue: str
         sets: dict[tuple[str | None, str | None], list[tuple[Parked, RequestOutcome]]] = defaultdict(list)
         for request in group.requests:
             reason = request.parking_reason
+            if reason is None and request.status == DELIVERED and not request.from_isolation:
+                continue  # delivered, nothing to park or remember: the usual request, not looked at event by event
+            if reason is None and request.status != DELIVERED and _units(group, request).isdisjoint(rest_of):
+                continue  # comes again with its units
             for event in request.payload:
                 items = group.items[id(event)]
                 resent = any(item.unit.id in result.resend for item in items)

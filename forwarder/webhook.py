@@ -123,11 +123,7 @@ def deliver_batch(
     events, outcome = prepare(batch, settings, now)
     unit = Unit(BATCH, batch.batch_id, batch.source_request_id)
     outcome.delivery = deliver(
-        [
-            Outgoing(destination, event, unit)
-            for event in events
-            for destination in settings.destinations(event["event_name"], batch.development)
-        ],
+        [Outgoing(destination, event, unit) for destination, event in _fanned_out(settings, batch, events)],
         poster,
         send_by,
         park_by,
@@ -141,6 +137,20 @@ def deliver_batch(
     return outcome
 
 
+def _fanned_out(
+    settings: Settings, batch: Batch, events: list[dict[str, Any]]
+) -> list[tuple[Destination, dict[str, Any]]]:
+    """Each event with each of its destinations, worked out once per event name (a batch repeats a few)."""
+    by_name: dict[str, tuple[Destination, ...]] = {}
+    pairs = []
+    for event in events:
+        name = event["event_name"]
+        if (destinations := by_name.get(name)) is None:
+            destinations = by_name[name] = settings.destinations(name, batch.development)
+        pairs += [(destination, event) for destination in destinations]
+    return pairs
+
+
 def queue_batch(batch: Batch, settings: Settings, deadline: Deadline, now: float | None = None) -> dict[str, Any]:
     """Buffered delivery's webhook side: the rendered events written to the ingest queue (each write by
     `deadline`), nothing sent to Facebook; the summary to answer. Raises ParkingFailed (answered 503)."""
@@ -148,9 +158,8 @@ def queue_batch(batch: Batch, settings: Settings, deadline: Deadline, now: float
         raise SettingsError("INGEST_QUEUE_URL is required when DELIVERY_MODE=buffered")
     events, outcome = prepare(batch, settings, now)
     by_destination: dict[Destination, list[dict[str, Any]]] = {}
-    for event in events:
-        for destination in settings.destinations(event["event_name"], batch.development):
-            by_destination.setdefault(destination, []).append(event)
+    for destination, event in _fanned_out(settings, batch, events):
+        by_destination.setdefault(destination, []).append(event)
     messages = 0
     for destination, queued in by_destination.items():
         messages += enqueue(
