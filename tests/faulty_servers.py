@@ -340,3 +340,41 @@ def reasons(message: dict[str, Any]) -> list[str]:
     """Each parked event's reason, in the order of the message's events (the parking format's reason table)."""
     table = [entry["reason"] for entry in message["reasons"]]
     return [table[index] for index in message["event_reasons"]]
+
+
+@dataclass
+class MovedClock:
+    """A monotonic clock the test moves, and what runs on it: deadlines (`deadlines`, standing in for a module's
+    `Deadline`) and a Graph client whose every answer takes `seconds_per_answer` of it. Verdicts never depend
+    on how fast the machine is."""
+
+    seconds_per_answer: float
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def deadlines(self) -> Any:
+        from forwarder.deadline import Deadline
+
+        clock = self
+
+        class OnTestClock:
+            @staticmethod
+            def after(seconds: float, _clock: Any = None) -> Deadline:
+                return Deadline(clock() + seconds, clock)
+
+        return OnTestClock
+
+    def slow_graph_client(self) -> Any:
+        from forwarder.graph_client import GraphClient
+
+        clock = self
+
+        class SlowGraphClient(GraphClient):
+            def post(self, *args: Any, **kwargs: Any) -> Any:
+                clock.now += clock.seconds_per_answer
+                return super().post(*args, **kwargs)
+
+        return SlowGraphClient()

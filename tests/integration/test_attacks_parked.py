@@ -15,6 +15,7 @@ import pytest
 
 from forwarder.parked_list import list_parked, render
 from forwarder.parking import sqs_client
+from tests.faulty_servers import MovedClock
 
 LEAKED = "Invalid parameter: external_id CUST-998877 unknown; ph +1 650-555-1212"
 
@@ -57,16 +58,6 @@ def test_make_parked_never_prints_a_personal_value_a_stored_reason_quotes(aws, f
 # --- replay: its parking deadline starts before the set is sent -----------------------------------------------
 
 
-class Clock:
-    """A monotonic clock a test moves: the verdict never depends on how fast the machine is."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _acknowledged_orders(graph: Any) -> dict[str, int]:
     found: dict[str, int] = {}
     for request in graph.received:
@@ -88,8 +79,6 @@ def test_a_replay_that_isolates_for_over_15_seconds_still_reparks_and_never_rese
     them again: on the Offline Conversions API (no event_id) each replay counts them once more; on the
     Conversions API the set never leaves the queue (replay exits 1 for ever)."""
     from forwarder import replay as replay_module
-    from forwarder.deadline import Deadline
-    from forwarder.graph_client import GraphClient
     from forwarder.settings import load_settings
     from tests.support import api_event, commerce_event, make_batch
 
@@ -103,20 +92,9 @@ def test_a_replay_that_isolates_for_over_15_seconds_still_reparks_and_never_rese
     graph.datasets, graph.reject_marked, graph.blame = None, "BAD", True
     graph.received.clear()
 
-    clock = Clock()
-
-    class FakeDeadline:
-        @staticmethod
-        def after(seconds: float, clock_: Any = None) -> Deadline:
-            return Deadline(clock() + seconds, clock)
-
-    class SlowFacebook(GraphClient):
-        def post(self, *args: Any, **kwargs: Any) -> Any:
-            clock.now += 5.0  # each answer takes 5 s on the test's clock
-            return super().post(*args, **kwargs)
-
-    monkeypatch.setattr(replay_module, "Deadline", FakeDeadline)
-    first = replay_module.replay(load_settings(), client=SlowFacebook())
+    clock = MovedClock(seconds_per_answer=5.0)  # each answer takes 5 s on the test's clock
+    monkeypatch.setattr(replay_module, "Deadline", clock.deadlines)
+    first = replay_module.replay(load_settings(), client=clock.slow_graph_client())
     second = replay_module.replay(load_settings())  # the operator runs it again (Facebook quick now)
 
     assert first.reparked_events == 1 and first.kept == {replay_module.REPARKED: 1}, first.as_dict()

@@ -15,7 +15,7 @@ import pytest
 
 from forwarder import settled
 from localdev.graph_stub import GraphStub
-from tests.faulty_servers import AwsProxy, AwsStep, fresh_aws_clients, parked_messages
+from tests.faulty_servers import AwsProxy, AwsStep, MovedClock, fresh_aws_clients, parked_messages
 from tests.support import api_event, commerce_event, make_batch
 
 IDS = ["ok-1", "BAD-2", "ok-3", "ok-4"]
@@ -80,8 +80,9 @@ def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_fails(
     assert sent == ONCE_EACH, sent
 
 
-def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_answers(aws, function_env, invoke, graph):
-    """What holds: with the table answering, the resend leaves BAD-2 out and it stays parked once."""
+def _rejected_then_resent(function_env: Any, invoke: Any, graph: GraphStub) -> None:
+    """Dataset 111 rejects BAD-2; 222 fails until the invocation's time is out (503); mParticle's resend with
+    Facebook well again (200)."""
     batch = make_batch(
         [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in IDS]
     )
@@ -91,6 +92,11 @@ def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_answers(aws,
     assert invoke(api_event(batch), timeout=8).status == 503
     graph.unavailable = set()
     assert invoke(api_event(batch)).status == 200
+
+
+def test_each_bad_event_is_parked_once_across_retries_when_dynamodb_answers(aws, function_env, invoke, graph):
+    """What holds: with the table answering, the resend leaves BAD-2 out and it stays parked once."""
+    _rejected_then_resent(function_env, invoke, graph)
     assert _parked(aws) == ONCE_EACH, _parked(aws)
 
 
@@ -112,15 +118,7 @@ def test_the_metrics_count_each_event_once_across_a_resend(aws, function_env, in
     each (2). The resend reports what an earlier attempt settled (delivered_earlier, parked_earlier) in its
     summary, and telemetry turns the summary into EventsForwarded and EventsParked, so the dashboard and the
     parking alarm count 9 forwarded and 3 parked."""
-    batch = make_batch(
-        [commerce_event("add_to_cart", source_message_id=i, product_action={"transaction_id": i}) for i in IDS]
-    )
-    graph.reject_marked, graph.blame = "BAD", True
-    function_env(FACEBOOK_API="conversions_api", OFFLINE_EVENT_SET_ID="111,222")
-    graph.unavailable = {"222"}
-    assert invoke(api_event(batch), timeout=8).status == 503
-    graph.unavailable = set()
-    assert invoke(api_event(batch)).status == 200
+    _rejected_then_resent(function_env, invoke, graph)
     acknowledged = sum(len(request.data) for request in graph.received if request.status == 200)
     printed = captured()
     assert (acknowledged, sum(_parked(aws).values())) == (6, 2)
@@ -173,36 +171,13 @@ def test_a_bad_event_is_parked_once_when_its_message_is_redriven(aws, function_e
     assert parked["BAD-1"] == 1, parked
 
 
-class Clock:
-    """The invocation's clock, moved by the test: the verdict never depends on the machine's speed."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _slow_first_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """The webhook's deadlines on a test clock, and a Facebook that takes 4 s (on that clock) per answer."""
     import handler.app
-    from forwarder.deadline import Deadline
-    from forwarder.graph_client import GraphClient
 
-    clock = Clock()
-
-    class FakeDeadline:
-        @staticmethod
-        def after(seconds: float, clock_: Any = None) -> Deadline:
-            return Deadline(clock() + seconds, clock)
-
-    class SlowFacebook(GraphClient):
-        def post(self, *args: Any, **kwargs: Any) -> Any:
-            clock.now += 4.0
-            return super().post(*args, **kwargs)
-
-    monkeypatch.setattr(handler.app, "Deadline", FakeDeadline)
-    monkeypatch.setattr(handler.app, "graph_client", SlowFacebook())
+    clock = MovedClock(seconds_per_answer=4.0)
+    monkeypatch.setattr(handler.app, "Deadline", clock.deadlines)
+    monkeypatch.setattr(handler.app, "graph_client", clock.slow_graph_client())
 
 
 @pytest.mark.parametrize("dynamodb", ["throttled", "answering"])
