@@ -282,3 +282,68 @@ def test_a_file_whose_interrupted_rows_were_reported_failed_never_exits_0_as_sen
     third, summary = backfill(source)
 
     assert third != 0, f"exit 0 with {json.dumps(summary)[:200]}"
+
+
+# ---- what the operator reads --------------------------------------------------------------------------------------
+
+
+def test_a_semicolon_separated_file_is_read_or_refused_naming_its_separator(
+    tmp_path: Path, aws: dict[str, str], function_env: Callable[..., None], graph: GraphStub,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Excel saves "CSV" with `;` wherever the decimal mark is a comma (most of Europe). The header then is one
+    column, and the error says "event_name, event_time is missing" of a first row that holds both: the
+    operator is told to add columns they have."""
+    function_env(FACEBOOK_API="conversions_api")
+    source = tmp_path / "ventes.csv"
+    source.write_text(f"event_name;event_time;value;currency;email\nPurchase;{NOW - 60};10;USD;jane@example.com\n")
+
+    status, _ = backfill(source)
+
+    message = capsys.readouterr().err.replace(str(source), "FILE")  # the path holds this test's name
+    read = status == 0 and len(graph.events) == 1
+    named = any(word in message for word in ("separat", "delimit", "';'", '";"', "semicolon"))
+    assert read or named, f"exit {status}: {message.strip()}"
+
+
+def test_the_summary_on_stdout_is_json_even_when_a_batch_warns(
+    tmp_path: Path, aws: dict[str, str], graph: GraphStub
+) -> None:
+    """docs/backfill.md: "The summary (stdout, JSON)". Powertools' logger writes to stdout too, so a warning
+    while reading a batch (an id over 128 characters, user entries past the limit, the settled-events table
+    unreadable) lands in front of the summary and `make backfill ... > summary.json` is not JSON."""
+    function_env(FACEBOOK_API="conversions_api")
+    source = tmp_path / "batches.jsonl"
+    batch = {
+        "batch_id": "b" * 200,
+        "user_identities": {"email": "jane@example.com"},
+        "events": [
+            {
+                "event_type": "commerce_event",
+                "data": {
+                    "timestamp_unixtime_ms": (NOW - 60) * 1000,
+                    "currency_code": "USD",
+                    "product_action": {"action": "purchase", "total_amount": 10, "transaction_id": "T-1"},
+                },
+            }
+        ],
+    }
+    source.write_text(json.dumps(batch) + "\n")
+
+    done = subprocess.run(  # noqa: S603 - this interpreter, our module, a file the test wrote
+        [sys.executable, "-m", "forwarder.backfill", str(source)],
+        env={**os.environ, **aws, "OFFLINE_EVENT_SET_ID": "1234567890", "FACEBOOK_API": "conversions_api",
+             "FACEBOOK_GRAPH_URL": graph.url},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert len(graph.events) == 1
+    try:
+        summary = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"stdout is not one JSON document; it begins {done.stdout.splitlines()[0][:160]}")
+    assert summary["forwarded"] == 1
