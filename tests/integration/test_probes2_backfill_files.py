@@ -312,7 +312,6 @@ def test_the_summary_on_stdout_is_json_even_when_a_batch_warns(
     """docs/backfill.md: "The summary (stdout, JSON)". Powertools' logger writes to stdout too, so a warning
     while reading a batch (an id over 128 characters, user entries past the limit, the settled-events table
     unreadable) lands in front of the summary and `make backfill ... > summary.json` is not JSON."""
-    function_env(FACEBOOK_API="conversions_api")
     source = tmp_path / "batches.jsonl"
     batch = {
         "batch_id": "b" * 200,
