@@ -346,3 +346,34 @@ def test_the_summary_on_stdout_is_json_even_when_a_batch_warns(
     except json.JSONDecodeError:
         pytest.fail(f"stdout is not one JSON document; it begins {done.stdout.splitlines()[0][:160]}")
     assert summary["forwarded"] == 1
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_report_option_naming_an_export_never_overwrites_it(
+    dry_run: bool, tmp_path: Path, aws: dict[str, str], function_env: Callable[..., None], graph: GraphStub
+) -> None:
+    """`--report jan.csv feb.csv` (two exports meant as inputs, the report's name forgotten) is read as a report
+    named jan.csv: the January export is emptied and replaced by February's report lines, even by a dry run.
+    `--report sales.csv sales.csv` empties the input before it is read."""
+    function_env(FACEBOOK_API="conversions_api")
+    january, february = tmp_path / "jan.csv", tmp_path / "feb.csv"
+    january.write_text("\n".join([HEADER, *purchase_rows(2)]) + "\n")
+    february.write_text("\n".join([HEADER, *purchase_rows(2, 2)]) + "\n")
+    kept = january.read_bytes()
+
+    backfill(*(["--dry-run"] if dry_run else []), "--report", january, february)
+
+    assert january.read_bytes() == kept, f"jan.csv now holds {january.read_text()[:120]!r}"
+
+
+def test_a_report_naming_the_input_itself_leaves_the_input_whole(
+    tmp_path: Path, aws: dict[str, str], function_env: Callable[..., None], graph: GraphStub
+) -> None:
+    function_env(FACEBOOK_API="conversions_api")
+    source = tmp_path / "sales.csv"
+    source.write_text("\n".join([HEADER, *purchase_rows(2)]) + "\n")
+    kept = source.read_bytes()
+
+    backfill("--dry-run", "--report", source, source)
+
+    assert source.read_bytes() == kept, f"the input now holds {len(source.read_bytes())} bytes"
