@@ -377,3 +377,29 @@ def test_a_report_naming_the_input_itself_leaves_the_input_whole(
     backfill("--dry-run", "--report", source, source)
 
     assert source.read_bytes() == kept, f"the input now holds {len(source.read_bytes())} bytes"
+
+
+def test_an_export_copied_again_with_the_same_bytes_goes_on_where_the_run_stopped(
+    tmp_path: Path, aws: dict[str, str], function_env: Callable[..., None], graph: GraphStub
+) -> None:
+    """A local input's checkpoint is tied to its size and modification time. The run stops (a permission Meta
+    refused); before the rerun the export is copied or downloaded again, byte for byte (`cp` without -p, a sync
+    tool): the rerun refuses the checkpoint as "another version of the input: remove it to send this one from
+    the start", and doing so sends again every row the first run delivered (the Offline Conversions API counts
+    them twice)."""
+    from localdev.graph_stub import Fault
+
+    function_env(FACEBOOK_API="offline_conversions")
+    source = tmp_path / "sales.csv"
+    expected = write_csv(source, 4500, api="offline_conversions")
+    graph.script(Fault(), Fault.graph_error(200, message="Permissions error"))  # the second request
+    first, _ = backfill(source)
+    assert first == 1
+    status = os.stat(source)
+    source.write_bytes(source.read_bytes())  # the same bytes, copied again
+    os.utime(source, ns=(status.st_atime_ns, status.st_mtime_ns + 60_000_000_000))
+
+    second, _ = backfill(source)
+
+    assert second == 0, f"exit {second}: the same bytes are refused as another version"
+    assert acknowledged(graph) == forwarded_orders(expected)
