@@ -116,3 +116,29 @@ def test_an_execution_with_rows_reported_failed_answers_failed_as_the_boolean_th
     failed_rows = sum(answer["summary"]["failed"] for answer in answers)
     assert failed_rows > 0
     assert answers[-1]["failed"] is True, f"failed: {answers[-1]['failed']!r} after {failed_rows} failed rows"
+
+
+def _eventbridge_wildcard(pattern: str, key: str) -> bool:
+    """EventBridge's `wildcard` matching: `*` any run of characters, everything else itself, case-sensitive
+    (content filtering in event patterns; only `equals-ignore-case` ignores case)."""
+    import re
+
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), key) is not None
+
+
+@pytest.mark.parametrize("key", ["backfill/2026-03/SALES.CSV", "backfill/Export.Csv.GZ", "backfill/batches.JSONL"])
+def test_every_name_the_backfill_reads_starts_an_execution(key: str) -> None:
+    """The function (and `make backfill`) reads a name whatever the case of its suffix (`Location.kind` lowers
+    it), but the bucket's EventBridge rule matches `backfill/*.csv` and the others case-sensitively: a file
+    put as `SALES.CSV` (as many Windows and mainframe exports name them) starts no execution at all: nothing
+    is sent, no report, no alarm."""
+    from cfnlint.decode import decode_str
+
+    from forwarder.backfill.files import Location
+
+    Location(key, BUCKET).kind  # noqa: B018 (the function reads it)
+    template, problems = decode_str((Path(__file__).resolve().parents[2] / "template.yaml").read_text())
+    assert not problems
+    rule = template["Resources"]["BackfillStateMachine"]["Properties"]["Events"]["FilePut"]["Properties"]
+    patterns = [entry["wildcard"] for entry in rule["Pattern"]["detail"]["object"]["key"]]
+    assert any(_eventbridge_wildcard(pattern, key) for pattern in patterns), f"{key} matches none of {patterns}"
