@@ -72,9 +72,13 @@ def test_a_file_that_cannot_be_read_to_its_end_still_gets_the_report_of_the_rows
     data = gzip.compress(local.read_bytes())
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=data[: len(data) * 9 // 10])
 
-    answer = handler(object_created(KEY))
+    answers = [handler(object_created(KEY))]
+    while not answers[-1]["finished"]:  # the state machine invokes it again until it answers finished
+        answers.append(handler(object_created(KEY)))
+        assert len(answers) < 10
+    answer = answers[-1]
 
-    assert answer["failed"] and sum(acknowledged(graph).values()) > 1000
+    assert answer["failed"] and sum(acknowledged(graph).values()) > 1000, answer
     assert REPORT in keys(s3), f"{sum(acknowledged(graph).values())} rows sent, no report: {keys(s3)}"
     lines = [json.loads(line) for line in s3.get_object(Bucket=BUCKET, Key=REPORT)["Body"].read().splitlines()]
     assert sum(line["status"] == "forwarded" for line in lines) == sum(acknowledged(graph).values())
