@@ -134,9 +134,8 @@ class S3Lock:
                 raise aws_problem(location, error) from None
         held, etag = lock._read()
         expires = held.get("expires") if held else None
-        if isinstance(expires, int | float) and expires > clock():
+        if held and isinstance(expires, int | float) and expires > clock():
             until = datetime.fromtimestamp(expires, UTC).strftime("%H:%M:%S UTC")
-            assert held is not None
             holder = f"a run on {held.get('host')}, pid {held.get('pid')}, holds {location} until {until}"
             raise _refusal(input_name, holder)
         try:  # its run died: take it over, unless another run just did

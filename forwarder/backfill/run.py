@@ -61,7 +61,7 @@ class Target:
 class Options:
     checkpoint_dir: str | None = None
     stop_by: Deadline | None = None
-    clock: Callable[[], float] = time.time  # Unix time, for Meta's windows (too_old)
+    clock: Callable[[], float] = time.time  # Unix time, for Meta's windows (too_old) and S3 locks' leases
     progress: Progress | None = None
 
 
@@ -102,7 +102,7 @@ class _FileRun:
     result: RunResult
     label: bool  # several inputs: lines name their file
     checkpoint: Checkpoint | None = None
-    lock: lock.Lock | None = None
+    file_lock: lock.Lock | None = None  # held while the input is sent (not in a dry run)
     interrupted: tuple[int, int] | None = None  # rows never to send again (forwarder/backfill/checkpoint.py)
 
     def send(self) -> State:
@@ -111,7 +111,7 @@ class _FileRun:
         if self.target.poster is None:
             return self._read(kind)
         place = Checkpoint.place(self.location, self.target.connection, self.options.checkpoint_dir)
-        self.lock = lock.acquire(lock.place(place, SUFFIX), str(self.location), self.options.clock)
+        self.file_lock = lock.acquire(lock.place(place, SUFFIX), str(self.location), self.options.clock)
         try:
             self.checkpoint = Checkpoint.load(
                 place, fingerprint(self.location), destinations_record(self.target.settings)
@@ -123,7 +123,7 @@ class _FileRun:
                 self.interrupted = self.checkpoint.sending
             return self._read(kind)
         finally:
-            self.lock.release()
+            self.file_lock.release()
 
     def _finished_earlier(self, checkpoint: Checkpoint) -> State:
         if not checkpoint.failed_rows:
@@ -206,8 +206,8 @@ class _FileRun:
         if stop_by is not None and stop_by.left() < MIN_GATHERING_SECONDS:
             return State.PAUSED
         delivery = self._deliver(gathering, requests)
-        if self.lock is not None:
-            self.lock.renew()  # still this run's, before anything is written: LockLost if another run took it
+        if self.file_lock is not None:
+            self.file_lock.renew()  # still this run's, before anything is written: LockLost if another run took it
         lines = row_lines(gathering, delivery, self.result.tally)
         if self.label:
             for entry in lines:
@@ -229,8 +229,8 @@ class _FileRun:
         send_by = Deadline.after(SEND_SECONDS_PER_REQUEST * requests, *(() if stop_by is None else (stop_by.clock,)))
         if stop_by is not None and stop_by.at - PARK_SECONDS < send_by.at:
             send_by = stop_by.earlier(PARK_SECONDS)
-        if self.lock is not None:
-            self.lock.renew(SEND_SECONDS_PER_REQUEST * requests + PARK_SECONDS)  # held while it is sent
+        if self.file_lock is not None:
+            self.file_lock.renew(SEND_SECONDS_PER_REQUEST * requests + PARK_SECONDS)  # held while it is sent
         if self.checkpoint is not None:
             self.checkpoint.sending = (gathering.rows[0].number, gathering.rows[-1].number)
             self.checkpoint.save()
