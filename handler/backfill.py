@@ -5,7 +5,12 @@ The backfill state machine (template.yaml, BackfillStateMachine) invokes it with
 Created" event S3 sends, again until it answers `finished`: each invocation goes on from the input's
 checkpoint and pauses, between gatherings, before its time runs out (docs/deploy.md, "Backfill").
 S3's own notification event (`Records`) is taken too. Objects the backfill writes itself (reports,
-checkpoints, report parts) and names it cannot read are ignored.
+checkpoints, report parts, locks) and names it cannot read are ignored.
+
+Its answer, which the state machine's Choice reads: `finished`, `failed` and `locked`, always booleans
+(the state machine compares them with BooleanEquals); the counts are in `summary`. `locked`: another
+execution is sending this file now (S3 may deliver one put's event twice): nothing was sent, and the state
+machine waits and invokes it again, to find the file sent or to go on from the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forwarder.backfill.connection import connection_settings
 from forwarder.backfill.files import InputError, Location
+from forwarder.backfill.lock import Locked
 from forwarder.backfill.progress import LOG_INTERVAL, Progress
 from forwarder.backfill.report import FAILED, S3Report
 from forwarder.backfill.run import Options, RunResult, State, Target, run
@@ -64,12 +70,20 @@ def _ignored(location: Location | None) -> str | None:
 
 
 def _answer(location: Location, result: RunResult | None, error: str | None = None) -> dict[str, Any]:
-    failed = error is not None or (result is not None and (result.state is State.STOPPED or result.tally.rows[FAILED]))
+    failed = error is not None or (
+        result is not None
+        and (
+            result.state in (State.STOPPED, State.UNREADABLE)
+            or result.tally.rows[FAILED] > 0
+            or result.tally.failed_earlier > 0
+        )
+    )
     return {
         "bucket": location.bucket,
         "key": location.path,
         "finished": result is None or result.state is not State.PAUSED,
         "failed": failed,
+        "locked": False,
         **({"error": error} if error else {}),
         **({"summary": result.summary()} if result is not None else {}),
     }
@@ -82,7 +96,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     location = _object(event)
     if (reason := _ignored(location)) is not None:
         logger.info("object not sent", extra={"reason": reason})
-        return {"finished": True, "failed": False, "ignored": reason}
+        return {"finished": True, "failed": False, "locked": False, "ignored": reason}
     assert location is not None
     stop_by = Deadline.after(context.get_remaining_time_in_millis() / 1000 - STOP_MARGIN_SECONDS, clock)
     report = S3Report(location.beside(REPORT_SUFFIX))
@@ -96,6 +110,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             report,
             Options(stop_by=stop_by, progress=progress),
         )
+    except Locked as error:
+        logger.info("backfill waits for another run", extra={"object": str(location), "reason": str(error)})
+        return {"bucket": location.bucket, "key": location.path, "finished": False, "failed": False, "locked": True}
     except (SettingsError, InputError) as error:
         logger.error("backfill refused the object", extra={"object": str(location), "error": str(error)})
         return _answer(location, None, str(error))

@@ -55,6 +55,7 @@ _SOURCE = "backfill.csv.{key}.{position}"  # the identity each value of a key is
 _FIELD_SEPARATOR = "\x1f"  # ASCII's unit separator: no two different rows join to the same text
 MAX_IGNORED_NAMED = 20
 MAX_KEPT_SETTINGS = 256  # settings kept per number of values of each key (CsvMapping)
+MAX_UNIX_SECONDS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 class HeaderError(ValueError):
@@ -111,9 +112,11 @@ def _values(row: Sequence[str], positions: tuple[int, ...]) -> list[str]:
 
 
 def unix_ms(text: str) -> int | None:
-    """Milliseconds since the epoch of an ISO 8601 time (UTC unless it gives an offset) or of Unix seconds."""
+    """Milliseconds since the epoch of an ISO 8601 time (UTC unless it gives an offset) or of Unix seconds;
+    None for neither, or for a number of seconds past the last day ISO 8601 can write (9999-12-31)."""
     if text.replace(".", "", 1).isdigit() and text.isascii():
-        return int(float(text) * 1000)
+        seconds = float(text)  # digits only: never NaN, and inf beyond a float's range
+        return int(seconds * 1000) if seconds <= MAX_UNIX_SECONDS else None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

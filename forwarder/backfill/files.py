@@ -2,14 +2,17 @@
 
 An input is read as a stream (a local file, or S3's streaming body), so memory does not grow with the
 file; it is gzip-decompressed when its name ends in `.gz`, and the bytes read are counted for the progress
-line's share done. Its fingerprint (size and modification time; for S3 the size and ETag) ties a checkpoint
-to one version of it. Small documents (checkpoints, report parts) are written whole: a local file replaced
-atomically, or one PutObject. Errors name the place and AWS's error code, never the content.
+line's share done. Its fingerprint (size and SHA-256 of its bytes; for S3 the size and ETag) ties a
+checkpoint to one version of its content, however it was copied. Its `identity` is the place itself,
+however it was named (a local path resolved), so a checkpoint or report named another way is still the
+same one. Small documents (checkpoints, report parts) are written whole: a local file replaced atomically,
+or one PutObject. Errors name the place and AWS's error code, never the content.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -61,6 +64,11 @@ class Location:
     def __str__(self) -> str:
         return f"{S3_SCHEME}{self.bucket}/{self.path}" if self.bucket is not None else self.path
 
+    @property
+    def identity(self) -> str:
+        """The place itself, however it was named: a local path made absolute, its links resolved."""
+        return os.path.realpath(self.path) if self.bucket is None else str(self)
+
     def beside(self, suffix: str) -> Location:
         """The place next to this one whose name adds `suffix` (the checkpoint, the report)."""
         return Location(self.path + suffix, self.bucket)
@@ -87,7 +95,7 @@ def s3_client() -> Any:
     return boto3.client("s3", config=_S3_CONFIG)
 
 
-def _aws_problem(location: Location, error: Exception) -> InputError:
+def aws_problem(location: Location, error: Exception) -> InputError:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "unknown")
         return InputError(f"{location}: S3 answered {code}")
@@ -95,17 +103,29 @@ def _aws_problem(location: Location, error: Exception) -> InputError:
 
 
 def fingerprint(location: Location) -> dict[str, Any]:
-    """What identifies this version of the input: its size and modification time, or S3's size and ETag."""
+    """What identifies this version of the input: its size and the SHA-256 of its bytes (read once, streamed),
+    or S3's size and ETag (S3's own digest of the content)."""
     try:
         if location.bucket is None:
-            status = os.stat(location.path)
-            return {"size": status.st_size, "modified_ns": status.st_mtime_ns}
+            with open(location.path, "rb") as content:
+                digest = hashlib.file_digest(content, "sha256").hexdigest()
+                return {"size": os.fstat(content.fileno()).st_size, "sha256": digest}
         head = s3_client().head_object(Bucket=location.bucket, Key=location.path)
         return {"size": head["ContentLength"], "etag": head["ETag"]}
     except OSError as error:
         raise InputError(f"{location}: {error.strerror or type(error).__name__}") from None
     except (ClientError, BotoCoreError) as error:
-        raise _aws_problem(location, error) from None
+        raise aws_problem(location, error) from None
+
+
+def size_of(location: Location) -> int | None:
+    """The input's size in bytes, or None when it cannot be known (the progress line then shows no share)."""
+    try:
+        if location.bucket is None:
+            return os.stat(location.path).st_size
+        return int(s3_client().head_object(Bucket=location.bucket, Key=location.path)["ContentLength"])
+    except (OSError, ClientError, BotoCoreError):
+        return None
 
 
 class CountingReader(io.RawIOBase):
@@ -141,7 +161,7 @@ def open_input(location: Location) -> Iterator[tuple[IO[bytes], CountingReader]]
     except OSError as error:
         raise InputError(f"{location}: {error.strerror or type(error).__name__}") from None
     except (ClientError, BotoCoreError) as error:
-        raise _aws_problem(location, error) from None
+        raise aws_problem(location, error) from None
     counter = CountingReader(source)
     stream: IO[bytes] = io.BufferedReader(counter, READ_BUFFER_BYTES)
     try:
@@ -153,23 +173,28 @@ def open_input(location: Location) -> Iterator[tuple[IO[bytes], CountingReader]]
         counter.close()
 
 
-def read_document(location: Location) -> bytes | None:
-    """A small document's bytes, or None when there is none. Raises InputError."""
+def read_document(location: Location, first_bytes: int | None = None) -> bytes | None:
+    """A small document's bytes (or its first `first_bytes`), or None when there is none. Raises InputError."""
     try:
         if location.bucket is None:
             with open(location.path, "rb") as document:
-                return document.read()
-        return bytes(s3_client().get_object(Bucket=location.bucket, Key=location.path)["Body"].read())
+                return document.read(-1 if first_bytes is None else first_bytes)
+        ranged = {} if first_bytes is None else {"Range": f"bytes=0-{first_bytes - 1}"}
+        answer = s3_client().get_object(Bucket=location.bucket, Key=location.path, **ranged)
+        return bytes(answer["Body"].read())
     except FileNotFoundError:
         return None
     except OSError as error:
         raise InputError(f"{location}: {error.strerror or type(error).__name__}") from None
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
             return None
-        raise _aws_problem(location, error) from None
+        if code == "InvalidRange":  # an empty object
+            return b""
+        raise aws_problem(location, error) from None
     except BotoCoreError as error:
-        raise _aws_problem(location, error) from None
+        raise aws_problem(location, error) from None
 
 
 def write_document(location: Location, data: bytes) -> None:
@@ -187,7 +212,7 @@ def write_document(location: Location, data: bytes) -> None:
     except OSError as error:
         raise InputError(f"{location}: {error.strerror or type(error).__name__}") from None
     except (ClientError, BotoCoreError) as error:
-        raise _aws_problem(location, error) from None
+        raise aws_problem(location, error) from None
 
 
 def delete_documents(locations: list[Location]) -> None:
@@ -205,4 +230,4 @@ def delete_documents(locations: list[Location]) -> None:
     except OSError as error:
         raise InputError(f"{locations[0]}: {error.strerror or type(error).__name__}") from None
     except (ClientError, BotoCoreError) as error:
-        raise _aws_problem(locations[0], error) from None
+        raise aws_problem(locations[0], error) from None

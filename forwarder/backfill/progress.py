@@ -1,7 +1,8 @@
 """Progress of a backfill: rows, rate and time left, from the share of the input's bytes read so far.
 
 On a terminal, a bar redrawn in place on stderr at most five times a second; otherwise a plain line every
-ten seconds (stderr for the command, the log in Lambda). The clock is injected, so tests need no waiting.
+ten seconds (stderr for the command, the log in Lambda), and a last one at the end of each input unless the
+line before it already said as many rows. The clock is injected, so tests need no waiting.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Progress:
     _started: float = field(default=0.0)
     _last: float = field(default=float("-inf"))
     _base_rows: int = 0
+    _said_rows: int | None = None  # the rows the last line written said
 
     def start(self, name: str, size: int | None) -> None:
         """A new input: rates and shares restart from here."""
@@ -48,7 +50,9 @@ class Progress:
         now = self.clock()
         if not final and now - self._last < self.interval:
             return
-        self._last = now
+        if final and not self.bar and rows == self._said_rows:
+            return  # a line, not a bar to end: the last one said it
+        self._last, self._said_rows = now, rows
         self.emit(self.text(bytes_read, now), final)
 
     def text(self, bytes_read: int, now: float) -> str:

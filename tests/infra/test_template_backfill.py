@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode_str
 
+from forwarder.backfill import lock
 from forwarder.backfill import run as backfill_run
+from forwarder.backfill.checkpoint import SUFFIX, Checkpoint
+from forwarder.backfill.files import Location
+from forwarder.backfill.report import S3Report
 from handler import backfill as backfill_handler
 from tests.infra.test_template import (
     BACKFILL,
@@ -164,11 +168,15 @@ def test_a_file_put_under_backfill_starts_an_execution_but_the_backfills_own_obj
     def starts(key: str) -> bool:
         return any(p.fullmatch(key) for p in patterns)
 
+    # Every name the backfill reads, in any case (Location.kind lowers it; EventBridge's wildcards do not).
     for key in ["backfill/sales.csv", "backfill/2026/q1/sales.csv.gz", "backfill/batches.jsonl",
-                "backfill/batches.jsonl.gz"]:  # fmt: skip
+                "backfill/batches.jsonl.gz", "backfill/SALES.CSV", "backfill/Export.Csv.GZ", "backfill/b.JSONL",
+                "backfill/b.jsonL.gZ", "backfill/s.cSv"]:  # fmt: skip
         assert starts(key), key
-    for key in ["sales.csv", "exports/sales.csv", "backfill/sales.csv.default.checkpoint.json",
-                "backfill/sales.csv.report.jsonl.parts/000001.part", "backfill/readme.txt"]:  # fmt: skip
+        Location(key, "bucket").kind  # noqa: B018 (and the function reads it)
+    checkpoint = Checkpoint.place(Location("backfill/sales.csv", "bucket"), "default", None)
+    own = [checkpoint, lock.place(checkpoint, SUFFIX), S3Report(Location("backfill/sales.csv.report.jsonl"))._part(1)]
+    for key in ["sales.csv", "exports/sales.csv", "backfill/readme.txt", *(location.path for location in own)]:
         assert not starts(key), key
 
 
@@ -180,11 +188,19 @@ def test_the_state_machine_invokes_the_function_until_it_answers_finished(machin
     send = definition["States"][definition["StartAt"]]
     assert send["Resource"] == "arn:aws:states:::lambda:invoke"
     assert send["Parameters"] == {"FunctionName": "${BackfillFunctionArn}", "Payload": {"detail.$": "$.detail"}}
-    # The handler's answer (handler/backfill.py, `_answer`) is what the Choice reads.
-    assert send["ResultSelector"] == {"finished.$": "$.Payload.finished", "failed.$": "$.Payload.failed"}
+    # The handler's answer (handler/backfill.py, `_answer`: booleans, in every answer) is what the Choice reads.
+    assert send["ResultSelector"] == {
+        "finished.$": "$.Payload.finished",
+        "failed.$": "$.Payload.failed",
+        "locked.$": "$.Payload.locked",
+    }
     assert any("States.TaskFailed" in retry["ErrorEquals"] for retry in send["Retry"])
     choice = definition["States"][send["Next"]]
     by_variable = {(c["Variable"], c["BooleanEquals"]): c["Next"] for c in choice["Choices"]}
+    assert choice["Choices"][0]["Variable"] == "$.progress.locked"  # before finished: a locked answer is not
+    wait = definition["States"][by_variable[("$.progress.locked", True)]]
+    assert wait["Type"] == "Wait" and wait["Next"] == definition["StartAt"]
+    assert 0 < wait["Seconds"] < lock.LEASE_SECONDS  # a lapsed lock is found soon after
     assert by_variable[("$.progress.finished", False)] == definition["StartAt"]
     assert definition["States"][by_variable[("$.progress.failed", True)]]["Type"] == "Fail"
     assert definition["States"][choice["Default"]]["Type"] == "Succeed"

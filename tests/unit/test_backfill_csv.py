@@ -8,6 +8,7 @@ the Graph stand-in's per-event rules (localdev/graph_stub.py, `event_problem`).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 from collections import Counter
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from forwarder.backfill import readers
 from forwarder.backfill.csv_rows import HeaderError, unix_ms
-from forwarder.backfill.readers import MALFORMED_ROW, Row, RowFilter, csv_rows
+from forwarder.backfill.readers import MALFORMED_ROW, CutShort, Row, RowFilter, csv_rows
 from forwarder.settings import Settings, load_settings
 from forwarder.webhook import prepare
 from localdev.graph_stub import event_problem
@@ -263,12 +265,75 @@ def test_a_row_that_cannot_be_read_is_reported_with_its_line_and_the_next_rows_a
     assert rows[0].problem and "@" not in rows[0].problem
 
 
-def test_rows_are_numbered_by_the_line_they_start_on() -> None:
-    text = (
-        f'\ufeffEvent_Name,event_time,email,notes\nLead,{NOW - 60},a@example.com,"two\nlines"\n'
-        f"\nLead,{NOW - 60},b@example.com,\n"
-    )
-    assert [row.number for row in read(text, settings())] == [2, 5]
+def test_rows_are_numbered_by_their_line_whatever_the_line_ending() -> None:
+    rows = [f"Lead,{NOW - 60},a@example.com", "", f"Lead,{NOW - 60},b@example.com"]
+    for ending in ("\n", "\r\n", "\r"):  # Unix, Windows, and old Macintosh spreadsheets
+        text = ending.join(["\ufeffEvent_Name,event_time,email", *rows]) + ending
+        assert [(row.number, row.skip) for row in read(text, settings())] == [(2, None), (4, None)], repr(ending)
+
+
+@pytest.mark.parametrize(
+    ("broken", "problem"),
+    [
+        ('"Bob', "not closed on its line"),  # a quote opened and never closed: a truncated or hand-edited export
+        ('"two\nlines"', "not closed on its line"),  # a line break in a quoted field: its first line
+        ('"Bob"x', "expected after"),  # text after a closing quote
+    ],
+)
+def test_a_row_that_is_no_csv_record_is_malformed_alone_and_the_next_lines_are_rows_of_their_own(
+    broken: str, problem: str
+) -> None:
+    """One line is one row: a stray quote never swallows the rows after it, however many."""
+    lines = [f"Lead,{NOW - 60},a@example.com,{broken}", *(f"Lead,{NOW - 60},u{n}@example.com," for n in range(3))]
+    rows = read("event_name,event_time,email,fn\n" + "\n".join(lines) + "\n", settings())
+    assert rows[0].number == 2 and rows[0].skip == MALFORMED_ROW
+    assert rows[0].problem and problem in rows[0].problem and "Bob" not in rows[0].problem
+    read_on = [(row.number, row.skip) for row in rows[1:]]
+    assert read_on[-3:] == [(n, None) for n in range(read_on[-1][0] - 2, read_on[-1][0] + 1)]
+    assert all(row.batch is None or "Bob" not in str(row.batch) for row in rows[1:])
+
+
+def test_a_line_over_the_limit_is_malformed_and_read_past_without_holding_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers, "MAX_CSV_LINE_CHARS", 100)
+    text = f"event_name,event_time,email\nLead,{NOW - 60},{'x' * 1000}@example.com\nLead,{NOW - 60},a@example.com\n"
+    rows = read(text, settings())
+    assert [(row.number, row.skip) for row in rows] == [(2, MALFORMED_ROW), (3, None)]
+    assert rows[0].problem == "the line is longer than 100 characters"
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_the_columns_may_be_separated_by_commas_semicolons_or_tabs(separator: str) -> None:
+    """Excel writes ";" where the decimal mark is a comma, and tabs for "Text (Tab delimited)"."""
+    header = separator.join(["event_name", "event_time", "value", "currency", "email"])
+    row = separator.join(["Purchase", str(NOW - 60), "10.5", "USD", "jane@example.com"])
+    [(events, skipped)] = mapped(f"{header}\n{row}\n")
+    assert not skipped and events[0]["custom_data"]["value"] == 10.5
+    assert events[0]["user_data"]["em"] == sha("jane@example.com")
+
+
+def test_a_header_naming_no_columns_with_any_separator_says_which_separators_are_read() -> None:
+    with pytest.raises(HeaderError, match="commas, semicolons or tabs"):
+        read(f"event_name|event_time|email\nPurchase|{NOW}|a@example.com\n", settings())
+
+
+@pytest.mark.parametrize("when", ["9" * 400, "1" + "0" * 20, "253402300800"])
+def test_a_unix_time_past_the_last_day_iso_8601_can_write_is_no_time(when: str) -> None:
+    assert unix_ms(when) is None
+    assert reason(f"Purchase,{when},1,USD,,a@example.com,") == "invalid_event_time"
+
+
+def test_a_file_cut_short_yields_its_rows_then_names_the_line_it_could_not_read() -> None:
+    rows = "".join(f"Lead,{NOW - 60},u{n}@example.com\n" for n in range(2000))
+    data = gzip.compress(f"event_name,event_time,email\n{rows}".encode())
+    cut_short = gzip.GzipFile(fileobj=io.BytesIO(data[: len(data) // 2]))
+    _, read_rows = csv_rows(cut_short, RowFilter(), settings())  # type: ignore[arg-type]
+    numbers = []
+    with pytest.raises(CutShort) as cut:
+        for row in read_rows:
+            assert isinstance(row, Row) and row.skip is None
+            numbers.append(row.number)
+    assert numbers == list(range(2, len(numbers) + 2)) and len(numbers) > 100
+    assert cut.value.line == numbers[-1] + 1 and "EOFError" in str(cut.value)
 
 
 @pytest.mark.parametrize(
