@@ -1,6 +1,6 @@
-"""Probes of the stack's backfill function (handler/backfill.py) as the state machine runs it: an invocation that
-fails while joining the report, and a file that cannot be read to its end. Each test fails on the code it was
-written against where it found a problem; moto's S3, SQS and Secrets Manager and the Graph stand-in.
+"""The stack's backfill function (handler/backfill.py) attacked as the state machine runs it: an invocation that
+fails while joining the report, and a file that cannot be read to its end. Found by a fresh tester, each kept
+as a regression test; moto's S3, SQS and Secrets Manager and the Graph stand-in.
 """
 
 from __future__ import annotations

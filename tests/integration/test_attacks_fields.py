@@ -1,7 +1,7 @@
-"""Probes of Meta's other user and event fields and of the match keys' normalisation, end to end: the real
-handler, moto and the Graph stand-in. Expected values come from Meta's rules (customer-information-parameters:
-`ph` digits only, `country` ISO 3166-1 alpha-2), libphonenumber (`phonenumbers`, the project's own source for
-numbering plans) and pycountry (ISO's names); each test fails on the code it was written against.
+"""Meta's other user and event fields and the match keys' normalisation attacked, end to end: the real handler,
+moto and the Graph stand-in. Expected values come from Meta's rules (customer-information-parameters: `ph`
+digits only, `country` ISO 3166-1 alpha-2), libphonenumber (`phonenumbers`, the project's own source for
+numbering plans) and pycountry (ISO's names). Found by a fresh tester, each kept as a regression test.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Probes of the backfill command (`python -m forwarder.backfill`) as a new user and as an attacker would run it:
-odd files, reruns named differently, two runs at once. Each test fails on the code it was written against
-where it found a problem (docs/backfill.md says what should happen); the real moto server and Graph stand-in.
+"""The backfill command (`python -m forwarder.backfill`) attacked as a new user and an attacker would run it:
+odd files, reruns named differently, two runs at once. Found by a fresh tester, each kept as a regression test
+of what docs/backfill.md says should happen; the real moto server and Graph stand-in.
 """
 
 from __future__ import annotations
