@@ -1,1 +1,1 @@
-"""`python -m bench`: the performance benchmarks of issue 7 (see bench/RESULTS.md)."""
+"""`python -m bench`: the performance benchmarks (see bench/RESULTS.md and docs/performance.md)."""

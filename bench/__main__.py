@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): the six measurements of issue 7, three of buffered delivery (issue 17) and
+"""`python -m bench` (`make bench`): the six measurements of direct delivery, three of buffered delivery and
 the backfill's (measurement 10), one table, bench/RESULTS.md.
 
 Servers are local: moto for Secrets Manager and `bench.responder` for Facebook. Progress goes to

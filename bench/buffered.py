@@ -1,4 +1,4 @@
-"""Measurements 7 to 9 (issue 17): buffered delivery against direct delivery, on the same kind of traffic.
+"""Measurements 7 to 9: buffered delivery against direct delivery, on the same kind of traffic.
 
 The traffic is mParticle's webhook in steady state: many small batches of the sample's user, 1 to 5
 events each (`workload.webhook_batches`), on the Conversions API (the only one buffered delivery

@@ -49,7 +49,7 @@ def markdown(rows: list[Row], notes: list[str], command: str) -> str:
     all_notes = [note for row in rows for note in row.notes] + notes
     return "\n".join(
         [
-            "# Benchmark results (issues 7 and 17)",
+            "# Benchmark results",
             "",
             f"Machine: {machine()}.",
             f"Rerun: `make bench` (or `{command}`); it rewrites this file. Targets met: {passed} of {len(met)}.",

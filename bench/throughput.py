@@ -1,4 +1,4 @@
-"""Measurement 1: a 2000-event batch through the whole handler, against the floor of issue 7.
+"""Measurement 1: a 2000-event batch through the whole handler, against its floor (docs/performance.md).
 
 The floor is the work a plain implementation cannot avoid, done on the same body in the same run:
 stdlib `json.loads` of the body, one SHA-256 per distinct match-key value, stdlib `json.dumps` of

@@ -56,22 +56,23 @@ def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
         server.stop()
 
 
-def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, str]:
+def provision(endpoint: str, secret: dict[str, str] | None = None, suffix: str = "") -> dict[str, str]:
     """Create the secret, the parking queue, the ingest queue (buffered delivery; redriven to the parking
     queue after INGEST_MAX_RECEIVES receives, as the template's) and the settled-events table; returns the
-    environment that points at them."""
+    environment that points at them. `suffix` ends the queues' and the table's names (tests give each test
+    its own, so nothing a finished test's request writes late can reach the next test's queue)."""
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     secrets = session.client("secretsmanager", endpoint_url=endpoint)
     secrets.create_secret(Name=SECRET_ID, SecretString=json.dumps(secret or default_secret()))
     sqs = session.client("sqs", endpoint_url=endpoint)
-    queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=QUEUE_NAME + suffix)["QueueUrl"]
     parking_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": parking_arn, "maxReceiveCount": str(INGEST_MAX_RECEIVES)})
-    ingest_url = sqs.create_queue(QueueName=INGEST_QUEUE_NAME, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    ingest = sqs.create_queue(QueueName=INGEST_QUEUE_NAME + suffix, Attributes={"RedrivePolicy": redrive})
     # As the template's table: the event key, on demand (forwarder/settled.py).
     session.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=SETTLED_EVENTS_TABLE,
+        TableName=SETTLED_EVENTS_TABLE + suffix,
         KeySchema=[{"AttributeName": "event", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "event", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -80,8 +81,8 @@ def provision(endpoint: str, secret: dict[str, str] | None = None) -> dict[str, 
         **env,
         "SECRET_ID": SECRET_ID,
         "PARKING_QUEUE_URL": queue_url,
-        "INGEST_QUEUE_URL": ingest_url,
-        "SETTLED_EVENTS_TABLE": SETTLED_EVENTS_TABLE,
+        "INGEST_QUEUE_URL": ingest["QueueUrl"],
+        "SETTLED_EVENTS_TABLE": SETTLED_EVENTS_TABLE + suffix,
         "INGEST_MAX_RECEIVE_COUNT": str(INGEST_MAX_RECEIVES),
     }
 

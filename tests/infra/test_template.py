@@ -1301,9 +1301,6 @@ def test_the_sender_is_built_and_run_like_the_webhook(function: dict[str, Any], 
     # No Events: SAM would give an SQS event's function AWSLambdaSQSQueueExecutionRole, i.e. receive and
     # delete on every queue of the account; the event source mapping is declared on its own instead.
     assert "Events" not in props and "Role" not in props
-    module = ROOT / "handler" / "sender.py"
-    if not module.is_file():
-        pytest.skip("handler/sender.py comes with the Python side of buffered delivery (issue 17)")
 
 
 def test_the_sender_deploys_through_its_alias_and_rolls_back_on_its_own_alarms(

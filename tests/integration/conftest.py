@@ -9,6 +9,7 @@ fixture.)
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -52,11 +53,15 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
+_TESTS = itertools.count(1)
+
+
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A fresh secret and queue in the shared moto server (reset between tests)."""
+    """A fresh secret, queues and table in the shared moto server (reset between tests), named for this
+    test alone: a request an earlier test's client gave up on cannot land in this test's queue."""
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=HOLD_SECONDS)
-    env = provision(moto_endpoint)
+    env = provision(moto_endpoint, suffix=f"-{next(_TESTS)}")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

@@ -35,7 +35,7 @@ def _event() -> dict[str, Any]:
 
 
 def test_make_parked_never_prints_a_personal_value_a_stored_reason_quotes(aws, function_env):
-    """Issue 21: the previous release's buffered sender put Meta's text, customer id included, into the parked
+    """The previous release's buffered sender put Meta's text, customer id included, into the parked
     reason. Such messages stay in the parking queue after the upgrade (14 days); the listing prints their
     reason verbatim although the message's own events hold the digests that would identify it."""
     body = {

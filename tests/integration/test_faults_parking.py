@@ -361,7 +361,7 @@ def test_replay_keeps_the_test_event_code_the_events_were_sent_with(parked_with,
     graph.script(Fault.graph_error(100, error_subcode=33))
     body = batch_of(2)[0]
     if parked_with:
-        body["environment"] = "development"  # only development batches carry TEST_EVENT_CODE (issue 16)
+        body["environment"] = "development"  # only development batches carry TEST_EVENT_CODE
     assert invoke(api_event(body)).status == 422
     function_env(FACEBOOK_API="conversions_api", TEST_EVENT_CODE="VERIFY999")
     assert replay(load_settings()).delivered_events == 2

@@ -1,6 +1,6 @@
 """Limits: a batch over them is refused with a 413 naming the limit; an event over them is skipped and counted.
 
-Two kinds of fault of issue 10 are checked here, each on both APIs through the real handler:
+Two kinds of fault are checked here, each on both APIs through the real handler:
 - every event that is sent could be parked (one SQS message), and the ids that travel with every
   parked message and log line are bounded, so a rejected batch is never answered 503 for ever;
 - the limits that bound the memory a body inside them can take (measured by `make bench`).
@@ -80,7 +80,7 @@ at_limit = "y" * MAX_TEXT_LENGTH
             commerce_event("add_to_cart", custom_attributes=attributes(MAX_ATTRIBUTES_PER_EVENT + 1)),
             "too_many_attributes",
         ),
-        # Issue 10's example: every value within its own limit, together far more than one SQS message holds.
+        # Every value within its own limit, together far more than one SQS message holds.
         (
             commerce_event("add_to_cart", products=[{"id": f"{i:04}" + at_limit[4:]} for i in range(1000)]),
             "event_too_large",
@@ -384,7 +384,7 @@ OVER_THE_COUNTED_SIZE = CONTAINERS_COUNTED_ABOVE_BYTES + 1
 @pytest.mark.parametrize(
     ("body", "base64_body", "status"),
     [
-        # Issue 10's example: 6 MB of `{}` would take about 250 MB to parse.
+        # 6 MB of `{}` would take about 250 MB to parse.
         (padded_body("{}", 2_000_000), False, 413),
         (padded_body("{}", MAX_CONTAINERS - BASE, OVER_THE_COUNTED_SIZE), False, 200),
         (padded_body("{}", MAX_CONTAINERS - BASE + 1, OVER_THE_COUNTED_SIZE), False, 413),

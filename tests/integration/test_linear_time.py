@@ -1,6 +1,6 @@
 """No match-key value inside the request limits costs more than linear time.
 
-Each adversarial value (the issue's 121 KB email, and its neighbours: many dots, many @, whitespace
+Each adversarial value (a 121 KB email, and its neighbours: many dots, many @, whitespace
 runs, 1 MB values) goes into one key of Jane's batch and through the real handler with a 10 s
 invocation. It must be answered 200, in well under that time of CPU, with the value omitted (it is over
 its key's bound: README, "Match keys") and the event still forwarded on Jane's other keys.
@@ -17,7 +17,7 @@ import pytest
 from tests.support import api_event, make_batch
 
 TIMEOUT_SECONDS = 10.0
-# A fifth of the invocation. Before the fix the issue's example alone took 30 s, on every retry.
+# A fifth of the invocation. Before the fix that email alone took 30 s, on every retry.
 WELL_BELOW_SECONDS = 2.0
 
 IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"

@@ -1,4 +1,4 @@
-"""The issue's phone and country examples end to end: a user whose only key was dropped is now matched.
+"""Phone and country examples end to end: a user whose only key was dropped is now matched.
 
 Expected values: Mexico's numbering plan since 2019 (10 digits; the mobile `1` after +52 abolished, as
 libphonenumber's data has it), Meta's phone rule ("Remove symbols, letters, and any leading zeros", with the
@@ -35,11 +35,11 @@ def identities(shape: str, **given: str) -> Any:
 
 # (the user's only identity or attributes, the key Facebook receives: neutral name -> normalised value)
 EXAMPLES = [
-    ({"mobile_number": "+5215541637145"}, {}, ("phone", "525541637145")),  # the issue's: the only key
+    ({"mobile_number": "+5215541637145"}, {}, ("phone", "525541637145")),  # the old Mexican mobile form: the only key
     ({}, {"$mobile": "+5215541637145"}, ("phone", "525541637145")),
     ({}, {"$mobile": "+52 1 (55) 4163-7145"}, ("phone", "525541637145")),  # another way to write it
     ({}, {"$mobile": "044 55 4163 7145", "$country": "MX"}, ("phone", "525541637145")),  # the old national form
-    ({}, {"$mobile": "+001 (616) 954-78 88"}, ("phone", "16169547888")),  # the issue's: kept by Meta's rule
+    ({}, {"$mobile": "+001 (616) 954-78 88"}, ("phone", "16169547888")),  # kept by Meta's rule
     ({}, {"$firstname": "Ivan", "$country": "Russia"}, ("country", "ru")),
     ({}, {"$firstname": "Rami", "$country": "Palestine"}, ("country", "ps")),
     ({}, {"$firstname": "Ana", "$country": "Macedonia"}, ("country", "mk")),

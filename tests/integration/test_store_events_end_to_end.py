@@ -1,4 +1,4 @@
-"""Store events end to end (issue 16): batches built by mParticle's Python SDK go through the real handler to
+"""Store events end to end: batches built by mParticle's Python SDK go through the real handler to
 the Graph stand-in, which checks every event as Meta would (the rules: tests/unit/test_store_events.py).
 
 `graph.events` are the events the stand-in accepted, so an event it would refuse (a custom name on the

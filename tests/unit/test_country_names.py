@@ -24,7 +24,7 @@ def country_key(written: str) -> tuple[str, ...] | None:
 
 # (as written, ISO 3166-1 alpha-2)
 NAMES = [
-    # The three, and their other names.
+    # Russia, Palestine, Macedonia, and their other names.
     ("Russia", "ru"),
     ("RUSSIA", "ru"),
     ("Russian Federation", "ru"),

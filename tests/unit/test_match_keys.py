@@ -233,7 +233,7 @@ def test_city_drops_whitespace_punctuation_and_digits(raw: str, normalised: str 
     assert keys_for_attribute("$city", raw) == expected
 
 
-# ---- country: ISO 3166-1 alpha-2 (kind 2 of issue 11) --------------------------------------------------
+# ---- country: ISO 3166-1 alpha-2 --------------------------------------------------
 # Meta: "Use the lowercase, 2-letter country codes in ISO 3166-1 alpha-2". Every expected code below is the
 # one ISO 3166-1 assigns to the country named (as pycountry, the list Meta's own SDK validates codes with,
 # records it); None: the value names no country, so no country key is sent.
@@ -311,7 +311,7 @@ COUNTRIES = [
     ("Turkey", "tr"),
     ("America", None),
     ("Korea", None),
-    # Codes ISO does not assign: the issue's XX, the user-assigned ranges, XK (Kosovo: user-assigned, not
+    # Codes ISO does not assign: XX, the user-assigned ranges, XK (Kosovo: user-assigned, not
     # ISO's), reserved organisations.
     ("XX", None),
     ("xx", None),
@@ -552,7 +552,7 @@ def test_hashes_agree_with_metas_sdk(sdk_field: str, raw: str, key: str, batch: 
     assert keys_of(**batch)[key] == normalize.normalize_field(sdk_field, raw)
 
 
-# ---- invisible characters (kind 4 of issue 11) --------------------------------------------------------
+# ---- invisible characters --------------------------------------------------------
 # Meta hashes what the person typed elsewhere; an invisible character in our copy makes the hash differ
 # from theirs, so it can never match. Every class of them, in front of, inside and after the value, for
 # every key: the hash must be the one of the visible value normalised by Meta's rule.

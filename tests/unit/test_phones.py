@@ -47,7 +47,7 @@ def metas_sdk_ph(written: str) -> str | None:
 # after +52, the mobile prefixes 044 and 045 and the national prefixes 01 and 02; libphonenumber dropped them
 # (8.10.17), so the old forms are too long for it. Today's number is the old one without the prefix.
 MEXICO = [
-    ("+5215541637145", None, "525541637145"),  # the issue's: a user's only key
+    ("+5215541637145", None, "525541637145"),  # the old Mexican mobile form: a user's only key
     ("+52 1 55 4163 7145", None, "525541637145"),
     ("+52 1 (55) 4163-7145", "US", "525541637145"),  # written internationally: the region does not matter
     ("0052 1 55 4163 7145", None, "525541637145"),
@@ -110,7 +110,7 @@ def test_metas_sdk_agrees_on_the_other_countries(written: str) -> None:
 # the region's international prefix) that libphonenumber finds too short, too long or local-only is sent as
 # Meta's rule keeps it, as long as it is 7 to 15 digits (Meta's SDK's minimum; E.164's maximum).
 METAS_RULE = [
-    ("+001 (616) 954-78 88", None, "16169547888"),  # the issue's: "+00" before the country code
+    ("+001 (616) 954-78 88", None, "16169547888"),  # "+00" before the country code
     ("+0044 20 7946 0958", None, "442079460958"),
     ("+00 44 20 7946 0958", "US", "442079460958"),
     ("000 44 20 7946 0958", None, "442079460958"),  # "any leading zeros"

@@ -1,4 +1,4 @@
-"""Every store event a business records (issue 16): custom events, the action source per event, richer
+"""Every store event a business records: custom events, the action source per event, richer
 commerce data and development batches, table by table.
 
 Every batch is built and serialised by mParticle's Python SDK (custom events with custom attributes and
