@@ -126,17 +126,17 @@ event: $(BIN)/.installed  ## print events/$(NAME).json rebased to now: make -s e
 	@$(BIN)/python -m localdev.samples $(NAME) $(ARGS)
 
 parked: $(BIN)/.installed  ## list parked events: counts and sets, nothing sent (docs/deploy.md, section 10)
-	$(BIN)/python -m forwarder.replay --list $(ARGS)
+	@$(BIN)/python -m forwarder.replay --list $(ARGS)
 
 check-connections: $(BIN)/.installed  ## check a connections document before deploying it: make check-connections FILE=connections.json
 	test -n "$(FILE)" || (echo "usage: make check-connections FILE=connections.json" >&2; exit 2)
 	$(BIN)/python -m forwarder.connections --check "$(FILE)"
 
 replay: $(BIN)/.installed  ## re-send parked events (docs/deploy.md, section 10)
-	$(BIN)/python -m forwarder.replay $(ARGS)
+	@$(BIN)/python -m forwarder.replay $(ARGS)
 
 backfill: $(BIN)/.installed  ## send historic sales from files: make backfill ARGS="--dry-run sales.csv" (docs/backfill.md)
-	$(BIN)/python -m forwarder.backfill $(ARGS)
+	@$(BIN)/python -m forwarder.backfill $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -110,6 +110,14 @@ def deliver(
     return result
 
 
+def duplicates_among(items: Sequence[Outgoing]) -> int:
+    """How many of `items` `deliver` would leave out as copies of another (the same destination, event_name and
+    event_id, on an API that de-duplicates): what a dry run reports without sending."""
+    result = Delivery()
+    _groups(items, result)
+    return result.duplicates
+
+
 def _groups(items: Sequence[Outgoing], result: Delivery) -> list[_Group]:
     groups: dict[Destination, _Group] = {}
     firsts: dict[tuple[Destination, str, str], dict[str, Any]] = {}

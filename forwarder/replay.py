@@ -51,7 +51,7 @@ INCOMPLETE_AFTER_SECONDS = 15 * 60
 
 
 INCOMPLETE = "set incomplete: its other parts were not received in this run"
-NO_REGION = "no AWS region: set AWS_REGION (the ReplayEnvironment output of a stack sets AWS_DEFAULT_REGION)"
+NO_REGION = "no AWS region: set AWS_DEFAULT_REGION (the ReplayEnvironment output of a stack sets it)"
 REPARKED = "parked again by this run (its rejected events alone): the next run sends it"
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import os
 import sys
+import tempfile
+import time
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from localdev.aws import environment, local_aws
@@ -53,7 +57,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "samples go in turn to POST /events/callcentre and POST /events/stores (fanned out to two datasets, "
         "purchases to a third)",
     )
-    parser.add_argument("--verbose", action="store_true", help="also print the JSON logs and EMF metrics")
+    parser.add_argument(
+        "--backfill",
+        nargs="?",
+        const=SAMPLE_SALES,
+        metavar="FILE",
+        help="send a file through `python -m forwarder.backfill` instead of the samples (without FILE: a CSV of "
+        "recent store sales written for the run, a row too old and a row without a match key among them); "
+        "prints its summary and report",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print the JSON logs and EMF metrics (otherwise only error log lines)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_METRICS_NAMESPACE": "MParticleFacebookForwarder",
                 "POWERTOOLS_TRACE_DISABLED": "1",
                 "POWERTOOLS_METRICS_DISABLED": "false" if args.verbose else "true",
-                "POWERTOOLS_LOG_LEVEL": "INFO" if args.verbose else "WARNING",
+                "POWERTOOLS_LOG_LEVEL": "INFO" if args.verbose else "ERROR",
                 "DELIVERY_MODE": "buffered" if args.buffered else "direct",
             }
             if args.connections:
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if stub and args.park_demo:
             stub.script(Fault.graph_error(100, error_subcode=33, message="Invalid parameter (scripted by --park-demo)"))
 
+        if args.backfill is not None:
+            return _backfill(args.backfill, stub, args.quiet)
         worst = 200
         routes = [None] * len(names) if not args.connections else [LOCAL_CONNECTIONS[i % 2] for i in range(len(names))]
         for name, connection in zip(names, routes, strict=True):
@@ -120,6 +139,53 @@ def main(argv: list[str] | None = None) -> int:
 
             _print("replay of the parking queue (python -m forwarder.replay)", replay(load_settings()).as_dict())
     return 0 if worst < 500 else 1
+
+
+SAMPLE_SALES = "sample"  # --backfill without a file
+DAY = 86_400
+
+
+def _sample_sales(folder: Path, now: int) -> Path:
+    """A CSV in the columns of Meta's offline event uploads: four recent sales, one 70 days old (Meta takes 62),
+    one with no key to match its customer by."""
+    rows: list[list[object]] = [
+        ["event_name", "event_time", "value", "currency", "order_id", "email", "phone", "fn", "ln", "zip", "country"],
+        ["Purchase", now - 3600, "54.90", "EUR", "R-1001", "Anna.Muller@example.com", "+49 30 901820", "Anna",
+         "Müller", "10115", "DE"],
+        ["Purchase", now - 2 * DAY, "12.00", "USD", "R-1002", "j.smith@example.com", "(650) 555-1212", "John",
+         "Smith", "94025", "US"],
+        ["AddToCart", now - 3 * DAY, "8.50", "USD", "R-1003", "", "+1 212 555 0100", "", "", "", "US"],
+        ["Lead", now - 5 * DAY, "", "", "L-1004", "lead@example.com", "", "", "", "", "US"],
+        ["Purchase", now - 70 * DAY, "99.00", "USD", "R-0999", "old@example.com", "", "", "", "", "US"],
+        ["Purchase", now - DAY, "20.00", "USD", "R-1005", "", "", "", "", "", ""],
+    ]  # fmt: skip
+    path = folder / "sales.csv"
+    with path.open("w", newline="") as file:
+        csv.writer(file).writerows(rows)
+    return path
+
+
+def _backfill(source: str, stub: GraphStub | None, quiet: bool) -> int:
+    """The backfill command over `source` (or the sample), its summary and report printed; its exit status."""
+    from forwarder.backfill.__main__ import main as backfill
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        path = str(_sample_sales(folder, int(time.time()))) if source == SAMPLE_SALES else source
+        report = folder / "report.jsonl"
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            status = backfill([path, "--report", str(report), "--checkpoint-dir", str(folder)])
+        _print(
+            f"python -m forwarder.backfill {Path(path).name}: exit {status}, its summary",
+            json.loads(output.getvalue() or "null"),
+        )
+        if report.exists():
+            _print("its report, a line per row", [json.loads(line) for line in report.read_text().splitlines()])
+    if stub and not quiet:
+        events = [event for request in stub.received for event in request.data]
+        _print(f"the Graph API stand-in received {len(stub.received)} request(s), {len(events)} event(s)", events)
+    return status
 
 
 # Two connections beside the default one (docs/configuration.md, "Connections"): their names, secrets, datasets.

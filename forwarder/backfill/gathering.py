@@ -17,6 +17,7 @@ from typing import Any
 from forwarder.backfill.readers import Row
 from forwarder.backfill.report import FAILED, FORWARDED, PARKED, SKIPPED, Tally, line
 from forwarder.batch import BatchTooLarge
+from forwarder.delivery import duplicates_among
 from forwarder.outcome import DELIVERED, Delivery, Outgoing, Unit
 from forwarder.settings import Settings
 from forwarder.webhook import prepare
@@ -122,7 +123,9 @@ def row_lines(gathering: Gathering, delivery: Delivery | None, tally: Tally) -> 
             tally.count(entry)
         lines.append(entry)
     if delivery is None:
-        tally.events["forwarded"] += gathering.events
+        duplicates = duplicates_among(gathering.items)
+        tally.events["forwarded"] += gathering.events - duplicates
+        tally.events["duplicates"] += duplicates
     else:
         tally.events["forwarded"] += delivery.forwarded
         tally.events["parked"] += delivery.parked

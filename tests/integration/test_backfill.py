@@ -215,6 +215,34 @@ def test_a_dry_run_sends_nothing_keeps_no_checkpoint_and_reports_what_would_happ
     assert summary["by_reason"]["skipped"]["too_old"] == sum(reason == "too_old" for reason in expected.values())
 
 
+# Meta counts an event_name + event_id once on the Conversions API (Meta, "Handling Duplicate Pixel and
+# Conversions API Events"); the Offline Conversions API has no de-duplication and counts each copy.
+SENT_TWICE = {
+    "conversions_api": {"forwarded": 2, "duplicates": 1},
+    "offline_conversions": {"forwarded": 3, "duplicates": 0},
+}
+
+
+def test_a_dry_run_counts_the_copies_a_real_run_would_leave_out(
+    tmp_path: Path, aws: dict[str, str], function_env: Callable[..., None], graph: GraphStub, api: str
+) -> None:
+    """Two identical rows are one event with one event_id: the dry run's summary is the real run's."""
+    function_env(FACEBOOK_API=api)
+    row = ["Purchase", str(NOW - 3600), "10.50", "USD", "o-1", "user1@example.com", "", "US", ""]
+    other = ["Purchase", str(NOW - 3600), "12.50", "USD", "o-2", "user2@example.com", "", "US", ""]
+    source = tmp_path / "sales.csv"
+    source.write_text("\n".join(",".join(cells) for cells in (CSV_HEADER, row, row, other)) + "\n")
+
+    _, dry = backfill("--dry-run", source)
+    status, sent = backfill(source)
+
+    assert status == 0
+    wanted = SENT_TWICE[api]
+    assert {key: dry["events"][key] for key in wanted} == wanted
+    assert {key: sent["events"][key] for key in wanted} == wanted
+    assert sum(len(request.data) for request in graph.received) == wanted["forwarded"]
+
+
 class Interrupted(BaseException):
     """The process killed: neither caught nor cleaned up after by the code under test."""
 
